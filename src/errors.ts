@@ -1,0 +1,107 @@
+/**
+ * Errors raised by simple-ipc. Every failure has its own stable `code` so that callers branch
+ * on one kind of thing; the system error that caused it, if any, is kept as `cause`.
+ *
+ * @module
+ */
+
+/**
+ * Every error code this library raises, with what it means.
+ *
+ * Codes are stable: they are part of the public API and never change meaning.
+ */
+export const ErrorCode = {
+  /** A pkt-line length field is not four hex digits, or is 1-3 (`0003`, ...). */
+  PKT_LINE_LENGTH: 'ERR_PKT_LINE_LENGTH',
+  /** A pkt-line length field is above LARGE_PACKET_MAX (65520). */
+  PKT_LINE_TOO_LONG: 'ERR_PKT_LINE_TOO_LONG',
+  /** A delim (`0001`) or response-end (`0002`) packet inside a Simple-IPC message. */
+  PKT_LINE_UNEXPECTED: 'ERR_PKT_LINE_UNEXPECTED',
+  /** The peer hung up before the flush packet that ends a message. */
+  TRUNCATED: 'ERR_IPC_TRUNCATED',
+  /** A request was larger than the server's `maxRequestSize`, or a response than `maxResponseSize`. */
+  TOO_LARGE: 'ERR_IPC_TOO_LARGE',
+  /** The peer sent nothing for longer than the allowed time. */
+  TIMEOUT: 'ERR_IPC_TIMEOUT',
+  /** Nothing listens at the path (dead socket, busy server, or deadline reached). */
+  NOT_LISTENING: 'ERR_IPC_NOT_LISTENING',
+  /** The path does not exist. */
+  PATH_NOT_FOUND: 'ERR_IPC_PATH_NOT_FOUND',
+  /** The path can never be a socket: it is a regular file, a directory, or unreachable. */
+  INVALID_PATH: 'ERR_IPC_INVALID_PATH',
+  /** A connection failed for a reason the active-state rules do not name. */
+  OTHER: 'ERR_IPC_OTHER',
+  /** Another server answers at the path; it is never stolen. */
+  IN_USE: 'ERR_IPC_IN_USE',
+  /** The start-up lock `<path>.lock` is held by a live process. */
+  LOCKED: 'ERR_IPC_LOCKED',
+  /** The socket path does not fit in a socket address and no safe way around it is allowed. */
+  NAME_TOO_LONG: 'ERR_IPC_NAME_TOO_LONG',
+  /** The server's socket was removed or replaced by someone else. */
+  SOCKET_STOLEN: 'ERR_IPC_SOCKET_STOLEN',
+  /** The server is stopping or stopped. */
+  SERVER_STOPPED: 'ERR_IPC_SERVER_STOPPED',
+  /** The connection was closed or destroyed before the exchange completed. */
+  CONNECTION_CLOSED: 'ERR_IPC_CONNECTION_CLOSED',
+  /** The request handler threw or rejected; the client sees this as a truncated response. */
+  HANDLER_FAILED: 'ERR_IPC_HANDLER_FAILED',
+  /** The operation was aborted through its AbortSignal. */
+  ABORTED: 'ABORT_ERR',
+  /** An argument had the wrong type or value. */
+  INVALID_ARGUMENT: 'ERR_IPC_INVALID_ARGUMENT',
+  /** A daemon started on demand exited before it was listening. */
+  DAEMON_TERMINATED: 'ERR_IPC_DAEMON_TERMINATED',
+  /** A daemon started on demand was not listening before the deadline. */
+  DAEMON_NOT_ONLINE: 'ERR_IPC_DAEMON_NOT_ONLINE',
+  /** A daemon could not be started (spawn failed, or its socket path is unusable). */
+  DAEMON_FAILED: 'ERR_IPC_DAEMON_FAILED',
+} as const;
+
+/** One of the {@link ErrorCode} values. */
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/**
+ * The one error class of this library. Branch on `code`, never on the message.
+ *
+ * @example
+ * ```ts
+ * try { await sendCommand(path, 'ping'); }
+ * catch (err) { if (err instanceof SimpleIpcError && err.code === 'ERR_IPC_NOT_LISTENING') start(); }
+ * ```
+ */
+export class SimpleIpcError extends Error {
+  /** A stable machine-readable code, one of {@link ErrorCode}. */
+  readonly code: ErrorCode;
+  /** The socket path involved, when there is one. */
+  readonly path: string | undefined;
+
+  /**
+   * @param code - the stable code.
+   * @param message - what happened and, where useful, what to do about it.
+   * @param options - `cause` (the underlying error) and `path`.
+   */
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; path?: string } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'SimpleIpcError';
+    this.code = code;
+    this.path = options.path;
+  }
+}
+
+/** True when `err` is a {@link SimpleIpcError}, optionally with the given code. */
+export function isSimpleIpcError(err: unknown, code?: ErrorCode): err is SimpleIpcError {
+  return err instanceof SimpleIpcError && (code === undefined || err.code === code);
+}
+
+/** The `code` of a Node system error (`ENOENT`, ...), or undefined. */
+export function systemCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** An {@link ErrorCode.ABORTED} error for `signal`, carrying its reason as `cause`. */
+export function abortError(signal: AbortSignal): SimpleIpcError {
+  return new SimpleIpcError(ErrorCode.ABORTED, 'The operation was aborted', {
+    cause: signal.reason,
+  });
+}

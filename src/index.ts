@@ -1,0 +1,52 @@
+/**
+ * simple-ipc: Git's Simple-IPC for Node.js. Public API (re-exports only).
+ *
+ * @packageDocumentation
+ */
+
+export { pipeNameFor, SOCKET_PATH_MAX, USES_NAMED_PIPES } from './address.js';
+export {
+  ActiveState,
+  CONNECT_RETRY_INTERVAL_MS,
+  CONNECT_TIMEOUT_MS,
+  type ConnectOptions,
+  type ConnectResult,
+  Connection,
+  connect,
+  getActiveState,
+  type Message,
+  type SendOptions,
+  sendCommand,
+  tryConnect,
+} from './client.js';
+export { ErrorCode, isSimpleIpcError, SimpleIpcError } from './errors.js';
+export {
+  DELIM_PKT,
+  encodeMessage,
+  encodePacket,
+  FLUSH_PKT,
+  LARGE_PACKET_DATA_MAX,
+  LARGE_PACKET_MAX,
+  MessageDecoder,
+  type Packet,
+  PacketBuilder,
+  type PieceSink,
+  PktLineDecoder,
+  parsePacketLength,
+  RESPONSE_END_PKT,
+  writePacketLength,
+} from './pkt-line.js';
+export {
+  type Handler,
+  type HandlerResult,
+  QUIT,
+  type Reply,
+  type RequestContext,
+  type RequestHandler,
+  Server,
+  type ServerOptions,
+  type ServerStats,
+  type StopReason,
+  type StreamingRequestHandler,
+  startServer,
+} from './server.js';

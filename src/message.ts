@@ -1,0 +1,371 @@
+/**
+ * One Simple-IPC message in each direction over a socket: {@link InboundMessage} decodes what
+ * arrives (whole or as a stream, with backpressure and a size cap), {@link OutboundMessage}
+ * packetizes and writes what leaves (coalescing small chunks, honouring `write()` returning
+ * false). Both the client and the server use them.
+ *
+ * @module
+ */
+
+import type { Socket } from 'node:net';
+import { ErrorCode, SimpleIpcError } from './errors.js';
+import { MessageDecoder, PacketBuilder, type PieceSink, toBuffer } from './pkt-line.js';
+
+const RESOLVED: Promise<void> = Promise.resolve();
+
+/** What an {@link InboundMessage} calls to stop and restart the flow of bytes. */
+export interface FlowControl {
+  pause(): void;
+  resume(): void;
+}
+
+/** Limits of an {@link InboundMessage}. */
+export interface InboundLimits {
+  /** Most payload bytes accepted; more fails with `ERR_IPC_TOO_LARGE`. */
+  maxSize: number;
+  /** Bytes queued for a streaming consumer before the socket is paused. */
+  highWaterMark: number;
+}
+
+interface Waiter {
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+/**
+ * A message being received. Consume it once, either whole ({@link whole}) or as an async
+ * iterable of payload pieces (`for await`). The pieces are views of the socket's chunks: no
+ * copy is made until {@link whole} joins them once.
+ */
+export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
+  readonly #decoder = new MessageDecoder();
+  readonly #limits: InboundLimits;
+  readonly #flow: FlowControl;
+  #pieces: Buffer[] = [];
+  #queued = 0;
+  #paused = false;
+  #streaming = false;
+  #consumed = false;
+  #error: Error | undefined;
+  #waiter: Waiter | undefined;
+
+  /** @internal */
+  constructor(limits: InboundLimits, flow: FlowControl) {
+    this.#limits = limits;
+    this.#flow = flow;
+  }
+
+  /** Payload bytes received so far. */
+  get size(): number {
+    return this.#decoder.payloadBytes;
+  }
+
+  /** True once the flush that ends the message has arrived. */
+  get complete(): boolean {
+    return this.#decoder.done;
+  }
+
+  /** True once any byte of the message has arrived. */
+  get started(): boolean {
+    return this.#decoder.started;
+  }
+
+  /** The error that ended the message, if any. */
+  get error(): Error | undefined {
+    return this.#error;
+  }
+
+  /**
+   * Feeds bytes from the socket.
+   * @returns the offset just past the flush if the message ended in `chunk`, -1 otherwise
+   *   (also after a failure, which is then in {@link error}).
+   */
+  feed(chunk: Buffer): number {
+    if (this.#error !== undefined) return -1;
+    let end: number;
+    try {
+      end = this.#decoder.push(chunk, this);
+    } catch (err) {
+      this.fail(err as Error);
+      return -1;
+    }
+    if (end >= 0) this.#wake();
+    return end;
+  }
+
+  /** @internal Takes one payload piece from the decoder. */
+  onPiece(piece: Buffer): void {
+    if (this.#decoder.payloadBytes > this.#limits.maxSize) {
+      throw new SimpleIpcError(
+        ErrorCode.TOO_LARGE,
+        `message is larger than the limit of ${this.#limits.maxSize} bytes`,
+      );
+    }
+    this.#pieces.push(piece);
+    this.#queued += piece.length;
+    if (this.#queued > this.#limits.highWaterMark && !this.#paused) {
+      this.#paused = true;
+      this.#flow.pause();
+    }
+    if (this.#streaming) this.#wake();
+  }
+
+  /** Declares that no more bytes will come; fails the message if its flush is missing. */
+  end(): void {
+    if (this.#error !== undefined || this.#decoder.done) return;
+    try {
+      this.#decoder.end();
+    } catch (err) {
+      this.fail(err as Error);
+    }
+  }
+
+  /** Ends the message with `err` (the first error wins). */
+  fail(err: Error): void {
+    if (this.#error !== undefined) return;
+    this.#error = err;
+    this.#pieces = [];
+    this.#queued = 0;
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    waiter?.reject(err);
+  }
+
+  /**
+   * The whole payload as one Buffer, once the flush has arrived.
+   * @throws the error that ended the message early.
+   */
+  async whole(): Promise<Buffer> {
+    this.#claim('whole');
+    while (!this.#decoder.done) {
+      if (this.#error !== undefined) throw this.#error;
+      await this.#wait();
+    }
+    if (this.#error !== undefined) throw this.#error;
+    const pieces = this.#pieces;
+    this.#pieces = [];
+    this.#queued = 0;
+    if (pieces.length === 1) return pieces[0]!;
+    return Buffer.concat(pieces, this.#decoder.payloadBytes);
+  }
+
+  /**
+   * The whole payload, now. Only for a complete message (see {@link complete}).
+   * @throws the error that ended the message, or `ERR_IPC_TRUNCATED` if it is incomplete.
+   */
+  takeWhole(): Buffer {
+    this.#claim('whole');
+    if (this.#error !== undefined) throw this.#error;
+    if (!this.#decoder.done) {
+      throw new SimpleIpcError(ErrorCode.TRUNCATED, 'the message is not complete yet');
+    }
+    const pieces = this.#pieces;
+    this.#pieces = [];
+    this.#queued = 0;
+    if (pieces.length === 1) return pieces[0]!;
+    return Buffer.concat(pieces, this.#decoder.payloadBytes);
+  }
+
+  /** Payload pieces as they arrive; the socket is paused while the consumer is behind. */
+  async *[Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    this.#claim('stream');
+    this.#streaming = true;
+    for (;;) {
+      if (this.#error !== undefined) throw this.#error;
+      const piece = this.#pieces.shift();
+      if (piece !== undefined) {
+        this.#queued -= piece.length;
+        if (this.#paused && this.#queued <= this.#limits.highWaterMark >>> 1) {
+          this.#paused = false;
+          this.#flow.resume();
+        }
+        yield piece;
+        continue;
+      }
+      if (this.#decoder.done) return;
+      await this.#wait();
+    }
+  }
+
+  #claim(how: string): void {
+    if (this.#consumed) {
+      throw new SimpleIpcError(
+        ErrorCode.INVALID_ARGUMENT,
+        `a message can be consumed once (tried again as ${how})`,
+      );
+    }
+    this.#consumed = true;
+  }
+
+  #wait(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#waiter = { resolve, reject };
+    });
+  }
+
+  #wake(): void {
+    const waiter = this.#waiter;
+    if (waiter === undefined) return;
+    this.#waiter = undefined;
+    waiter.resolve();
+  }
+}
+
+/** Above this many packetized bytes, queued small chunks are written at once. */
+const WRITE_AT = 64 * 1024;
+
+/**
+ * A message being sent on a socket. {@link write} packetizes a chunk and returns a Promise that
+ * resolves when more may be written; small chunks are copied into shared packets and written
+ * together once the current burst of calls ends (a `process.nextTick`), so many tiny chunks cost
+ * few packets and few system calls without delaying anything; a chunk of 4 KiB or more is
+ * referenced, not copied, and its Promise resolves once the socket has taken its bytes.
+ */
+export class OutboundMessage {
+  readonly #socket: Socket;
+  readonly #builder = new PacketBuilder();
+  #scheduled = false;
+  #ended = false;
+  #drainWaiters: Waiter[] = [];
+
+  /** @internal */
+  constructor(socket: Socket) {
+    this.#socket = socket;
+  }
+
+  /** True once {@link end} was called. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /**
+   * Adds `data` to the message.
+   * @returns a Promise that resolves when the caller may write more; it rejects if the socket
+   *   fails or closes first.
+   */
+  write(data: string | Uint8Array): Promise<void> {
+    if (this.#ended) {
+      return Promise.reject(
+        new SimpleIpcError(ErrorCode.CONNECTION_CLOSED, 'the message has already ended'),
+      );
+    }
+    const socket = this.#socket;
+    if (socket.destroyed) {
+      return Promise.reject(
+        new SimpleIpcError(ErrorCode.CONNECTION_CLOSED, 'the connection is closed'),
+      );
+    }
+    const buffer = toBuffer(data);
+    const builder = this.#builder;
+    if (buffer.length >= 4096) {
+      // Referenced, not copied: write now, and let the caller go on only once the socket has
+      // taken the bytes, so that reusing its buffer afterwards is safe.
+      builder.add(buffer);
+      return this.#writeOut(true);
+    }
+    builder.add(buffer);
+    if (builder.pendingBytes >= WRITE_AT) return this.#writeOut(false);
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      process.nextTick(flushOutbound, this);
+    }
+    return socket.writableNeedDrain ? this.#drained() : RESOLVED;
+  }
+
+  /**
+   * Ends the message with a flush, writing everything still queued in the same call.
+   *
+   * @param closeSocket - also end the socket (`socket.end()`), as a server does after its
+   *   response. A client keeps its side open while it reads the response, as Git's does.
+   */
+  end(closeSocket: boolean): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    const builder = this.#builder;
+    builder.addFlush();
+    const parts = builder.take();
+    const socket = this.#socket;
+    if (socket.destroyed) return;
+    if (parts.length === 1) {
+      if (closeSocket) socket.end(parts[0]!);
+      else socket.write(parts[0]!);
+      return;
+    }
+    socket.cork();
+    for (const part of parts) socket.write(part);
+    if (closeSocket) socket.end();
+    socket.uncork();
+  }
+
+  /** @internal Writes what the builder holds (the deferred flush of small chunks). */
+  flushPending(): void {
+    this.#scheduled = false;
+    if (!this.#ended && !this.#socket.destroyed) this.#writeOut(false);
+  }
+
+  /** Rejects pending waits: the socket failed or closed. */
+  abort(err: Error): void {
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const waiter of waiters) waiter.reject(err);
+  }
+
+  #writeOut(waitWritten: boolean): Promise<void> {
+    const parts = this.#builder.take();
+    const socket = this.#socket;
+    if (parts.length === 0) return RESOLVED;
+    let written: Promise<void> | undefined;
+    let callback: ((err?: Error | null) => void) | undefined;
+    if (waitWritten) {
+      written = new Promise<void>((resolve, reject) => {
+        callback = (err) => {
+          if (err) reject(wrapWriteError(err));
+          else resolve();
+        };
+      });
+    }
+    if (parts.length === 1) {
+      socket.write(parts[0]!, callback);
+    } else {
+      socket.cork();
+      const last = parts.length - 1;
+      for (let i = 0; i < last; i++) socket.write(parts[i]!);
+      socket.write(parts[last]!, callback);
+      socket.uncork();
+    }
+    if (written !== undefined) return written;
+    return socket.writableNeedDrain ? this.#drained() : RESOLVED;
+  }
+
+  #drained(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const waiter = { resolve, reject };
+      if (this.#drainWaiters.push(waiter) === 1) {
+        this.#socket.once('drain', onOutboundDrain.bind(this));
+      }
+    });
+  }
+
+  /** @internal */
+  releaseDrainWaiters(): void {
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const waiter of waiters) waiter.resolve();
+  }
+}
+
+function flushOutbound(message: OutboundMessage): void {
+  message.flushPending();
+}
+
+function onOutboundDrain(this: OutboundMessage): void {
+  this.releaseDrainWaiters();
+}
+
+function wrapWriteError(err: Error): SimpleIpcError {
+  return new SimpleIpcError(
+    ErrorCode.CONNECTION_CLOSED,
+    `the peer closed the connection (${(err as { code?: string }).code ?? err.message})`,
+    { cause: err },
+  );
+}

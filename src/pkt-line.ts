@@ -1,0 +1,459 @@
+/**
+ * The pkt-line codec, as Git's `pkt-line.c` defines it: a packet is a 4-hex-digit length
+ * (counting its own 4 bytes) followed by the payload; `0000` is flush, `0001` delim, `0002`
+ * response-end. A Simple-IPC message is zero or more data packets ended by one flush.
+ *
+ * Three pieces live here:
+ * - {@link PktLineDecoder}: whole packets, as views where they sit in one chunk (general use).
+ * - {@link MessageDecoder}: one Simple-IPC message as a stream of payload pieces; packet
+ *   boundaries carry no meaning there, so pieces are never copied or joined.
+ * - {@link PacketBuilder}: packetizes outgoing bytes, packing small chunks into shared packets
+ *   and referencing large ones without copying.
+ *
+ * @module
+ */
+
+import { ErrorCode, SimpleIpcError } from './errors.js';
+
+/** Largest packet, length field included (Git's `LARGE_PACKET_MAX`). */
+export const LARGE_PACKET_MAX = 65520;
+/** Largest payload of one packet (Git's `LARGE_PACKET_DATA_MAX`). */
+export const LARGE_PACKET_DATA_MAX = LARGE_PACKET_MAX - 4;
+
+/** The flush packet: ends a message. */
+export const FLUSH_PKT: Buffer = Buffer.from('0000', 'latin1');
+/** The delimiter packet (protocol v2 sections). Not valid inside a Simple-IPC message. */
+export const DELIM_PKT: Buffer = Buffer.from('0001', 'latin1');
+/** The response-end packet (protocol v2 stateless RPC). Not valid inside a Simple-IPC message. */
+export const RESPONSE_END_PKT: Buffer = Buffer.from('0002', 'latin1');
+
+/** A decoded packet: data (a view of its payload) or one of the three special packets. */
+export type Packet =
+  | { readonly kind: 'data'; readonly payload: Buffer }
+  | { readonly kind: 'flush' }
+  | { readonly kind: 'delim' }
+  | { readonly kind: 'response-end' };
+
+const FLUSH: Packet = Object.freeze({ kind: 'flush' });
+const DELIM: Packet = Object.freeze({ kind: 'delim' });
+const RESPONSE_END: Packet = Object.freeze({ kind: 'response-end' });
+
+// Hex digit values by byte; -1 for anything else. Git's reader accepts both cases and nothing
+// else: no spaces, signs or `0x` (parseInt would take all of those).
+const HEX_VALUE = new Int8Array(256).fill(-1);
+for (let i = 0; i < 10; i++) HEX_VALUE[0x30 + i] = i;
+for (let i = 0; i < 6; i++) {
+  HEX_VALUE[0x61 + i] = 10 + i;
+  HEX_VALUE[0x41 + i] = 10 + i;
+}
+const HEX_DIGITS = '0123456789abcdef';
+
+/**
+ * Reads the 4-hex-digit length at `offset` of `bytes` and checks it.
+ * Returns the packet length (0, 1 and 2 for the special packets; 4..65520 for data).
+ *
+ * @throws {SimpleIpcError} `ERR_PKT_LINE_LENGTH` for non-hex digits or the lengths 3,
+ *   `ERR_PKT_LINE_TOO_LONG` above 65520.
+ */
+export function parsePacketLength(bytes: Uint8Array, offset = 0): number {
+  const a = HEX_VALUE[bytes[offset]!]!;
+  const b = HEX_VALUE[bytes[offset + 1]!]!;
+  const c = HEX_VALUE[bytes[offset + 2]!]!;
+  const d = HEX_VALUE[bytes[offset + 3]!]!;
+  if ((a | b | c | d) < 0) {
+    throw new SimpleIpcError(
+      ErrorCode.PKT_LINE_LENGTH,
+      `protocol error: bad line length character: ${JSON.stringify(
+        Buffer.from(bytes.subarray(offset, offset + 4)).toString('latin1'),
+      )}`,
+    );
+  }
+  const length = (a << 12) | (b << 8) | (c << 4) | d;
+  if (length === 3) {
+    throw new SimpleIpcError(ErrorCode.PKT_LINE_LENGTH, 'protocol error: bad line length 3');
+  }
+  if (length > LARGE_PACKET_MAX) {
+    throw new SimpleIpcError(
+      ErrorCode.PKT_LINE_TOO_LONG,
+      `protocol error: bad line length ${length} (the largest packet is ${LARGE_PACKET_MAX})`,
+    );
+  }
+  return length;
+}
+
+/** Writes `length` as 4 lowercase hex digits at `offset` (writers emit lowercase, like Git). */
+export function writePacketLength(target: Buffer, offset: number, length: number): void {
+  target[offset] = HEX_DIGITS.charCodeAt((length >>> 12) & 15);
+  target[offset + 1] = HEX_DIGITS.charCodeAt((length >>> 8) & 15);
+  target[offset + 2] = HEX_DIGITS.charCodeAt((length >>> 4) & 15);
+  target[offset + 3] = HEX_DIGITS.charCodeAt(length & 15);
+}
+
+/** Views `data` as a Buffer without copying; strings are encoded as UTF-8. */
+export function toBuffer(data: string | Uint8Array): Buffer {
+  if (typeof data === 'string') return Buffer.from(data, 'utf8');
+  if (Buffer.isBuffer(data)) return data;
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/**
+ * Encodes one whole message: `payload` split into packets of at most 65516 bytes, then a flush.
+ * An empty payload gives just `0000` (`0004` is never written: Git's reader would take an
+ * empty data packet for the end of the message).
+ */
+export function encodeMessage(payload: string | Uint8Array): Buffer {
+  const builder = new PacketBuilder();
+  builder.add(toBuffer(payload));
+  builder.addFlush();
+  const parts = builder.take();
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+}
+
+/**
+ * Encodes one data packet. Use {@link encodeMessage} or {@link PacketBuilder} for payloads
+ * that may be larger than one packet.
+ *
+ * @throws {SimpleIpcError} `ERR_PKT_LINE_TOO_LONG` when `payload` is over 65516 bytes,
+ *   `ERR_PKT_LINE_LENGTH` when it is empty (an empty data packet is never written).
+ */
+export function encodePacket(payload: string | Uint8Array): Buffer {
+  const data = toBuffer(payload);
+  if (data.length > LARGE_PACKET_DATA_MAX) {
+    throw new SimpleIpcError(
+      ErrorCode.PKT_LINE_TOO_LONG,
+      `payload of ${data.length} bytes does not fit in one packet (at most ${LARGE_PACKET_DATA_MAX})`,
+    );
+  }
+  if (data.length === 0) {
+    throw new SimpleIpcError(ErrorCode.PKT_LINE_LENGTH, 'an empty data packet is never written');
+  }
+  const packet = Buffer.allocUnsafe(data.length + 4);
+  writePacketLength(packet, 0, data.length + 4);
+  data.copy(packet, 4);
+  return packet;
+}
+
+// Payloads shorter than this are copied into a shared packet; longer ones are referenced.
+const COPY_BELOW = 4096;
+// First shared-packet buffer: small enough for Node's buffer pool, so one ping costs no
+// allocation of its own; later ones are full-sized.
+const FIRST_SCRATCH = 2048;
+
+/**
+ * Turns outgoing bytes into packets with as few copies and buffers as possible.
+ *
+ * Small chunks are packed together into shared packets (so 10,000 small replies become a
+ * dozen packets, not 10,000); a chunk of 4 KiB or more is cut into views of at most 65516
+ * bytes, each behind its own 4-byte header, without copying. Call {@link take} to get what
+ * to write, in order (for `socket.cork()` + writes, or one `writev`).
+ */
+export class PacketBuilder {
+  #out: Buffer[] = [];
+  #outBytes = 0;
+  #scratch: Buffer | undefined;
+  // Where the open shared packet starts in #scratch (its header), and where it ends so far.
+  #packetStart = 0;
+  #cursor = 0;
+
+  /** Bytes packetized but not yet taken. */
+  get pendingBytes(): number {
+    return this.#outBytes + (this.#cursor - this.#packetStart);
+  }
+
+  /** Adds payload bytes. They may join the open packet; nothing is written for an empty chunk. */
+  add(data: Buffer): void {
+    const length = data.length;
+    if (length === 0) return;
+    if (length < COPY_BELOW) {
+      this.#addSmall(data);
+      return;
+    }
+    this.#closePacket();
+    for (let offset = 0; offset < length; offset += LARGE_PACKET_DATA_MAX) {
+      const end = Math.min(length, offset + LARGE_PACKET_DATA_MAX);
+      const header = Buffer.allocUnsafe(4);
+      writePacketLength(header, 0, end - offset + 4);
+      this.#out.push(header, offset === 0 && end === length ? data : data.subarray(offset, end));
+      this.#outBytes += end - offset + 4;
+    }
+  }
+
+  /** Adds a flush packet (the end of a message). */
+  addFlush(): void {
+    this.#closePacket();
+    this.#reserve(4);
+    const scratch = this.#scratch!;
+    FLUSH_PKT.copy(scratch, this.#cursor);
+    this.#cursor += 4;
+    this.#packetStart = this.#cursor;
+    this.#emitScratch();
+  }
+
+  /**
+   * Closes the open packet and returns everything packetized so far, in order, as buffers to
+   * write. The builder is empty afterwards.
+   */
+  take(): Buffer[] {
+    this.#closePacket();
+    this.#emitScratch();
+    const out = this.#out;
+    this.#out = [];
+    this.#outBytes = 0;
+    return out;
+  }
+
+  #addSmall(data: Buffer): void {
+    let offset = 0;
+    while (offset < data.length) {
+      const open = this.#cursor - this.#packetStart; // header + payload so far, 0 if none
+      if (open === 0) this.#reserve(4 + Math.min(data.length - offset, LARGE_PACKET_DATA_MAX));
+      const scratch = this.#scratch!;
+      if (this.#cursor === this.#packetStart) this.#cursor += 4; // room for the header
+      const room = Math.min(
+        scratch.length - this.#cursor,
+        LARGE_PACKET_MAX - (this.#cursor - this.#packetStart),
+      );
+      const take = Math.min(room, data.length - offset);
+      data.copy(scratch, this.#cursor, offset, offset + take);
+      this.#cursor += take;
+      offset += take;
+      if (offset < data.length) this.#closePacket();
+    }
+  }
+
+  // Makes sure the scratch buffer has `bytes` free after the cursor, starting a new one (and
+  // handing the filled part of the old one to the output) when it has not.
+  #reserve(bytes: number): void {
+    const scratch = this.#scratch;
+    if (scratch !== undefined && scratch.length - this.#cursor >= bytes) return;
+    this.#emitScratch();
+    // Room for a flush behind the first packet; then doubling up to one full packet.
+    const size =
+      scratch === undefined
+        ? Math.max(FIRST_SCRATCH, bytes + 4)
+        : Math.max(bytes, Math.min(LARGE_PACKET_MAX, scratch.length * 2));
+    this.#scratch = Buffer.allocUnsafe(size);
+    this.#packetStart = 0;
+    this.#cursor = 0;
+    this.#emitted = 0;
+  }
+
+  // Part of #scratch already handed to #out.
+  #emitted = 0;
+
+  #closePacket(): void {
+    const length = this.#cursor - this.#packetStart;
+    if (length === 0) return;
+    writePacketLength(this.#scratch!, this.#packetStart, length);
+    this.#packetStart = this.#cursor;
+  }
+
+  // Hands the closed packets of the scratch buffer to the output as one view.
+  #emitScratch(): void {
+    const scratch = this.#scratch;
+    if (scratch === undefined || this.#packetStart === this.#emitted) return;
+    this.#out.push(scratch.subarray(this.#emitted, this.#packetStart));
+    this.#outBytes += this.#packetStart - this.#emitted;
+    this.#emitted = this.#packetStart;
+  }
+}
+
+/**
+ * Streaming decoder of whole packets, for any pkt-line stream (Simple-IPC or Git protocol).
+ *
+ * Feed chunks with {@link push}, take packets with {@link next} until it returns undefined.
+ * A payload is a view into the pushed chunk when it sits in one chunk, and a copy only when it
+ * spans chunks. Never buffers more than one packet (65520 bytes) beyond what was pushed.
+ *
+ * @example
+ * ```ts
+ * const decoder = new PktLineDecoder();
+ * decoder.push(chunk);
+ * for (let p = decoder.next(); p !== undefined; p = decoder.next()) console.log(p.kind);
+ * ```
+ */
+export class PktLineDecoder {
+  #chunks: Buffer[] = [];
+  #buffered = 0;
+  #failed: SimpleIpcError | undefined;
+
+  /** Bytes pushed but not yet returned as packets. */
+  get bufferedBytes(): number {
+    return this.#buffered;
+  }
+
+  /** Adds bytes from the stream. */
+  push(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
+    this.#chunks.push(toBuffer(chunk));
+    this.#buffered += chunk.length;
+  }
+
+  /**
+   * Returns the next whole packet, or undefined when more bytes are needed.
+   *
+   * @throws {SimpleIpcError} `ERR_PKT_LINE_LENGTH` / `ERR_PKT_LINE_TOO_LONG` on a bad length;
+   *   the decoder stays failed and throws the same error again.
+   */
+  next(): Packet | undefined {
+    if (this.#failed !== undefined) throw this.#failed;
+    if (this.#buffered < 4) return undefined;
+    let length: number;
+    try {
+      length = parsePacketLength(this.#peek(4), 0);
+    } catch (err) {
+      this.#failed = err as SimpleIpcError;
+      throw err;
+    }
+    if (length < 4) {
+      this.#consume(4);
+      return length === 0 ? FLUSH : length === 1 ? DELIM : RESPONSE_END;
+    }
+    if (this.#buffered < length) return undefined;
+    const packet = this.#peek(length);
+    this.#consume(length);
+    return { kind: 'data', payload: packet.subarray(4) };
+  }
+
+  /**
+   * Declares the end of the stream.
+   *
+   * @throws {SimpleIpcError} `ERR_IPC_TRUNCATED` when part of a packet is still buffered.
+   */
+  end(): void {
+    if (this.#buffered > 0) {
+      throw new SimpleIpcError(
+        ErrorCode.TRUNCATED,
+        `the stream ended inside a packet (${this.#buffered} bytes left over)`,
+      );
+    }
+  }
+
+  // The first `n` buffered bytes, as a view when they sit in the first chunk.
+  #peek(n: number): Buffer {
+    const first = this.#chunks[0]!;
+    if (first.length >= n) return first.subarray(0, n);
+    const joined = Buffer.allocUnsafe(n);
+    let filled = 0;
+    for (const chunk of this.#chunks) {
+      filled += chunk.copy(joined, filled, 0, Math.min(chunk.length, n - filled));
+      if (filled === n) break;
+    }
+    return joined;
+  }
+
+  #consume(n: number): void {
+    this.#buffered -= n;
+    while (n > 0) {
+      const first = this.#chunks[0]!;
+      if (first.length <= n) {
+        this.#chunks.shift();
+        n -= first.length;
+      } else {
+        this.#chunks[0] = first.subarray(n);
+        n = 0;
+      }
+    }
+  }
+}
+
+/** Receives the payload pieces of a message from a {@link MessageDecoder}. */
+export interface PieceSink {
+  /** Called with each piece of payload, a view into the pushed chunk (never empty). */
+  onPiece(piece: Buffer): void;
+}
+
+/**
+ * Decodes ONE Simple-IPC message (data packets up to a flush) as a stream of payload pieces.
+ *
+ * Packet boundaries carry no meaning in Simple-IPC, so a piece is whatever part of a payload
+ * sits in the pushed chunk: nothing is ever copied or joined. The state machine keeps only a
+ * partial length field (at most 3 bytes) between chunks.
+ *
+ * Git's empty data packet `0004` is accepted and carries nothing (the reference reader would
+ * stop there; no reference writer sends one). Delim and response-end are protocol errors.
+ */
+export class MessageDecoder {
+  #header = Buffer.alloc(4);
+  #headerBytes = 0;
+  #remaining = 0;
+  #done = false;
+  #started = false;
+  /** Payload bytes decoded so far. */
+  payloadBytes = 0;
+
+  /** True once the flush has been decoded. */
+  get done(): boolean {
+    return this.#done;
+  }
+
+  /** True once any byte has been pushed. */
+  get started(): boolean {
+    return this.#started;
+  }
+
+  /**
+   * Decodes `chunk`, passing payload pieces to `sink`.
+   *
+   * @returns the offset in `chunk` just past the flush when the message ended in it, or -1 when
+   *   more bytes are needed. Bytes after the flush are not the message's.
+   * @throws {SimpleIpcError} on a bad length or a delim / response-end packet.
+   */
+  push(chunk: Buffer, sink: PieceSink): number {
+    if (this.#done) return 0;
+    const size = chunk.length;
+    if (size > 0) this.#started = true;
+    let pos = 0;
+    while (pos < size) {
+      if (this.#remaining > 0) {
+        const end = Math.min(size, pos + this.#remaining);
+        this.#remaining -= end - pos;
+        this.payloadBytes += end - pos;
+        sink.onPiece(pos === 0 && end === size ? chunk : chunk.subarray(pos, end));
+        pos = end;
+        continue;
+      }
+      let length: number;
+      if (this.#headerBytes === 0 && size - pos >= 4) {
+        length = parsePacketLength(chunk, pos);
+        pos += 4;
+      } else {
+        const take = Math.min(4 - this.#headerBytes, size - pos);
+        chunk.copy(this.#header, this.#headerBytes, pos, pos + take);
+        this.#headerBytes += take;
+        pos += take;
+        if (this.#headerBytes < 4) break;
+        this.#headerBytes = 0;
+        length = parsePacketLength(this.#header, 0);
+      }
+      if (length === 0) {
+        this.#done = true;
+        return pos;
+      }
+      if (length < 4) {
+        throw new SimpleIpcError(
+          ErrorCode.PKT_LINE_UNEXPECTED,
+          `protocol error: unexpected ${length === 1 ? 'delim' : 'response-end'} packet inside a message`,
+        );
+      }
+      this.#remaining = length - 4;
+    }
+    return -1;
+  }
+
+  /**
+   * Declares the end of the stream.
+   *
+   * @throws {SimpleIpcError} `ERR_IPC_TRUNCATED` when the flush has not been seen.
+   */
+  end(): void {
+    if (!this.#done) {
+      throw new SimpleIpcError(
+        ErrorCode.TRUNCATED,
+        this.#started
+          ? 'the peer hung up before the end of the message (no flush packet)'
+          : 'the peer hung up without sending a message',
+      );
+    }
+  }
+}

@@ -1,0 +1,637 @@
+/**
+ * The server side: accept connections, read each request, run the application's handler from a
+ * bounded pool, packetize its reply chunks, end with a flush; stop gracefully.
+ *
+ * Mirrors Git's `compat/simple-ipc/ipc-unix-socket.c` (server half): `nr_threads` concurrent
+ * handler runs, a FIFO of `nr_threads * 100` waiting connections, probes dropped quietly, the
+ * flush always written after the handler ends (also after QUIT). Unlike Git, a connection takes
+ * a handler slot only once its request has arrived, so slow or stalled clients cannot starve
+ * the pool, and they are timed out.
+ *
+ * @module
+ */
+
+import type { Socket } from 'node:net';
+import { ErrorCode, SimpleIpcError, systemCode } from './errors.js';
+import {
+  installSocket,
+  LISTEN_BACKLOG,
+  LOCK_TIMEOUT_MS,
+  OwnershipWatch,
+  removeIfOurs,
+  type SocketIdentity,
+  type TheftReason,
+} from './lifecycle.js';
+import { InboundMessage, OutboundMessage } from './message.js';
+
+/**
+ * Returned by a handler to stop the server (Git's `SIMPLE_IPC_QUIT`). The client that sent the
+ * request still gets its response and flush; then the server stops as {@link Server.stop} does.
+ */
+export const QUIT: unique symbol = Symbol.for('simple-ipc.quit');
+
+/** What a handler may return: nothing, or {@link QUIT}. */
+export type HandlerResult = undefined | typeof QUIT;
+
+/**
+ * Sends one chunk of the response. Chunks are written in order; packet boundaries carry no
+ * meaning. The Promise resolves when more may be written (backpressure), and rejects if the
+ * client has gone. A chunk of 4 KiB or more is not copied: leave it unchanged until the
+ * Promise resolves.
+ */
+export type Reply = (chunk: string | Uint8Array) => Promise<void>;
+
+/** What a handler learns about the conversation besides the request. */
+export interface RequestContext {
+  /** Aborted when the client hangs up or the server is destroyed before the handler ends. */
+  readonly signal: AbortSignal;
+  /** The server running the handler. */
+  readonly server: Server;
+}
+
+/**
+ * A handler that gets the whole request as one Buffer (at most `maxRequestSize` bytes).
+ * It may call `reply` any number of times, or not at all; a rejection or throw closes the
+ * connection without a flush, so the client sees an error, never a short answer.
+ */
+export type RequestHandler = (
+  request: Buffer,
+  reply: Reply,
+  context: RequestContext,
+) => HandlerResult | void | Promise<HandlerResult | void>;
+
+/**
+ * A handler that reads the request as it arrives, in pieces, for requests of any size in
+ * bounded memory. It is called once the request has ended or `streamThreshold` bytes of it
+ * have arrived.
+ */
+export type StreamingRequestHandler = (
+  request: AsyncIterable<Buffer>,
+  reply: Reply,
+  context: RequestContext,
+) => HandlerResult | void | Promise<HandlerResult | void>;
+
+/** Either kind of handler: a function for whole requests, `{ stream }` for streamed ones. */
+export type Handler = RequestHandler | { readonly stream: StreamingRequestHandler };
+
+/** Options of {@link startServer}. */
+export interface ServerOptions {
+  /** Concurrent handler runs (Git's `nr_threads`); values below 1 mean 1. Default 8. */
+  threads?: number | undefined;
+  /**
+   * Connections accepted but not yet handled (reading their request, or waiting for a slot);
+   * past it a new connection is closed at once. Default `threads * 100` (Git's).
+   */
+  queueSize?: number | undefined;
+  /** Listen backlog. Default 50 (Git's). */
+  backlog?: number | undefined;
+  /** Largest request for a whole-request handler, in bytes. Default 64 MiB. */
+  maxRequestSize?: number | undefined;
+  /**
+   * For a streaming handler: how much of a request is buffered before the handler is called
+   * (it takes a slot then). Default 64 KiB.
+   */
+  streamThreshold?: number | undefined;
+  /**
+   * A client that sends nothing for this many ms while its request is due is closed (also a
+   * client that connects and says nothing). 0 disables. Default 10000.
+   */
+  requestTimeout?: number | undefined;
+  /**
+   * A client that takes no response bytes for this many ms while the handler waits to write is
+   * closed. 0 disables. Default 30000.
+   */
+  responseTimeout?: number | undefined;
+  /** Socket file permissions. Default 0o600: only this user can connect. */
+  mode?: number | undefined;
+  /** Never change directory to bind a long path. Default false. */
+  disallowChdir?: boolean | undefined;
+  /** How long start-up waits for `<path>.lock`, in ms. Default 100 (Git's). */
+  lockTimeout?: number | undefined;
+  /** Stops the server (as {@link Server.stop}) when aborted. */
+  signal?: AbortSignal | undefined;
+  /** Called with each handler failure; the server goes on. Default: nothing is printed. */
+  onHandlerError?: ((error: unknown) => void) | undefined;
+}
+
+/** Counters of a server's life, from {@link Server.stats}. */
+export interface ServerStats {
+  /** Connections accepted. */
+  connections: number;
+  /** Connections that hung up without sending a byte (liveness probes). */
+  probes: number;
+  /** Requests passed to the handler. */
+  requests: number;
+  /** Responses completed with a flush. */
+  responses: number;
+  /** Connections closed at once because the queue was full or the server stopping. */
+  rejected: number;
+  /** Requests that were malformed, too large or cut short (the handler was not called). */
+  badRequests: number;
+  /** Clients closed for sending or reading nothing within the timeouts. */
+  timeouts: number;
+  /** Clients that vanished while their response was being written. */
+  clientGone: number;
+  /** Handlers that threw or rejected. */
+  handlerErrors: number;
+  /** Payload bytes received / sent. */
+  bytesIn: number;
+  bytesOut: number;
+  /** Connections waiting now: reading their request, or complete and waiting for a slot. */
+  queued: number;
+  /** Handlers running now. */
+  running: number;
+}
+
+/** Why a server stopped: on request, by QUIT, or because its socket was stolen. */
+export type StopReason =
+  | { readonly kind: 'requested' }
+  | { readonly kind: 'quit' }
+  | { readonly kind: 'stolen'; readonly why: TheftReason }
+  | { readonly kind: 'error'; readonly error: unknown };
+
+const enum Phase {
+  Reading = 0,
+  Waiting = 1,
+  Running = 2,
+  Done = 3,
+}
+
+const kConversation = Symbol('conversation');
+type TaggedSocket = Socket & { [kConversation]?: Conversation };
+
+/**
+ * A Simple-IPC server. Get one from {@link startServer}; stop it with {@link stop} (graceful) or
+ * {@link destroy} (now), or `await using server = await startServer(...)`.
+ */
+export class Server {
+  readonly #path: string;
+  readonly #handler: RequestHandler | undefined;
+  readonly #streamHandler: StreamingRequestHandler | undefined;
+  readonly #threads: number;
+  readonly #queueSize: number;
+  readonly #maxRequestSize: number;
+  readonly #streamThreshold: number;
+  readonly #requestTicks: number;
+  readonly #responseTicks: number;
+  readonly #onHandlerError: ((error: unknown) => void) | undefined;
+  readonly #conversations = new Set<Conversation>();
+  readonly #ready: Conversation[] = [];
+  #readyHead = 0;
+  #running = 0;
+  #queued = 0;
+  #listener: import('node:net').Server | undefined;
+  #identity: SocketIdentity | undefined;
+  #watch: OwnershipWatch | undefined;
+  #sweeper: NodeJS.Timeout | undefined;
+  #tick = 0;
+  #stopReason: StopReason | undefined;
+  #resolveClosed!: () => void;
+  #listenerClosed = false;
+  #finished = false;
+  readonly #stats: ServerStats = {
+    connections: 0,
+    probes: 0,
+    requests: 0,
+    responses: 0,
+    rejected: 0,
+    badRequests: 0,
+    timeouts: 0,
+    clientGone: 0,
+    handlerErrors: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    queued: 0,
+    running: 0,
+  };
+
+  /** Resolves once the server has stopped and every conversation has ended. Never rejects. */
+  readonly closed: Promise<void>;
+
+  /** @internal Use {@link startServer}. */
+  constructor(path: string, handler: Handler, options: ServerOptions) {
+    this.#path = path;
+    if (typeof handler === 'function') this.#handler = handler;
+    else if (handler !== null && typeof handler?.stream === 'function') {
+      this.#streamHandler = handler.stream;
+    } else {
+      throw new SimpleIpcError(
+        ErrorCode.INVALID_ARGUMENT,
+        'the handler must be a function, or { stream: function } for streamed requests',
+      );
+    }
+    this.#threads = Math.max(1, Math.floor(options.threads ?? 8));
+    this.#queueSize = positive(options.queueSize, this.#threads * 100);
+    this.#maxRequestSize = positive(options.maxRequestSize, 64 * 1024 * 1024);
+    this.#streamThreshold = positive(options.streamThreshold, 64 * 1024);
+    this.#requestTicks = ticks(options.requestTimeout ?? 10_000);
+    this.#responseTicks = ticks(options.responseTimeout ?? 30_000);
+    this.#onHandlerError = options.onHandlerError;
+    this.closed = new Promise<void>((resolve) => {
+      this.#resolveClosed = resolve;
+    });
+  }
+
+  /** The path the server listens at. */
+  get path(): string {
+    return this.#path;
+  }
+
+  /** True once {@link stop} or {@link destroy} has been called (or QUIT, or theft). */
+  get stopping(): boolean {
+    return this.#stopReason !== undefined;
+  }
+
+  /** Why the server stopped, once it has. */
+  get stopReason(): StopReason | undefined {
+    return this.#stopReason;
+  }
+
+  /** A snapshot of the server's counters. */
+  stats(): ServerStats {
+    return { ...this.#stats, queued: this.#queued, running: this.#running };
+  }
+
+  /**
+   * Stops gracefully: accepts no more connections, closes those whose handler has not
+   * started, lets running handlers finish their responses. Idempotent; callable from a handler.
+   * Resolves like {@link closed}.
+   */
+  stop(): Promise<void> {
+    this.#beginStop({ kind: 'requested' });
+    return this.closed;
+  }
+
+  /** Stops now: like {@link stop}, but running conversations are cut off too. */
+  destroy(): Promise<void> {
+    this.#beginStop({ kind: 'requested' });
+    for (const conversation of this.#conversations) conversation.socket.destroy();
+    return this.closed;
+  }
+
+  /** Same as {@link stop}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+
+  /** @internal */
+  async start(options: ServerOptions): Promise<void> {
+    const installed = await installSocket(this.#path, {
+      mode: options.mode ?? 0o600,
+      backlog: options.backlog ?? LISTEN_BACKLOG,
+      disallowChdir: options.disallowChdir === true,
+      lockTimeout: options.lockTimeout ?? LOCK_TIMEOUT_MS,
+      onConnection: (socket) => this.#accept(socket as TaggedSocket),
+    });
+    this.#listener = installed.listener;
+    this.#identity = installed.identity;
+    installed.listener.on('close', () => {
+      this.#listenerClosed = true;
+      this.#maybeFinish();
+    });
+    // Accept errors (EMFILE, ENFILE) are reported by Node and retried on the next
+    // connection; they must not crash the server.
+    installed.listener.on('error', (err) => {
+      if (this.#stopReason === undefined) this.#beginStop({ kind: 'error', error: err });
+    });
+    if (installed.identity !== undefined) {
+      this.#watch = new OwnershipWatch(this.#path, installed.identity, (why) =>
+        this.#beginStop({ kind: 'stolen', why }),
+      );
+    }
+    if (this.#requestTicks > 0 || this.#responseTicks > 0) {
+      this.#sweeper = setInterval(sweep, TICK_MS, this);
+      this.#sweeper.unref();
+    }
+    const signal = options.signal;
+    if (signal !== undefined) {
+      if (signal.aborted) this.#beginStop({ kind: 'requested' });
+      else signal.addEventListener('abort', () => this.stop(), { once: true });
+    }
+  }
+
+  /** @internal Called by the sweeper every tick: closes stalled clients. */
+  sweep(): void {
+    const tick = ++this.#tick;
+    for (const conversation of this.#conversations) {
+      const limit =
+        conversation.phase === Phase.Reading
+          ? this.#requestTicks
+          : conversation.waitingForDrain
+            ? this.#responseTicks
+            : 0;
+      if (limit > 0 && tick - conversation.activeTick > limit) {
+        this.#stats.timeouts++;
+        conversation.fail(
+          new SimpleIpcError(ErrorCode.TIMEOUT, 'the client stalled; connection closed'),
+        );
+      }
+    }
+  }
+
+  #accept(socket: TaggedSocket): void {
+    const stats = this.#stats;
+    stats.connections++;
+    if (this.#stopReason !== undefined || this.#queued >= this.#queueSize) {
+      stats.rejected++;
+      socket.on('error', ignore);
+      socket.destroy();
+      return;
+    }
+    const conversation = new Conversation(this, socket, this.#tick);
+    socket[kConversation] = conversation;
+    this.#conversations.add(conversation);
+    this.#queued++;
+    socket.on('data', socketOnData);
+    socket.on('end', socketOnEnd);
+    socket.on('error', socketOnError);
+    socket.on('close', socketOnClose);
+  }
+
+  /** @internal */
+  get tick(): number {
+    return this.#tick;
+  }
+
+  /** @internal The options an {@link InboundMessage} of a request is made with. */
+  get requestLimits(): { maxSize: number; highWaterMark: number } {
+    return this.#streamHandler === undefined
+      ? { maxSize: this.#maxRequestSize, highWaterMark: Number.POSITIVE_INFINITY }
+      : { maxSize: Number.POSITIVE_INFINITY, highWaterMark: this.#streamThreshold };
+  }
+
+  /** @internal Called as request bytes arrive; dispatches once enough is there. */
+  requestProgress(conversation: Conversation): void {
+    const inbound = conversation.inbound;
+    if (conversation.phase !== Phase.Reading) return;
+    if (inbound.complete || (this.#streamHandler && inbound.size >= this.#streamThreshold)) {
+      conversation.phase = Phase.Waiting;
+      if (this.#running < this.#threads) this.#run(conversation);
+      else this.#ready.push(conversation);
+    }
+  }
+
+  /** @internal A conversation's socket closed. */
+  conversationClosed(conversation: Conversation): void {
+    if (!this.#conversations.delete(conversation)) return;
+    const stats = this.#stats;
+    stats.bytesIn += conversation.socket.bytesRead;
+    stats.bytesOut += conversation.socket.bytesWritten;
+    const phase = conversation.phase;
+    if (phase === Phase.Reading || phase === Phase.Waiting) {
+      this.#queued--;
+      if (phase === Phase.Reading) {
+        if (!conversation.inbound.started) stats.probes++;
+        else if (!conversation.timedOut) stats.badRequests++;
+      }
+    }
+    conversation.phase = Phase.Done;
+    this.#maybeFinish();
+  }
+
+  /** @internal Counts a request that failed to arrive whole. */
+  countBadRequest(): void {
+    this.#stats.badRequests++;
+  }
+
+  #run(conversation: Conversation): void {
+    this.#queued--;
+    this.#running++;
+    this.#stats.requests++;
+    conversation.phase = Phase.Running;
+    let result: ReturnType<RequestHandler>;
+    try {
+      if (this.#handler !== undefined) {
+        result = this.#handler(conversation.inbound.takeWhole(), conversation.reply, conversation);
+      } else {
+        result = this.#streamHandler!(conversation.inbound, conversation.reply, conversation);
+      }
+    } catch (err) {
+      this.#handlerDone(conversation, undefined, err);
+      return;
+    }
+    if (isPromise(result)) {
+      result.then(
+        (value) => this.#handlerDone(conversation, value, undefined),
+        (err: unknown) => this.#handlerDone(conversation, undefined, err ?? new Error('rejected')),
+      );
+    } else {
+      this.#handlerDone(conversation, result, undefined);
+    }
+  }
+
+  #handlerDone(conversation: Conversation, result: unknown, error: unknown): void {
+    this.#running--;
+    if (error !== undefined) {
+      if (conversation.clientGone) {
+        // The handler failed because its client vanished (reply rejected): not its fault.
+        this.#stats.clientGone++;
+      } else {
+        this.#stats.handlerErrors++;
+        this.#onHandlerError?.(error);
+      }
+      conversation.socket.destroy();
+    } else if (conversation.clientGone) {
+      this.#stats.clientGone++;
+    } else if (!conversation.socket.destroyed) {
+      this.#stats.responses++;
+      conversation.finish();
+    }
+    if (result === QUIT) this.#beginStop({ kind: 'quit' });
+    this.#pump();
+  }
+
+  #pump(): void {
+    const ready = this.#ready;
+    while (this.#running < this.#threads && this.#readyHead < ready.length) {
+      const next = ready[this.#readyHead++]!;
+      if (next.phase === Phase.Waiting && !next.socket.destroyed) this.#run(next);
+    }
+    if (this.#readyHead === ready.length) {
+      ready.length = 0;
+      this.#readyHead = 0;
+    } else if (this.#readyHead > 1024 && this.#readyHead * 2 > ready.length) {
+      ready.splice(0, this.#readyHead);
+      this.#readyHead = 0;
+    }
+  }
+
+  #beginStop(reason: StopReason): void {
+    if (this.#stopReason !== undefined) return;
+    this.#stopReason = reason;
+    this.#watch?.stop();
+    if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
+    const listener = this.#listener;
+    if (listener === undefined) this.#listenerClosed = true;
+    else listener.close();
+    // Connections whose handler has not started are dropped, as Git drops its queue.
+    for (const conversation of this.#conversations) {
+      if (conversation.phase !== Phase.Running) conversation.socket.destroy();
+    }
+    this.#ready.length = 0;
+    this.#readyHead = 0;
+    this.#maybeFinish();
+  }
+
+  #maybeFinish(): void {
+    if (this.#finished || this.#stopReason === undefined) return;
+    if (!this.#listenerClosed || this.#conversations.size > 0) return;
+    this.#finished = true;
+    const identity = this.#identity;
+    const done = identity === undefined ? Promise.resolve(false) : removeIfOurs(this.#path, identity);
+    done.then(() => this.#resolveClosed());
+  }
+}
+
+// The sweeper's period. Timeouts are counted in ticks so that a chunk's arrival only stores
+// the current tick number: no timer per connection, no clock read per chunk.
+const TICK_MS = 250;
+
+function ticks(ms: number): number {
+  return ms > 0 ? Math.max(2, Math.ceil(ms / TICK_MS)) : 0;
+}
+
+function positive(value: number | undefined, fallback: number): number {
+  return value !== undefined && value > 0 ? value : fallback;
+}
+
+function isPromise(value: unknown): value is Promise<unknown> {
+  return typeof (value as Promise<unknown> | undefined)?.then === 'function';
+}
+
+function sweep(server: Server): void {
+  server.sweep();
+}
+
+/** One accepted connection: its request, its response, and where it stands. */
+class Conversation implements RequestContext {
+  readonly server: Server;
+  readonly socket: TaggedSocket;
+  readonly inbound: InboundMessage;
+  readonly outbound: OutboundMessage;
+  readonly reply: Reply;
+  phase: Phase = Phase.Reading;
+  activeTick: number;
+  timedOut = false;
+  /** The socket failed or closed before the handler ended. */
+  clientGone = false;
+  #controller: AbortController | undefined;
+
+  constructor(server: Server, socket: TaggedSocket, tick: number) {
+    this.server = server;
+    this.socket = socket;
+    this.activeTick = tick;
+    this.inbound = new InboundMessage(server.requestLimits, socket);
+    this.outbound = new OutboundMessage(socket);
+    const outbound = this.outbound;
+    this.reply = (chunk) => outbound.write(chunk);
+  }
+
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.socket.destroyed) this.#controller.abort(this.#closedError());
+    }
+    return this.#controller.signal;
+  }
+
+  /** True while a reply waits for the client to take bytes. */
+  get waitingForDrain(): boolean {
+    return this.socket.writableNeedDrain;
+  }
+
+  /** The handler ended: write the flush and close once it is written. */
+  finish(): void {
+    const socket = this.socket;
+    socket.once('finish', destroySelf);
+    this.outbound.end(true);
+    // Read on so that a client's hang-up is seen (the request was complete: the rest of the
+    // input is ignored).
+    socket.resume();
+  }
+
+  fail(err: SimpleIpcError): void {
+    if (err.code === ErrorCode.TIMEOUT) this.timedOut = true;
+    this.inbound.fail(err);
+    this.socket.destroy();
+  }
+
+  closed(): void {
+    if (this.phase === Phase.Running) this.clientGone = true;
+    const err = this.#closedError();
+    this.inbound.fail(err);
+    this.outbound.abort(err);
+    this.#controller?.abort(err);
+    this.server.conversationClosed(this);
+  }
+
+  #closedError(): SimpleIpcError {
+    return new SimpleIpcError(ErrorCode.CONNECTION_CLOSED, 'the client closed the connection');
+  }
+}
+
+function socketOnData(this: TaggedSocket, chunk: Buffer): void {
+  const conversation = this[kConversation]!;
+  const server = conversation.server;
+  conversation.activeTick = server.tick;
+  if (conversation.phase === Phase.Done) return;
+  const inbound = conversation.inbound;
+  if (inbound.complete) return; // bytes after the flush are not part of any message
+  const end = inbound.feed(chunk);
+  if (inbound.error !== undefined) {
+    // Malformed or too large: close without calling the handler (nothing is written).
+    this.destroy();
+    return;
+  }
+  if (end >= 0) this.pause();
+  server.requestProgress(conversation);
+}
+
+function socketOnEnd(this: TaggedSocket): void {
+  const conversation = this[kConversation]!;
+  // A client may half-close after its request; the response still goes out. Before the flush
+  // it is a cut-short request (or a probe when nothing came at all).
+  conversation.inbound.end();
+  if (!conversation.inbound.complete) this.destroy();
+}
+
+function socketOnError(this: TaggedSocket): void {
+  // EPIPE, ECONNRESET and the like: the client vanished. 'close' follows and accounts for it.
+  this[kConversation]!.clientGone = true;
+}
+
+function socketOnClose(this: TaggedSocket): void {
+  const conversation = this[kConversation]!;
+  conversation.closed();
+}
+
+function destroySelf(this: Socket): void {
+  this.destroy();
+}
+
+function ignore(): void {}
+
+/**
+ * Starts a Simple-IPC server at `path` and resolves once it is listening.
+ *
+ * @example
+ * ```ts
+ * const server = await startServer(path, async (request, reply) => {
+ *   if (request.toString() === 'quit') return QUIT;
+ *   await reply('pong');
+ * }, { threads: 8 });
+ * await server.closed;
+ * ```
+ * @throws {SimpleIpcError} `ERR_IPC_IN_USE` (a server answers at `path`), `ERR_IPC_LOCKED`,
+ *   `ERR_IPC_INVALID_PATH` (something that is not a socket is at `path`: it is left alone),
+ *   `ERR_IPC_NAME_TOO_LONG`, `ERR_IPC_OTHER`.
+ */
+export async function startServer(
+  path: string,
+  handler: Handler,
+  options: ServerOptions = {},
+): Promise<Server> {
+  const server = new Server(path, handler, options);
+  await server.start(options);
+  return server;
+}
