@@ -36,7 +36,10 @@ export const SOCKET_PATH_MAX = process.platform === 'linux' ? 107 : 103;
  * @param realpath - resolves symbolic links in the absolute path; defaults to the file system's
  *   own (on the directory part when the path itself does not exist yet).
  */
-export function pipeNameFor(path: string, realpath: (p: string) => string = windowsRealpath): string {
+export function pipeNameFor(
+  path: string,
+  realpath: (p: string) => string = windowsRealpath,
+): string {
   const absolute = realpath(win32.resolve(path));
   const mapped = absolute.replace(/^([A-Za-z]):/, '$1_').replace(/\//g, '\\');
   return `\\\\.\\pipe\\${mapped}`;

@@ -136,7 +136,10 @@ export async function getActiveState(
  *
  * @throws {SimpleIpcError} `ABORT_ERR` only, when `signal` aborts.
  */
-export async function tryConnect(path: string, options: ConnectOptions = {}): Promise<ConnectResult> {
+export async function tryConnect(
+  path: string,
+  options: ConnectOptions = {},
+): Promise<ConnectResult> {
   const timeout = options.timeout ?? CONNECT_TIMEOUT_MS;
   const interval = Math.max(1, options.retryInterval ?? CONNECT_RETRY_INTERVAL_MS);
   const signal = options.signal;
@@ -249,11 +252,10 @@ function connectError(err: Error, path: string): SimpleIpcError {
         path,
       });
     default:
-      return new SimpleIpcError(
-        ErrorCode.OTHER,
-        `cannot connect to '${path}': ${err.message}`,
-        { cause: err, path },
-      );
+      return new SimpleIpcError(ErrorCode.OTHER, `cannot connect to '${path}': ${err.message}`, {
+        cause: err,
+        path,
+      });
   }
 }
 

@@ -9,9 +9,9 @@ export {
   ActiveState,
   CONNECT_RETRY_INTERVAL_MS,
   CONNECT_TIMEOUT_MS,
+  Connection,
   type ConnectOptions,
   type ConnectResult,
-  Connection,
   connect,
   getActiveState,
   type Message,
@@ -19,6 +19,12 @@ export {
   sendCommand,
   tryConnect,
 } from './client.js';
+export {
+  connectOrStart,
+  type DaemonOptions,
+  type StartedDaemon,
+  startDaemon,
+} from './daemon.js';
 export { ErrorCode, isSimpleIpcError, SimpleIpcError } from './errors.js';
 export {
   DELIM_PKT,

@@ -20,7 +20,17 @@ import {
   watch,
   writeSync,
 } from 'node:fs';
-import { chmod, link, lstat, mkdtemp, readFile, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import {
+  chmod,
+  link,
+  lstat,
+  mkdtemp,
+  readFile,
+  rename,
+  rmdir,
+  stat,
+  unlink,
+} from 'node:fs/promises';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -74,7 +84,10 @@ export interface InstalledSocket {
  *    replacement;
  * 4. drop the lock.
  */
-export async function installSocket(path: string, options: InstallOptions): Promise<InstalledSocket> {
+export async function installSocket(
+  path: string,
+  options: InstallOptions,
+): Promise<InstalledSocket> {
   if (USES_NAMED_PIPES) return { listener: await listenOnPipe(path, options), identity: undefined };
   const lock = await acquireLock(`${path}.lock`, options.lockTimeout);
   try {

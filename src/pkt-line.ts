@@ -169,6 +169,7 @@ export class PacketBuilder {
       return;
     }
     this.#closePacket();
+    this.#emitScratch(); // what was packed before goes out before this chunk
     for (let offset = 0; offset < length; offset += LARGE_PACKET_DATA_MAX) {
       const end = Math.min(length, offset + LARGE_PACKET_DATA_MAX);
       const header = Buffer.allocUnsafe(4);

@@ -12,7 +12,7 @@
  */
 
 import type { Socket } from 'node:net';
-import { ErrorCode, SimpleIpcError, systemCode } from './errors.js';
+import { ErrorCode, SimpleIpcError } from './errors.js';
 import {
   installSocket,
   LISTEN_BACKLOG,
@@ -150,7 +150,7 @@ export type StopReason =
   | { readonly kind: 'stolen'; readonly why: TheftReason }
   | { readonly kind: 'error'; readonly error: unknown };
 
-const enum Phase {
+enum Phase {
   Reading = 0,
   Waiting = 1,
   Running = 2,
@@ -478,7 +478,8 @@ export class Server {
     if (!this.#listenerClosed || this.#conversations.size > 0) return;
     this.#finished = true;
     const identity = this.#identity;
-    const done = identity === undefined ? Promise.resolve(false) : removeIfOurs(this.#path, identity);
+    const done =
+      identity === undefined ? Promise.resolve(false) : removeIfOurs(this.#path, identity);
     done.then(() => this.#resolveClosed());
   }
 }

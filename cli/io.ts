@@ -1,0 +1,82 @@
+/**
+ * Small shared pieces of the CLI: exit codes, error output, writing bytes to stdout in full.
+ */
+
+/** Git's exit codes: success, error(), die() and usage errors. */
+export const EXIT_OK = 0;
+export const EXIT_ERROR = 1;
+export const EXIT_FATAL = 128;
+export const EXIT_USAGE = 129;
+
+/** Thrown to end the program with a message on stderr and an exit code. */
+export class CliExit extends Error {
+  readonly exitCode: number;
+  constructor(exitCode: number, message = '') {
+    super(message);
+    this.exitCode = exitCode;
+  }
+}
+
+/** Ends with `error: <message>` and exit code 1, as Git's `error()` + `return 1`. */
+export function fail(message: string): CliExit {
+  return new CliExit(EXIT_ERROR, `error: ${message}\n`);
+}
+
+/** Writes `data` to a stream and resolves once it has been taken (pipes may be slow). */
+export function writeOut(stream: NodeJS.WritableStream, data: string | Uint8Array): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    stream.write(data, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+/**
+ * A progress line on stderr, only when stderr is a terminal (never in piped output). Redraws
+ * at most ten times a second.
+ */
+export class Progress {
+  readonly #enabled: boolean;
+  readonly #label: string;
+  #last = 0;
+  #shown = false;
+
+  constructor(label: string, enabled = process.stderr.isTTY === true) {
+    this.#label = label;
+    this.#enabled = enabled;
+  }
+
+  /** Shows `done` of `total` bytes (or items, with `unit`). */
+  update(done: number, total?: number, unit = 'bytes'): void {
+    if (!this.#enabled) return;
+    const now = performance.now();
+    if (now - this.#last < 100 && (total === undefined || done < total)) return;
+    this.#last = now;
+    const amount =
+      unit === 'bytes'
+        ? total === undefined
+          ? formatBytes(done)
+          : `${formatBytes(done)} / ${formatBytes(total)} (${Math.floor((done / total) * 100)}%)`
+        : total === undefined
+          ? `${done} ${unit}`
+          : `${done} / ${total} ${unit}`;
+    process.stderr.write(`\r\x1b[K${this.#label}: ${amount}`);
+    this.#shown = true;
+  }
+
+  /** Clears the line. */
+  done(): void {
+    if (this.#shown) process.stderr.write('\r\x1b[K');
+    this.#shown = false;
+  }
+}
+
+/** `1536` -> `1.5 KiB`. */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${n} B` : `${value.toFixed(1)} ${units[unit]}`;
+}

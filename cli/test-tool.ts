@@ -1,0 +1,321 @@
+/**
+ * The drop-in for Git's `test-tool simple-ipc` (`t/helper/test-simple-ipc.c`): the same
+ * subcommands, options, defaults, messages and exit codes, built on the public API only.
+ */
+
+import { fileURLToPath } from 'node:url';
+import {
+  ActiveState,
+  type ConnectOptions,
+  getActiveState,
+  isSimpleIpcError,
+  sendCommand,
+  startDaemon,
+  startServer,
+} from '../src/index.js';
+import { CliExit, EXIT_FATAL, EXIT_OK, EXIT_USAGE, fail, Progress, writeOut } from './io.js';
+import { testDaemon } from './test-daemon.js';
+
+/** The subcommands of Git's test tool. */
+export const TEST_TOOL_COMMANDS = [
+  'is-active',
+  'run-daemon',
+  'start-daemon',
+  'stop-daemon',
+  'send',
+  'sendbytes',
+  'multiple',
+] as const;
+
+/** Options of the test tool, after Git's defaults and clamping. */
+export interface TestToolOptions {
+  name: string;
+  threads: number;
+  maxWait: number;
+  bytecount: number;
+  batchsize: number;
+  byte: number;
+  token: string | undefined;
+}
+
+const USAGE = `usage: simple-ipc is-active [<name>] [<options>]
+   or: simple-ipc run-daemon [<name>] [<threads>]
+   or: simple-ipc start-daemon [<name>] [<threads>] [<max-wait>]
+   or: simple-ipc stop-daemon [<name>] [<max-wait>]
+   or: simple-ipc send [<name>] [<token>]
+   or: simple-ipc sendbytes [<name>] [<bytecount>] [<byte>]
+   or: simple-ipc multiple [<name>] [<threads>] [<bytecount>] [<batchsize>]
+
+    --name <name>         name or pathname of unix domain socket
+    --threads <n>         number of threads in server thread pool
+    --max-wait <max-wait>
+                          seconds to wait for daemon to start or stop
+    --bytecount <bytecount>
+                          number of bytes
+    --batchsize <batchsize>
+                          number of requests per thread
+    --byte <byte>         ballast character
+    --token <token>       command token to send to the server
+`;
+
+const INTEGER_OPTIONS = new Set(['threads', 'max-wait', 'bytecount', 'batchsize']);
+const STRING_OPTIONS = new Set(['name', 'byte', 'token']);
+
+/**
+ * Parses options as Git's parse-options does for this tool: `--opt=value` or `--opt value`,
+ * integers checked, positional words ignored, unknown options a usage error (exit 129).
+ */
+export function parseTestToolOptions(args: readonly string[]): TestToolOptions {
+  const raw = new Map<string, string>();
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--') break;
+    if (!arg.startsWith('--')) {
+      if (arg.startsWith('-') && arg.length > 1) {
+        throw new CliExit(EXIT_USAGE, `error: unknown switch \`${arg[1]}'\n${USAGE}`);
+      }
+      continue; // Git's usage shows [<name>] etc., but only the options count
+    }
+    const eq = arg.indexOf('=');
+    const key = eq < 0 ? arg.slice(2) : arg.slice(2, eq);
+    if (!INTEGER_OPTIONS.has(key) && !STRING_OPTIONS.has(key)) {
+      throw new CliExit(EXIT_USAGE, `error: unknown option \`${key}'\n${USAGE}`);
+    }
+    let value: string | undefined = eq < 0 ? undefined : arg.slice(eq + 1);
+    if (value === undefined) {
+      value = args[++i];
+      if (value === undefined) {
+        throw new CliExit(EXIT_USAGE, `error: option \`${key}' requires a value\n${USAGE}`);
+      }
+    }
+    if (INTEGER_OPTIONS.has(key) && !/^[+-]?[0-9]+$/.test(value)) {
+      throw new CliExit(EXIT_USAGE, `error: option \`${key}' expects a numerical value\n${USAGE}`);
+    }
+    raw.set(key, value);
+  }
+  const int = (key: string, fallback: number): number => {
+    const value = raw.get(key);
+    return value === undefined ? fallback : Number.parseInt(value, 10);
+  };
+  const byte = raw.get('byte');
+  return {
+    name: raw.get('name') ?? 'ipc-test',
+    threads: Math.max(1, int('threads', 5)),
+    maxWait: Math.max(0, int('max-wait', 60)),
+    bytecount: Math.max(1, int('bytecount', 1024)),
+    batchsize: Math.max(1, int('batchsize', 10)),
+    byte: byte !== undefined && byte.length > 0 ? Buffer.from(byte, 'utf8')[0]! : 0x78,
+    token: raw.get('token'),
+  };
+}
+
+/** Runs one test-tool subcommand; resolves with the exit code or throws {@link CliExit}. */
+export async function runTestTool(command: string, args: readonly string[]): Promise<number> {
+  if (command === 'SUPPORTS_SIMPLE_IPC' && args.length === 0) return EXIT_OK;
+  if (command === '-h') throw new CliExit(EXIT_USAGE, USAGE);
+  if (!(TEST_TOOL_COMMANDS as readonly string[]).includes(command)) {
+    throw new CliExit(EXIT_FATAL, `fatal: Unhandled subcommand: '${command}'\n`);
+  }
+  const options = parseTestToolOptions(args);
+  switch (command) {
+    case 'is-active':
+      await probe(options.name);
+      return EXIT_OK;
+    case 'run-daemon':
+      return runDaemon(options);
+    case 'start-daemon':
+      return startDaemonCommand(options);
+    case 'stop-daemon':
+      return stopDaemon(options);
+    case 'send':
+      return send(options);
+    case 'sendbytes':
+      return sendbytes(options);
+    default:
+      return multiple(options);
+  }
+}
+
+// Git's client__probe_server(): every client subcommand looks before it talks.
+async function probe(path: string): Promise<void> {
+  switch (await getActiveState(path)) {
+    case ActiveState.LISTENING:
+      return;
+    case ActiveState.NOT_LISTENING:
+      throw fail(`no server listening at '${path}'`);
+    case ActiveState.PATH_NOT_FOUND:
+      throw fail(`path not found '${path}'`);
+    case ActiveState.INVALID_PATH:
+      throw fail(`invalid pipe/socket name '${path}'`);
+    default:
+      throw fail(`other error for '${path}'`);
+  }
+}
+
+async function runDaemon(options: TestToolOptions): Promise<number> {
+  let server: Awaited<ReturnType<typeof startServer>>;
+  try {
+    server = await startServer(options.name, testDaemon, {
+      threads: options.threads,
+      // The test daemon streams sendbytes; other requests are small.
+      maxRequestSize: Number.MAX_SAFE_INTEGER,
+      onHandlerError: process.env.SIMPLE_IPC_DEBUG
+        ? (err) => process.stderr.write(`simple-ipc: handler failed: ${String(err)}\n`)
+        : undefined,
+    });
+  } catch (err) {
+    if (isSimpleIpcError(err, 'ERR_IPC_IN_USE')) {
+      throw fail(`socket/pipe already in use: '${options.name}'`);
+    }
+    throw fail(`could not start server on: '${options.name}': ${(err as Error).message}`);
+  }
+  // Unlike Git's, this daemon stops gracefully on SIGINT/SIGTERM and removes its socket.
+  const stop = (): void => void server.stop();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  await server.closed;
+  process.off('SIGINT', stop);
+  process.off('SIGTERM', stop);
+  return EXIT_OK;
+}
+
+async function startDaemonCommand(options: TestToolOptions): Promise<number> {
+  const program = fileURLToPath(new URL('../../bin/simple-ipc.js', import.meta.url));
+  try {
+    await startDaemon(options.name, {
+      command: process.execPath,
+      args: [program, 'run-daemon', `--name=${options.name}`, `--threads=${options.threads}`],
+      timeout: options.maxWait * 1000,
+    });
+  } catch (err) {
+    if (isSimpleIpcError(err, 'ERR_IPC_DAEMON_NOT_ONLINE')) throw fail('daemon not online yet');
+    if (isSimpleIpcError(err, 'ERR_IPC_DAEMON_TERMINATED')) throw fail('daemon terminated');
+    throw fail('daemon failed to start');
+  }
+  return EXIT_OK;
+}
+
+async function stopDaemon(options: TestToolOptions): Promise<number> {
+  const path = options.name;
+  await probe(path);
+  try {
+    await sendCommand(path, 'quit', { waitIfBusy: true });
+  } catch {
+    throw fail(`failed to send 'quit' to '${path}'`);
+  }
+  const limit = performance.now() + options.maxWait * 1000;
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    if ((await getActiveState(path)) !== ActiveState.LISTENING) return EXIT_OK;
+    if (performance.now() > limit) throw fail('daemon has not shutdown yet');
+  }
+}
+
+async function send(options: TestToolOptions): Promise<number> {
+  const path = options.name;
+  await probe(path);
+  const command =
+    options.token !== undefined && options.token !== '' ? options.token : '(no-command)';
+  let answer: Buffer;
+  try {
+    answer = await sendCommand(path, command, { waitIfBusy: true });
+  } catch {
+    throw fail(`failed to send '${command}' to '${path}'`);
+  }
+  if (answer.length > 0) await writeOut(process.stdout, Buffer.concat([answer, NEWLINE]));
+  return EXIT_OK;
+}
+
+const NEWLINE = Buffer.from('\n');
+const SENDBYTES_PREFIX = Buffer.from('sendbytes ', 'latin1');
+
+// One sendbytes exchange: the request is generated in pieces, never held whole.
+async function sendbytesOnce(
+  path: string,
+  byte: number,
+  count: number,
+  connect: ConnectOptions,
+  progress?: Progress,
+): Promise<string> {
+  let answer: Buffer;
+  try {
+    answer = await sendCommand(path, ballast(byte, count, progress), connect);
+  } catch {
+    throw fail(`client failed to sendbytes(${count}, '${String.fromCharCode(byte)}') to '${path}'`);
+  } finally {
+    progress?.done();
+  }
+  return `sent:${String.fromCharCode(byte)}${String(count).padStart(8, '0')} ${rtrim(answer)}\n`;
+}
+
+function* ballast(byte: number, count: number, progress?: Progress): Generator<Buffer> {
+  yield SENDBYTES_PREFIX;
+  const block = Buffer.alloc(Math.min(count, 1 << 20), byte);
+  for (let sent = 0; sent < count; ) {
+    const n = Math.min(block.length, count - sent);
+    yield n === block.length ? block : block.subarray(0, n);
+    sent += n;
+    progress?.update(sent, count);
+  }
+}
+
+// Git's strbuf_rtrim(): drop trailing white space.
+function rtrim(answer: Buffer): string {
+  let end = answer.length;
+  while (end > 0 && isSpace(answer[end - 1]!)) end--;
+  return answer.subarray(0, end).toString('latin1');
+}
+
+function isSpace(c: number): boolean {
+  return c === 0x20 || (c >= 0x09 && c <= 0x0d);
+}
+
+async function sendbytes(options: TestToolOptions): Promise<number> {
+  const path = options.name;
+  await probe(path);
+  const line = await sendbytesOnce(
+    path,
+    options.byte,
+    options.bytecount,
+    { waitIfBusy: true },
+    new Progress('sendbytes'),
+  );
+  await writeOut(process.stdout, Buffer.from(line, 'latin1'));
+  return EXIT_OK;
+}
+
+async function multiple(options: TestToolOptions): Promise<number> {
+  const path = options.name;
+  await probe(path);
+  let good = 0;
+  let errors = 0;
+  const total = options.threads * options.batchsize;
+  const progress = new Progress('multiple');
+  const sender = async (k: number): Promise<void> => {
+    const letter = 0x41 + (k % 26);
+    const base = options.bytecount + options.batchsize * Math.floor(k / 26);
+    for (let j = 0; j < options.batchsize; j++) {
+      try {
+        // Git's threads forbid chdir: it would move every thread of the process.
+        const line = await sendbytesOnce(path, letter, base + j, {
+          waitIfBusy: true,
+          disallowChdir: true,
+        });
+        good++;
+        progress.done();
+        await writeOut(process.stdout, Buffer.from(line, 'latin1'));
+      } catch (err) {
+        errors++;
+        progress.done();
+        process.stderr.write(err instanceof CliExit ? err.message : `error: ${String(err)}\n`);
+      }
+      progress.update(good + errors, total, 'requests');
+    }
+  };
+  const senders: Promise<void>[] = [];
+  for (let k = 0; k < options.threads; k++) senders.push(sender(k));
+  await Promise.all(senders);
+  progress.done();
+  await writeOut(process.stdout, `client (good ${good}) (join 0), (errors ${errors})\n`);
+  return errors > 0 ? 1 : EXIT_OK;
+}

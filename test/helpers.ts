@@ -1,0 +1,118 @@
+/**
+ * Shared test helpers: temp dirs that are always removed, running the CLI as a real process,
+ * reading conformance recordings, and raw socket exchanges.
+ */
+
+import { type SpawnOptions, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect as netConnect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+/** The project root (dist/test/.. /..). */
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** The CLI entry point. */
+export const CLI = join(ROOT, 'bin', 'simple-ipc.js');
+/** The conformance recordings, in ../shared beside the project root. */
+export const CONFORMANCE = join(ROOT, '..', 'shared', 'conformance');
+
+/** Reads one conformance recording. */
+export function recording(name: string): Buffer {
+  return readFileSync(join(CONFORMANCE, name));
+}
+
+/** A fresh temp dir, removed when the test ends (even if it fails). */
+export function tempDir(t: TestContext, prefix = 'sipc-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** What a finished process left behind. */
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+/**
+ * Runs the CLI with `args` and resolves when it exits. Killed after `timeoutMs` (then the
+ * result has signal SIGKILL), so a hang fails the test instead of stalling the run.
+ */
+export function runCli(
+  args: readonly string[],
+  options: SpawnOptions & { input?: Buffer | string; timeoutMs?: number } = {},
+): Promise<RunResult> {
+  return runProcess(process.execPath, [CLI, ...args], options);
+}
+
+/** Runs any program like {@link runCli}. */
+export function runProcess(
+  command: string,
+  args: readonly string[],
+  options: SpawnOptions & { input?: Buffer | string; timeoutMs?: number } = {},
+): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], ...options });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout!.on('data', (c: Buffer) => out.push(c));
+    child.stderr!.on('data', (c: Buffer) => err.push(c));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({
+        code,
+        signal,
+        stdout: Buffer.concat(out),
+        stderr: Buffer.concat(err).toString('utf8'),
+      });
+    });
+    child.stdin!.on('error', () => {});
+    child.stdin!.end(options.input ?? '');
+  });
+}
+
+/** Connects a raw socket to `path`. */
+export function rawConnect(path: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect({ path });
+    socket.once('connect', () => resolve(socket));
+    socket.once('error', reject);
+  });
+}
+
+/**
+ * Writes `request` on a raw connection and collects everything the server sends until it
+ * closes. Resolves with the bytes and whether the connection ended with an error.
+ */
+export async function rawExchange(
+  path: string,
+  request: Buffer,
+  options: { end?: boolean } = {},
+): Promise<{ response: Buffer; error: Error | undefined }> {
+  const socket = await rawConnect(path);
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let error: Error | undefined;
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', (e) => {
+      error = e;
+    });
+    socket.on('close', () => resolve({ response: Buffer.concat(chunks), error }));
+    socket.write(request);
+    if (options.end) socket.end();
+  });
+}
+
+/** Resolves after `ms`. */
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
