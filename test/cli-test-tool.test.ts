@@ -1,0 +1,105 @@
+import assert from 'node:assert/strict';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { runCli, tempDir } from './helpers.js';
+
+test('SUPPORTS_SIMPLE_IPC, unknown subcommands and bad options exit as Git does', async () => {
+  const supports = await runCli(['SUPPORTS_SIMPLE_IPC']);
+  assert.equal(supports.code, 0);
+  assert.equal(supports.stdout.length, 0);
+  const unknown = await runCli(['frobnicate', '--name=x']);
+  assert.equal(unknown.code, 128);
+  assert.equal(unknown.stderr, "fatal: Unhandled subcommand: 'frobnicate'\n");
+  const badOption = await runCli(['is-active', '--bogus']);
+  assert.equal(badOption.code, 129);
+  assert.match(badOption.stderr, /^error: unknown option `bogus'\n/);
+  const badNumber = await runCli(['is-active', '--threads=abc']);
+  assert.equal(badNumber.code, 129);
+  assert.match(badNumber.stderr, /^error: option `threads' expects a numerical value\n/);
+});
+
+test('client commands probe first and report the state of the path', async (t) => {
+  const dir = tempDir(t);
+  const missing = join(dir, 'missing');
+  for (const command of ['is-active', 'send', 'sendbytes', 'multiple', 'stop-daemon']) {
+    const r = await runCli([command, `--name=${missing}`]);
+    assert.equal(r.code, 1, command);
+    assert.equal(r.stderr, `error: no server listening at '${missing}'\n`, command);
+    assert.equal(r.stdout.length, 0, command);
+  }
+  const file = join(dir, 'file');
+  writeFileSync(file, 'precious');
+  const invalid = await runCli(['send', `--name=${file}`, '--token=ping']);
+  assert.equal(invalid.code, 1);
+  assert.equal(invalid.stderr, `error: invalid pipe/socket name '${file}'\n`);
+  const runOnFile = await runCli(['run-daemon', `--name=${file}`]);
+  assert.equal(runOnFile.code, 1);
+  assert.match(runOnFile.stderr, /^error: could not start server on: '.*'/);
+});
+
+test('start-daemon, send, sendbytes, multiple, run-daemon in use, stop-daemon', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'ipc');
+  const name = `--name=${path}`;
+  t.after(async () => {
+    if (existsSync(path)) await runCli(['stop-daemon', name, '--max-wait=5']);
+  });
+  const start = await runCli(['start-daemon', name, '--threads=4', '--max-wait=20']);
+  assert.equal(start.stderr, '');
+  assert.equal(start.code, 0);
+  assert.equal((await runCli(['is-active', name])).code, 0);
+
+  const ping = await runCli(['send', name, '--token=ping']);
+  assert.equal(ping.stdout.toString(), 'pong\n');
+  const none = await runCli(['send', name]);
+  assert.equal(none.stdout.toString(), 'unhandled command: (no-command)\n');
+  const bytes = await runCli(['sendbytes', name]);
+  assert.equal(bytes.stdout.toString(), 'sent:x00001024 rcvd:x00001024\n');
+  const clamped = await runCli(['sendbytes', name, '--bytecount=0', '--byte=Zed']);
+  assert.equal(clamped.stdout.toString(), 'sent:Z00000001 rcvd:Z00000001\n');
+
+  const multiple = await runCli([
+    'multiple',
+    name,
+    '--threads=28',
+    '--batchsize=2',
+    '--bytecount=5',
+  ]);
+  assert.equal(multiple.code, 0);
+  const lines = multiple.stdout.toString().trimEnd().split('\n');
+  assert.equal(lines.pop(), 'client (good 56) (join 0), (errors 0)');
+  const expected: string[] = [];
+  for (let k = 0; k < 28; k++) {
+    const letter = String.fromCharCode(65 + (k % 26));
+    for (let j = 0; j < 2; j++) {
+      const n = String(5 + 2 * Math.floor(k / 26) + j).padStart(8, '0');
+      expected.push(`sent:${letter}${n} rcvd:${letter}${n}`);
+    }
+  }
+  assert.deepEqual([...lines].sort(), [...expected].sort());
+  // Each sender's lines appear in its own order (senders 0 and 26 both use 'A').
+  const at = (n: number): number =>
+    lines.indexOf(`sent:A${String(n).padStart(8, '0')} rcvd:A${String(n).padStart(8, '0')}`);
+  assert.ok(at(5) < at(6), 'sender 0 in order');
+  assert.ok(at(7) < at(8), 'sender 26 in order');
+
+  const second = await runCli(['run-daemon', name]);
+  assert.equal(second.code, 1);
+  assert.equal(second.stderr, `error: socket/pipe already in use: '${path}'\n`);
+  assert.equal((await runCli(['send', name, '--token=ping'])).stdout.toString(), 'pong\n');
+
+  const stop = await runCli(['stop-daemon', name]);
+  assert.equal(stop.code, 0);
+  assert.equal(stop.stdout.length + stop.stderr.length, 0);
+  assert.equal(existsSync(path), false);
+  assert.equal((await runCli(['is-active', name])).code, 1);
+});
+
+test('start-daemon reports a daemon that cannot start', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'no-such-dir', 'ipc');
+  const r = await runCli(['start-daemon', `--name=${path}`, '--max-wait=20']);
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr, 'error: daemon terminated\n');
+});
