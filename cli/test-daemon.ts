@@ -14,7 +14,7 @@ const BIG_ROWS = 10_000;
 const SLOW_ROWS = 1_000;
 const SLOW_PAUSE_MS = 10;
 /** Largest request other than `sendbytes` the test daemon takes (it echoes unknown ones). */
-const MAX_COMMAND = 64 * 1024 * 1024;
+const MAX_COMMAND = 128 * 1024 * 1024;
 
 const SENDBYTES = Buffer.from('sendbytes ', 'latin1');
 

@@ -152,6 +152,12 @@ async function probe(path: string): Promise<void> {
   }
 }
 
+const DEBUG = process.env.SIMPLE_IPC_DEBUG !== undefined && process.env.SIMPLE_IPC_DEBUG !== '0';
+
+function debugLine(message: string): void {
+  process.stderr.write(`simple-ipc: ${message}\n`);
+}
+
 async function runDaemon(options: TestToolOptions): Promise<number> {
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
@@ -159,9 +165,9 @@ async function runDaemon(options: TestToolOptions): Promise<number> {
       threads: options.threads,
       // The test daemon streams sendbytes; other requests are small.
       maxRequestSize: Number.MAX_SAFE_INTEGER,
-      onHandlerError: process.env.SIMPLE_IPC_DEBUG
-        ? (err) => process.stderr.write(`simple-ipc: handler failed: ${String(err)}\n`)
-        : undefined,
+      // Quiet by default, whatever clients do; SIMPLE_IPC_DEBUG=1 tells about each one.
+      onHandlerError: DEBUG ? (err) => debugLine(`handler failed: ${String(err)}`) : undefined,
+      debug: DEBUG ? debugLine : undefined,
     });
   } catch (err) {
     if (isSimpleIpcError(err, 'ERR_IPC_IN_USE')) {

@@ -245,15 +245,11 @@ export class OutboundMessage {
    */
   write(data: string | Uint8Array): Promise<void> {
     if (this.#ended) {
-      return Promise.reject(
-        new SimpleIpcError(ErrorCode.CONNECTION_CLOSED, 'the message has already ended'),
-      );
+      return rejected(new SimpleIpcError(ErrorCode.CONNECTION_CLOSED, 'the message has already ended'));
     }
     const socket = this.#socket;
     if (socket.destroyed) {
-      return Promise.reject(
-        new SimpleIpcError(ErrorCode.CONNECTION_CLOSED, 'the connection is closed'),
-      );
+      return rejected(new SimpleIpcError(ErrorCode.CONNECTION_CLOSED, 'the connection is closed'));
     }
     const buffer = toBuffer(data);
     const builder = this.#builder;
@@ -323,6 +319,7 @@ export class OutboundMessage {
           else resolve();
         };
       });
+      written.catch(noop);
     }
     if (parts.length === 1) {
       socket.write(parts[0]!, callback);
@@ -338,12 +335,14 @@ export class OutboundMessage {
   }
 
   #drained(): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+    const drained = new Promise<void>((resolve, reject) => {
       const waiter = { resolve, reject };
       if (this.#drainWaiters.push(waiter) === 1) {
         this.#socket.once('drain', onOutboundDrain.bind(this));
       }
     });
+    drained.catch(noop);
+    return drained;
   }
 
   /** @internal */
@@ -353,6 +352,16 @@ export class OutboundMessage {
     for (const waiter of waiters) waiter.resolve();
   }
 }
+
+// A handler may call reply() without awaiting it; when its client has gone, the rejection
+// must not become an unhandled rejection that ends the process. Awaiting still throws.
+function rejected(err: Error): Promise<void> {
+  const promise = Promise.reject(err);
+  promise.catch(noop);
+  return promise;
+}
+
+function noop(): void {}
 
 function flushOutbound(message: OutboundMessage): void {
   message.flushPending();

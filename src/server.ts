@@ -112,6 +112,12 @@ export interface ServerOptions {
   signal?: AbortSignal | undefined;
   /** Called with each handler failure; the server goes on. Default: nothing is printed. */
   onHandlerError?: ((error: unknown) => void) | undefined;
+  /**
+   * Called with a line about each bad client (malformed or oversized request, timeout, accept
+   * error). Default: nothing. A server never writes to stderr by itself: a hostile client must
+   * not be able to flood the logs.
+   */
+  debug?: ((message: string) => void) | undefined;
 }
 
 /** Counters of a server's life, from {@link Server.stats}. */
@@ -134,6 +140,8 @@ export interface ServerStats {
   clientGone: number;
   /** Handlers that threw or rejected. */
   handlerErrors: number;
+  /** Failed accepts (for example EMFILE: out of file descriptors). The server goes on. */
+  acceptErrors: number;
   /** Payload bytes received / sent. */
   bytesIn: number;
   bytesOut: number;
@@ -175,6 +183,7 @@ export class Server {
   readonly #requestTicks: number;
   readonly #responseTicks: number;
   readonly #onHandlerError: ((error: unknown) => void) | undefined;
+  readonly #debug: ((message: string) => void) | undefined;
   readonly #conversations = new Set<Conversation>();
   readonly #ready: Conversation[] = [];
   #readyHead = 0;
@@ -199,6 +208,7 @@ export class Server {
     timeouts: 0,
     clientGone: 0,
     handlerErrors: 0,
+    acceptErrors: 0,
     bytesIn: 0,
     bytesOut: 0,
     queued: 0,
@@ -227,6 +237,7 @@ export class Server {
     this.#requestTicks = ticks(options.requestTimeout ?? 10_000);
     this.#responseTicks = ticks(options.responseTimeout ?? 30_000);
     this.#onHandlerError = options.onHandlerError;
+    this.#debug = options.debug;
     this.closed = new Promise<void>((resolve) => {
       this.#resolveClosed = resolve;
     });
@@ -289,10 +300,11 @@ export class Server {
       this.#listenerClosed = true;
       this.#maybeFinish();
     });
-    // Accept errors (EMFILE, ENFILE) are reported by Node and retried on the next
-    // connection; they must not crash the server.
+    // After listen() the only errors are accept errors (EMFILE, ENFILE, ...). libuv keeps
+    // accepting once descriptors free up, so they are counted, never fatal.
     installed.listener.on('error', (err) => {
-      if (this.#stopReason === undefined) this.#beginStop({ kind: 'error', error: err });
+      this.#stats.acceptErrors++;
+      this.#debug?.(`accept failed: ${(err as Error).message}`);
     });
     if (installed.identity !== undefined) {
       this.#watch = new OwnershipWatch(this.#path, installed.identity, (why) =>
@@ -322,6 +334,7 @@ export class Server {
             : 0;
       if (limit > 0 && tick - conversation.activeTick > limit) {
         this.#stats.timeouts++;
+        this.#debug?.('closed a stalled client');
         conversation.fail(
           new SimpleIpcError(ErrorCode.TIMEOUT, 'the client stalled; connection closed'),
         );
@@ -382,16 +395,15 @@ export class Server {
       this.#queued--;
       if (phase === Phase.Reading) {
         if (!conversation.inbound.started) stats.probes++;
-        else if (!conversation.timedOut) stats.badRequests++;
+        else if (!conversation.timedOut) {
+          stats.badRequests++;
+          const why = conversation.inbound.error?.message ?? 'the client hung up mid-request';
+          this.#debug?.(`dropped a bad request: ${why}`);
+        }
       }
     }
     conversation.phase = Phase.Done;
     this.#maybeFinish();
-  }
-
-  /** @internal Counts a request that failed to arrive whole. */
-  countBadRequest(): void {
-    this.#stats.badRequests++;
   }
 
   #run(conversation: Conversation): void {
