@@ -52,10 +52,18 @@ const HEX_DIGITS = '0123456789abcdef';
  * Reads the 4-hex-digit length at `offset` of `bytes` and checks it.
  * Returns the packet length (0, 1 and 2 for the special packets; 4..65520 for data).
  *
- * @throws {SimpleIpcError} `ERR_PKT_LINE_LENGTH` for non-hex digits or the lengths 3,
- *   `ERR_PKT_LINE_TOO_LONG` above 65520.
+ * @throws {SimpleIpcError} `ERR_PKT_LINE_LENGTH` for non-hex digits, the length 3, or fewer
+ *   than 4 bytes at `offset`; `ERR_PKT_LINE_TOO_LONG` above 65520.
  */
 export function parsePacketLength(bytes: Uint8Array, offset = 0): number {
+  // Without this check a missing byte reads as undefined, which `|` and `<<` turn into 0:
+  // `00` would parse as a flush.
+  if (!(offset >= 0 && bytes.length - offset >= 4)) {
+    throw new SimpleIpcError(
+      ErrorCode.PKT_LINE_LENGTH,
+      `a packet length is 4 bytes; ${Math.max(0, bytes.length - offset)} at offset ${offset}`,
+    );
+  }
   const a = HEX_VALUE[bytes[offset]!]!;
   const b = HEX_VALUE[bytes[offset + 1]!]!;
   const c = HEX_VALUE[bytes[offset + 2]!]!;
@@ -154,10 +162,13 @@ export class PacketBuilder {
   // Where the open shared packet starts in #scratch (its header), and where it ends so far.
   #packetStart = 0;
   #cursor = 0;
+  // Part of #scratch already handed to #out.
+  #emitted = 0;
 
   /** Bytes packetized but not yet taken. */
   get pendingBytes(): number {
-    return this.#outBytes + (this.#cursor - this.#packetStart);
+    // Closed packets not yet handed out sit between #emitted and #packetStart.
+    return this.#outBytes + (this.#cursor - this.#emitted);
   }
 
   /** Adds payload bytes. They may join the open packet; nothing is written for an empty chunk. */
@@ -239,9 +250,6 @@ export class PacketBuilder {
     this.#emitted = 0;
   }
 
-  // Part of #scratch already handed to #out.
-  #emitted = 0;
-
   #closePacket(): void {
     const length = this.#cursor - this.#packetStart;
     if (length === 0) return;
@@ -274,8 +282,13 @@ export class PacketBuilder {
  * ```
  */
 export class PktLineDecoder {
+  // Pushed chunks not yet consumed start at #chunks[#head]: an index, not shift(), so that a
+  // packet trickling in one byte per chunk costs linear time, not quadratic.
   #chunks: Buffer[] = [];
+  #head = 0;
   #buffered = 0;
+  // Length of the packet whose header has been read but whose payload is incomplete, or -1.
+  #pending = -1;
   #failed: SimpleIpcError | undefined;
 
   /** Bytes pushed but not yet returned as packets. */
@@ -298,19 +311,25 @@ export class PktLineDecoder {
    */
   next(): Packet | undefined {
     if (this.#failed !== undefined) throw this.#failed;
-    if (this.#buffered < 4) return undefined;
-    let length: number;
-    try {
-      length = parsePacketLength(this.#peek(4), 0);
-    } catch (err) {
-      this.#failed = err as SimpleIpcError;
-      throw err;
+    let length = this.#pending;
+    if (length < 0) {
+      if (this.#buffered < 4) return undefined;
+      try {
+        length = parsePacketLength(this.#peek(4), 0);
+      } catch (err) {
+        this.#failed = err as SimpleIpcError;
+        throw err;
+      }
+      if (length < 4) {
+        this.#consume(4);
+        return length === 0 ? FLUSH : length === 1 ? DELIM : RESPONSE_END;
+      }
     }
-    if (length < 4) {
-      this.#consume(4);
-      return length === 0 ? FLUSH : length === 1 ? DELIM : RESPONSE_END;
+    if (this.#buffered < length) {
+      this.#pending = length;
+      return undefined;
     }
-    if (this.#buffered < length) return undefined;
+    this.#pending = -1;
     const packet = this.#peek(length);
     this.#consume(length);
     return { kind: 'data', payload: packet.subarray(4) };
@@ -332,31 +351,42 @@ export class PktLineDecoder {
 
   // The first `n` buffered bytes, as a view when they sit in the first chunk.
   #peek(n: number): Buffer {
-    const first = this.#chunks[0]!;
+    const chunks = this.#chunks;
+    const first = chunks[this.#head]!;
     if (first.length >= n) return first.subarray(0, n);
     const joined = Buffer.allocUnsafe(n);
     let filled = 0;
-    for (const chunk of this.#chunks) {
+    for (let i = this.#head; filled < n; i++) {
+      const chunk = chunks[i]!;
       filled += chunk.copy(joined, filled, 0, Math.min(chunk.length, n - filled));
-      if (filled === n) break;
     }
     return joined;
   }
 
   #consume(n: number): void {
     this.#buffered -= n;
+    const chunks = this.#chunks;
     while (n > 0) {
-      const first = this.#chunks[0]!;
+      const first = chunks[this.#head]!;
       if (first.length <= n) {
-        this.#chunks.shift();
+        chunks[this.#head++] = EMPTY;
         n -= first.length;
       } else {
-        this.#chunks[0] = first.subarray(n);
+        chunks[this.#head] = first.subarray(n);
         n = 0;
       }
     }
+    if (this.#head === chunks.length) {
+      chunks.length = 0;
+      this.#head = 0;
+    } else if (this.#head >= 1024 && this.#head * 2 >= chunks.length) {
+      chunks.splice(0, this.#head);
+      this.#head = 0;
+    }
   }
 }
+
+const EMPTY = Buffer.alloc(0);
 
 /** Receives the payload pieces of a message from a {@link MessageDecoder}. */
 export interface PieceSink {
@@ -380,6 +410,7 @@ export class MessageDecoder {
   #remaining = 0;
   #done = false;
   #started = false;
+  #failed: Error | undefined;
   /** Payload bytes decoded so far. */
   payloadBytes = 0;
 
@@ -397,11 +428,26 @@ export class MessageDecoder {
    * Decodes `chunk`, passing payload pieces to `sink`.
    *
    * @returns the offset in `chunk` just past the flush when the message ended in it, or -1 when
-   *   more bytes are needed. Bytes after the flush are not the message's.
-   * @throws {SimpleIpcError} on a bad length or a delim / response-end packet.
+   *   more bytes are needed (0 once the message has ended). Bytes after the flush are not the
+   *   message's.
+   * @throws {SimpleIpcError} `ERR_PKT_LINE_LENGTH` / `ERR_PKT_LINE_TOO_LONG` on a bad length,
+   *   `ERR_PKT_LINE_UNEXPECTED` on a delim or response-end packet; what `sink` throws. The
+   *   decoder stays failed and throws the same error again.
    */
   push(chunk: Buffer, sink: PieceSink): number {
+    if (this.#failed !== undefined) throw this.#failed;
     if (this.#done) return 0;
+    try {
+      return this.#decode(chunk, sink);
+    } catch (err) {
+      // The state is unusable after a bad length (or a sink that threw mid-chunk): the next
+      // bytes would be read from the wrong place, so every later call fails the same way.
+      this.#failed = err as Error;
+      throw err;
+    }
+  }
+
+  #decode(chunk: Buffer, sink: PieceSink): number {
     const size = chunk.length;
     if (size > 0) this.#started = true;
     let pos = 0;
@@ -445,9 +491,11 @@ export class MessageDecoder {
   /**
    * Declares the end of the stream.
    *
-   * @throws {SimpleIpcError} `ERR_IPC_TRUNCATED` when the flush has not been seen.
+   * @throws {SimpleIpcError} `ERR_IPC_TRUNCATED` when the flush has not been seen, or the error
+   *   that failed the decoder.
    */
   end(): void {
+    if (this.#failed !== undefined) throw this.#failed;
     if (!this.#done) {
       throw new SimpleIpcError(
         ErrorCode.TRUNCATED,
