@@ -1,32 +1,23 @@
 /**
  * The `simple-ipc` command: Git's `test-tool simple-ipc` subcommands, exactly, plus commands
- * for people. Uses only the public API.
+ * for people (`status`, `call`, `serve`). Uses only the public API.
  */
 
 import { readFileSync } from 'node:fs';
-import { CliExit, EXIT_ERROR, EXIT_OK } from './io.js';
+import { helpFor, PROGRAM_HELP } from './help.js';
+import { CliExit, EXIT_OK, EXIT_USAGE } from './io.js';
+import { call, status } from './people.js';
+import { serve } from './serve.js';
 import { runTestTool } from './test-tool.js';
 
-const HELP = `simple-ipc: Git's Simple-IPC for Node.js
+const PEOPLE_COMMANDS: Readonly<Record<string, (args: readonly string[]) => Promise<number>>> = {
+  status,
+  call,
+  serve,
+};
 
-Usage: simple-ipc <command> [options]
-
-Git test-tool commands (drop-in for 'test-tool simple-ipc'):
-  is-active     --name=PATH                      exit 0 if a server listens
-  run-daemon    --name=PATH [--threads=N]        serve the test daemon in the foreground
-  start-daemon  --name=PATH [--threads=N] [--max-wait=S]
-  stop-daemon   --name=PATH [--max-wait=S]
-  send          --name=PATH [--token=WORD]       send WORD, print the answer
-  sendbytes     --name=PATH [--bytecount=N] [--byte=C]
-  multiple      --name=PATH [--threads=N] [--bytecount=N] [--batchsize=N]
-  SUPPORTS_SIMPLE_IPC                            exit 0
-
-Options:
-  -h, --help     show this help
-  --version      show the version
-`;
-
-function version(): string {
+/** The version of this package. */
+export function version(): string {
   const url = new URL('../../package.json', import.meta.url);
   return (JSON.parse(readFileSync(url, 'utf8')) as { version: string }).version;
 }
@@ -34,15 +25,39 @@ function version(): string {
 /** Runs the command line `argv` (without node and the script); resolves with the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
   const [command, ...rest] = argv;
-  if (command === undefined || command === '--help' || command === 'help') {
-    process.stdout.write(HELP);
-    return command === undefined ? EXIT_ERROR : EXIT_OK;
+  if (command === undefined) {
+    // As Git's test tool: no command is a usage error.
+    throw new CliExit(EXIT_USAGE, PROGRAM_HELP);
   }
+  if (command === '--help') {
+    process.stdout.write(PROGRAM_HELP);
+    return EXIT_OK;
+  }
+  if (command === 'help') return help(rest);
   if (command === '--version' || command === '-V') {
     process.stdout.write(`${version()}\n`);
     return EXIT_OK;
   }
+  const people = Object.hasOwn(PEOPLE_COMMANDS, command) ? PEOPLE_COMMANDS[command] : undefined;
+  if (people !== undefined) return people(rest);
   return runTestTool(command, rest);
+}
+
+function help(args: readonly string[]): number {
+  const [topic, ...extra] = args;
+  if (topic === undefined) {
+    process.stdout.write(PROGRAM_HELP);
+    return EXIT_OK;
+  }
+  const text = extra.length === 0 ? helpFor(topic) : undefined;
+  if (text === undefined) {
+    throw new CliExit(
+      EXIT_USAGE,
+      `error: no help for '${args.join(' ')}'; run 'simple-ipc --help' for the commands\n`,
+    );
+  }
+  process.stdout.write(text);
+  return EXIT_OK;
 }
 
 /** Runs `argv` as the program, printing errors and setting `process.exitCode`. */

@@ -4,20 +4,27 @@
  * `t/helper/test-simple-ipc.c`: poll the active state; `not-listening` and `path-not-found`
  * mean "keep waiting", any other state means "give up".
  *
+ * Several starters may race, in one process or in many. Within a process they share one start.
+ * Across processes each may spawn a server, and the servers' start-up lock (`<path>.lock`, see
+ * SPEC section 5) lets exactly one of them listen; the others exit with "already in use" and
+ * their starters connect to the winner.
+ *
  * @module
  */
 
 import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
+import { resolve as resolvePath } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   ActiveState,
+  CONNECT_TIMEOUT_MS,
   type Connection,
-  type ConnectOptions,
   getActiveState,
   tryConnect,
 } from './client.js';
 import { abortError, ErrorCode, SimpleIpcError } from './errors.js';
+import { LOCK_STALE_MS, processIsAlive } from './lifecycle.js';
 
 /** How to start a daemon, for {@link startDaemon} and {@link connectOrStart}. */
 export interface DaemonOptions {
@@ -30,8 +37,8 @@ export interface DaemonOptions {
   /** Its environment. Default: this process's. */
   env?: NodeJS.ProcessEnv | undefined;
   /**
-   * A file that receives the daemon's standard output and error (appended). Default: none,
-   * both go to the null device, as with Git's `start-daemon`.
+   * A file that receives the daemon's standard output and error (appended; created with mode
+   * 0600). Default: none, both go to the null device, as with Git's `start-daemon`.
    */
   logFile?: string | undefined;
   /** How long to wait for the daemon to listen, in ms. Default 60000 (Git's 60 s). */
@@ -42,98 +49,74 @@ export interface DaemonOptions {
   signal?: AbortSignal | undefined;
 }
 
+/** Options of {@link connectOrStart}: how to start the daemon, and how to reach it. */
+export interface ConnectOrStartOptions extends DaemonOptions {
+  /** Never change directory to reach a long path. Default false. */
+  disallowChdir?: boolean | undefined;
+}
+
 /** A daemon started by {@link startDaemon}. */
 export interface StartedDaemon {
-  /** The daemon's process id. */
+  /**
+   * The process id of the program that was spawned. When starters race, the server that
+   * listens may be another starter's, and this process may already have exited.
+   */
   readonly pid: number;
 }
 
 /**
- * Starts `options.command` detached and resolves once a server listens at `path`.
+ * Starts `options.command` detached (its own process group, no terminal, standard input from
+ * the null device, output to `options.logFile`) and resolves once a server listens at `path`.
  *
- * If the started process exits first, one last look decides: a server that listens (another
- * starter's, which won the start-up lock) counts as success.
+ * The process is spawned even when a server already listens, as Git's `start-daemon` does; it
+ * is expected to exit on its own with "already in use", and the call succeeds.
  *
- * @throws {SimpleIpcError} `ERR_IPC_DAEMON_FAILED` (spawn failed, or the path is unusable:
- *   `invalid-path` / `other-error`), `ERR_IPC_DAEMON_NOT_ONLINE` (deadline passed; the process
- *   is left running), `ERR_IPC_DAEMON_TERMINATED` (it exited before listening), `ABORT_ERR`.
+ * If the process exits before anything listens, the call keeps waiting while another
+ * process holds the start-up lock `<path>.lock` (a racing server that won it is still
+ * binding), and fails otherwise.
+ *
+ * @throws {SimpleIpcError} `ERR_IPC_DAEMON_FAILED` (the spawn failed, the log file cannot be
+ *   opened, or the path is unusable: `invalid-path` / `other-error`; in that case nothing is
+ *   spawned when the path was already unusable), `ERR_IPC_DAEMON_NOT_ONLINE` (deadline passed;
+ *   the process is left running), `ERR_IPC_DAEMON_TERMINATED` (it exited before listening),
+ *   `ABORT_ERR`.
  */
 export async function startDaemon(path: string, options: DaemonOptions): Promise<StartedDaemon> {
   const { signal } = options;
   if (signal?.aborted) throw abortError(signal);
   const timeout = options.timeout ?? 60_000;
   const interval = Math.max(1, options.pollInterval ?? 20);
-  let logFd: number | undefined;
-  if (options.logFile !== undefined) {
-    try {
-      logFd = openSync(options.logFile, 'a', 0o600);
-    } catch (cause) {
-      throw new SimpleIpcError(
-        ErrorCode.DAEMON_FAILED,
-        `daemon failed to start: cannot open the log file '${options.logFile}'`,
-        { cause, path },
-      );
-    }
-  }
-  const exited = { yes: false, code: null as number | null, signal: null as string | null };
-  let pid: number;
-  try {
-    const child = spawn(options.command, options.args ?? [], {
-      cwd: options.cwd,
-      env: options.env,
-      detached: true,
-      stdio: ['ignore', logFd ?? 'ignore', logFd ?? 'ignore'],
-      windowsHide: true,
-    });
-    const spawned = await new Promise<Error | undefined>((resolve) => {
-      child.once('spawn', () => resolve(undefined));
-      child.once('error', (err) => resolve(err));
-    });
-    if (spawned !== undefined || child.pid === undefined) {
-      throw new SimpleIpcError(
-        ErrorCode.DAEMON_FAILED,
-        `daemon failed to start: cannot run '${options.command}': ${spawned?.message ?? 'no pid'}`,
-        { cause: spawned, path },
-      );
-    }
-    pid = child.pid;
-    child.once('exit', (code, sig) => {
-      exited.yes = true;
-      exited.code = code;
-      exited.signal = sig;
-    });
-    child.unref();
-  } finally {
-    if (logFd !== undefined) closeSync(logFd);
+  const deadline = performance.now() + timeout;
+
+  const before = await getActiveState(path, { signal });
+  if (before === ActiveState.INVALID_PATH || before === ActiveState.OTHER_ERROR) {
+    throw unusable(path, before);
   }
 
-  const deadline = performance.now() + timeout;
+  const child = await spawnDetached(path, options);
+  const pid = child.pid;
   for (;;) {
-    const wasExited = exited.yes;
+    // Read before looking: an exit seen here happened before the look below.
+    const exited = child.exit;
+    const lockBusy = exited !== undefined && startupInProgress(`${path}.lock`);
     const state = await getActiveState(path, { signal });
     if (state === ActiveState.LISTENING) return { pid };
     if (state !== ActiveState.NOT_LISTENING && state !== ActiveState.PATH_NOT_FOUND) {
-      throw new SimpleIpcError(
-        ErrorCode.DAEMON_FAILED,
-        `daemon failed to start: '${path}' is ${state}`,
-        { path },
-      );
+      throw unusable(path, state);
     }
-    if (wasExited) {
-      const how =
-        exited.signal !== null
-          ? `was killed by ${exited.signal}`
-          : `exited with code ${exited.code}`;
+    if (exited !== undefined && !lockBusy) {
+      const log = options.logFile === undefined ? '' : ` (see ${options.logFile})`;
       throw new SimpleIpcError(
         ErrorCode.DAEMON_TERMINATED,
-        `daemon terminated: it ${how} before listening at '${path}'${options.logFile ? ` (see ${options.logFile})` : ''}`,
+        `daemon terminated: it ${exited} before listening at '${path}'${log}`,
         { path },
       );
     }
     if (performance.now() >= deadline) {
+      const left = exited === undefined ? ` (process ${pid} left running)` : '';
       throw new SimpleIpcError(
         ErrorCode.DAEMON_NOT_ONLINE,
-        `daemon not online yet: nothing listens at '${path}' after ${timeout} ms (process ${pid} left running)`,
+        `daemon not online yet: nothing listens at '${path}' after ${timeout} ms${left}`,
         { path },
       );
     }
@@ -145,11 +128,91 @@ export async function startDaemon(path: string, options: DaemonOptions): Promise
   }
 }
 
+/** A spawned daemon and, once it has exited, how. */
+interface Spawned {
+  readonly pid: number;
+  /** `exited with code N` or `was killed by SIGNAL`; undefined while it runs. */
+  exit: string | undefined;
+}
+
+async function spawnDetached(path: string, options: DaemonOptions): Promise<Spawned> {
+  let logFd: number | undefined;
+  if (options.logFile !== undefined) {
+    try {
+      logFd = openSync(options.logFile, 'a', 0o600);
+    } catch (cause) {
+      throw new SimpleIpcError(
+        ErrorCode.DAEMON_FAILED,
+        `daemon failed to start: cannot open the log file '${options.logFile}': ${(cause as Error).message}`,
+        { cause, path },
+      );
+    }
+  }
+  try {
+    const child = spawn(options.command, options.args ?? [], {
+      cwd: options.cwd,
+      env: options.env,
+      // A process group of its own: a Ctrl-C meant for the starter does not reach it.
+      detached: true,
+      stdio: ['ignore', logFd ?? 'ignore', logFd ?? 'ignore'],
+      windowsHide: true,
+    });
+    const failure = await new Promise<Error | undefined>((resolve) => {
+      child.once('spawn', () => resolve(undefined));
+      child.once('error', resolve);
+    });
+    if (failure !== undefined || child.pid === undefined) {
+      throw new SimpleIpcError(
+        ErrorCode.DAEMON_FAILED,
+        `daemon failed to start: cannot run '${options.command}': ${failure?.message ?? 'no process id'}`,
+        { cause: failure, path },
+      );
+    }
+    const spawned: Spawned = { pid: child.pid, exit: undefined };
+    child.once('exit', (code, signal) => {
+      spawned.exit = signal !== null ? `was killed by ${signal}` : `exited with code ${code}`;
+    });
+    // The starter may exit while the daemon lives on.
+    child.unref();
+    return spawned;
+  } finally {
+    // The child has its own copy of the descriptor.
+    if (logFd !== undefined) closeSync(logFd);
+  }
+}
+
+function unusable(path: string, state: ActiveState): SimpleIpcError {
+  return new SimpleIpcError(
+    ErrorCode.DAEMON_FAILED,
+    `daemon failed to start: '${path}' is ${state === ActiveState.INVALID_PATH ? 'not a usable socket path' : 'unreachable'} (${state})`,
+    { path },
+  );
+}
+
+// True when a live process holds the start-up lock: a server is between taking the lock and
+// listening. Our servers write their pid in the lock; Git's write nothing, so a lock without
+// an owner counts until it is as old as a stale one.
+function startupInProgress(lockPath: string): boolean {
+  try {
+    const text = readFileSync(lockPath, 'latin1').trim();
+    if (/^[1-9][0-9]*$/.test(text)) return processIsAlive(Number(text));
+    return Date.now() - statSync(lockPath).mtimeMs <= LOCK_STALE_MS;
+  } catch {
+    return false;
+  }
+}
+
+// Starts in progress in this process, by absolute path, so that concurrent callers share one.
+const starting = new Map<string, Promise<unknown>>();
+
 /**
- * Returns a connection to the server at `path`, starting it first if none listens.
+ * Returns a connection to the server at `path`, starting it first with {@link startDaemon} if
+ * none listens.
  *
- * Concurrent callers may each start a process; the servers' start-up lock lets exactly one of
- * them serve, the others exit with "already in use", and every caller connects to the one.
+ * Concurrent callers in one process share one start (the options of the first one are used).
+ * Callers in different processes may each spawn a server; the start-up lock lets exactly one
+ * of them listen, the others must exit when `startServer()` fails (with `ERR_IPC_IN_USE` or
+ * `ERR_IPC_LOCKED`; an unhandled rejection does that), and every caller connects to the one.
  *
  * @example
  * ```ts
@@ -158,17 +221,55 @@ export async function startDaemon(path: string, options: DaemonOptions): Promise
  * });
  * const answer = await conn.send('status');
  * ```
- * @throws {SimpleIpcError} the errors of {@link startDaemon} and of `connect()`.
+ * @throws {SimpleIpcError} the errors of {@link startDaemon}; `ERR_IPC_INVALID_PATH` or
+ *   `ERR_IPC_OTHER` when the path cannot be connected to for a reason a new daemon would not
+ *   fix; `ERR_IPC_NOT_LISTENING` if the started daemon does not accept within 1 s of listening
+ *   (it is busy).
  */
 export async function connectOrStart(
   path: string,
-  options: DaemonOptions & ConnectOptions,
+  options: ConnectOrStartOptions,
 ): Promise<Connection> {
-  const first = await tryConnect(path, { ...options, waitIfBusy: false, waitIfNotFound: false });
+  const { signal, disallowChdir } = options;
+  const first = await tryConnect(path, { disallowChdir, signal });
   if (first.state === ActiveState.LISTENING) return first.connection;
-  if (first.state === ActiveState.INVALID_PATH) throw first.error;
-  await startDaemon(path, options);
-  const result = await tryConnect(path, { waitIfBusy: true, waitIfNotFound: true, ...options });
+  if (first.state === ActiveState.INVALID_PATH || first.state === ActiveState.OTHER_ERROR) {
+    throw first.error;
+  }
+  const key = resolvePath(path);
+  let start = starting.get(key);
+  if (start === undefined) {
+    // Shared, so no caller's signal may abort it; each caller stops waiting on its own.
+    start = startDaemon(path, { ...options, signal: undefined }).finally(() =>
+      starting.delete(key),
+    );
+    start.catch(noop); // a rejection nobody awaits any more (all aborted) is not a crash
+    starting.set(key, start);
+  }
+  await untilAborted(start, signal);
+  const result = await tryConnect(path, {
+    waitIfBusy: true,
+    waitIfNotFound: true,
+    timeout: CONNECT_TIMEOUT_MS,
+    disallowChdir,
+    signal,
+  });
   if (result.state === ActiveState.LISTENING) return result.connection;
   throw result.error;
 }
+
+// Waits for `promise`, or rejects with ABORT_ERR as soon as `signal` aborts.
+function untilAborted(
+  promise: Promise<unknown>,
+  signal: AbortSignal | undefined,
+): Promise<unknown> {
+  if (signal === undefined) return promise;
+  if (signal.aborted) return Promise.reject(abortError(signal));
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => reject(abortError(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+function noop(): void {}

@@ -20,6 +20,7 @@ export {
   tryConnect,
 } from './client.js';
 export {
+  type ConnectOrStartOptions,
   connectOrStart,
   type DaemonOptions,
   type StartedDaemon,
@@ -42,6 +43,13 @@ export {
   RESPONSE_END_PKT,
   writePacketLength,
 } from './pkt-line.js';
+export {
+  type IdleOptions,
+  type ServerPolicy,
+  type SignalOptions,
+  stopOnSignals,
+  stopWhenIdle,
+} from './policies.js';
 export {
   type Handler,
   type HandlerResult,

@@ -1,0 +1,223 @@
+/**
+ * The commands for people: `status` and `call` here, `serve` in serve.ts, and the argument
+ * parsing they share. Built on the public API only.
+ */
+
+import { fstatSync, lstatSync } from 'node:fs';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
+import {
+  ActiveState,
+  CONNECT_TIMEOUT_MS,
+  type Connection,
+  connect,
+  ErrorCode,
+  getActiveState,
+  isSimpleIpcError,
+  type Message,
+} from '../src/index.js';
+import { PEOPLE_HELP, type PeopleCommand } from './help.js';
+import { CliExit, EXIT_ERROR, EXIT_OK, EXIT_USAGE, fail, Progress, writeOut } from './io.js';
+
+/** How long `call --wait` waits for a starting server when no `--timeout` is given, in ms. */
+export const DEFAULT_WAIT_MS = 10_000;
+/** Exit code when standard output was closed by its reader (as if killed by SIGPIPE). */
+export const EXIT_PIPE = 141;
+// Uploads smaller than this never show a progress line: it would only flash.
+const PROGRESS_AFTER_BYTES = 1 << 20;
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+type Values = Record<string, string | boolean | undefined>;
+
+/**
+ * Parses `args` of `command` with `util.parseArgs` (strict; positionals allowed; `-h/--help`
+ * added). Prints the help and returns undefined when asked for it.
+ *
+ * @throws {CliExit} a usage error (exit 129) naming the problem.
+ */
+export function parseCommand(
+  command: PeopleCommand,
+  args: readonly string[],
+  options: Options,
+): { values: Values; positionals: string[] } | undefined {
+  let parsed: { values: Values; positionals: string[] };
+  try {
+    parsed = parseArgs({
+      args: [...args],
+      options: { ...options, help: { type: 'boolean', short: 'h' } },
+      allowPositionals: true,
+      strict: true,
+    }) as { values: Values; positionals: string[] };
+  } catch (err) {
+    // Node's message goes on about '--' after its first sentence; the first says it all.
+    throw usageError(command, (err as Error).message.split('. To specify')[0]!);
+  }
+  if (parsed.values.help === true) {
+    process.stdout.write(PEOPLE_HELP[command]);
+    return undefined;
+  }
+  return parsed;
+}
+
+/** A usage error of `command`: the message, the usage lines, exit code 129. */
+export function usageError(command: PeopleCommand, message: string): CliExit {
+  const help = PEOPLE_HELP[command];
+  const usage = help.slice(0, help.indexOf('\n\n'));
+  return new CliExit(
+    EXIT_USAGE,
+    `error: ${message}\n${usage}\nRun 'simple-ipc ${command} --help' for more.\n`,
+  );
+}
+
+/** Parses a whole number of at least `min` given to `option`, or throws a usage error. */
+export function integerOption(
+  command: PeopleCommand,
+  option: string,
+  value: string,
+  min: number,
+): number {
+  if (!/^[0-9]+$/.test(value) || Number(value) < min || !Number.isSafeInteger(Number(value))) {
+    throw usageError(
+      command,
+      `${option} expects a whole number of at least ${min}, not '${value}'`,
+    );
+  }
+  return Number(value);
+}
+
+/** `simple-ipc status [--json] PATH`. */
+export async function status(args: readonly string[]): Promise<number> {
+  const parsed = parseCommand('status', args, { json: { type: 'boolean' } });
+  if (parsed === undefined) return EXIT_OK;
+  const [path, ...extra] = parsed.positionals;
+  if (path === undefined) throw usageError('status', 'PATH is required');
+  if (extra.length > 0) throw usageError('status', `unexpected argument '${extra[0]}'`);
+  const state = await getActiveState(path);
+  const line = parsed.values.json === true ? JSON.stringify({ path, state }) : state;
+  await writeOut(process.stdout, `${line}\n`);
+  return state === ActiveState.LISTENING ? EXIT_OK : EXIT_ERROR;
+}
+
+/** `simple-ipc call [--wait] [--timeout=MS] PATH [MESSAGE | -]`. */
+export async function call(args: readonly string[]): Promise<number> {
+  const parsed = parseCommand('call', args, {
+    wait: { type: 'boolean' },
+    timeout: { type: 'string' },
+  });
+  if (parsed === undefined) return EXIT_OK;
+  const { values, positionals } = parsed;
+  const [path, message, ...extra] = positionals;
+  if (path === undefined) throw usageError('call', 'PATH is required');
+  if (extra.length > 0) {
+    throw usageError('call', `unexpected argument '${extra[0]}' (quote a MESSAGE with spaces)`);
+  }
+  const timeout =
+    typeof values.timeout === 'string'
+      ? integerOption('call', '--timeout', values.timeout, 1)
+      : undefined;
+  const wait = values.wait === true;
+  const signal = timeout === undefined ? undefined : AbortSignal.timeout(timeout);
+
+  let connection: Connection;
+  try {
+    connection = await connect(path, {
+      waitIfBusy: true,
+      waitIfNotFound: wait,
+      timeout: wait ? (timeout ?? DEFAULT_WAIT_MS) : CONNECT_TIMEOUT_MS,
+      signal,
+    });
+  } catch (err) {
+    throw fail(connectFailure(path, err, timeout));
+  }
+
+  const fromStdin = message === undefined || message === '-';
+  if (fromStdin && process.stdin.isTTY === true) {
+    process.stderr.write(
+      'simple-ipc: reading the request from standard input (end it with Ctrl-D)\n',
+    );
+  }
+  // A progress line only for a person watching a terminal while the output goes elsewhere.
+  const progress = new Progress(
+    'sending',
+    process.stderr.isTTY === true && process.stdout.isTTY !== true,
+  );
+  const request: Message = fromStdin ? stdinRequest(progress) : message;
+  let pipeClosed = false;
+  const onStdoutError = (err: Error): void => {
+    pipeClosed = (err as NodeJS.ErrnoException).code === 'EPIPE';
+    connection.destroy();
+  };
+  process.stdout.on('error', onStdoutError);
+  try {
+    for await (const piece of connection.stream(request, { signal })) {
+      await writeOut(process.stdout, piece);
+    }
+  } catch (err) {
+    if (pipeClosed) return EXIT_PIPE;
+    throw fail(exchangeFailure(path, err, timeout));
+  } finally {
+    progress.done();
+    process.stdout.off('error', onStdoutError);
+    // The response may end before the request was read to its end: stop reading.
+    if (fromStdin) process.stdin.destroy();
+  }
+  return EXIT_OK;
+}
+
+// Standard input as the request, counted for the progress line.
+async function* stdinRequest(progress: Progress): AsyncGenerator<Buffer> {
+  let total: number | undefined;
+  try {
+    const stats = fstatSync(0);
+    if (stats.isFile()) total = stats.size;
+  } catch {
+    total = undefined;
+  }
+  let sent = 0;
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    yield chunk;
+    sent += chunk.length;
+    if (sent >= PROGRESS_AFTER_BYTES) progress.update(sent, total);
+  }
+  progress.done();
+}
+
+function connectFailure(path: string, err: unknown, timeout: number | undefined): string {
+  if (!isSimpleIpcError(err)) return String(err);
+  switch (err.code) {
+    case ErrorCode.ABORTED:
+      return `no server answered at '${path}' within ${timeout} ms`;
+    case ErrorCode.PATH_NOT_FOUND:
+      return `no server at '${path}': no such socket (use --wait for a server that is starting)`;
+    case ErrorCode.INVALID_PATH:
+      return `'${path}' is not a socket`;
+    case ErrorCode.NOT_LISTENING:
+      if (notASocket(path)) return `'${path}' is not a socket`;
+      return `no server listening at '${path}'`;
+    default:
+      return err.message;
+  }
+}
+
+function exchangeFailure(path: string, err: unknown, timeout: number | undefined): string {
+  if (!isSimpleIpcError(err)) return err instanceof Error ? err.message : String(err);
+  switch (err.code) {
+    case ErrorCode.ABORTED:
+      return `no complete response from '${path}' within ${timeout} ms`;
+    case ErrorCode.TRUNCATED:
+      return `the response from '${path}' ended early: the server's handler failed, or the server stopped`;
+    case ErrorCode.PKT_LINE_LENGTH:
+    case ErrorCode.PKT_LINE_TOO_LONG:
+    case ErrorCode.PKT_LINE_UNEXPECTED:
+      return `the server at '${path}' sent a malformed response: ${err.message}`;
+    default:
+      return err.message;
+  }
+}
+
+function notASocket(path: string): boolean {
+  try {
+    return !lstatSync(path).isSocket();
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * Shutdown policies for a {@link Server}: stop when idle, stop gracefully on a signal. Git leaves
+ * shutdown to the application (SPEC section 5); these are the two every daemon writes, built on
+ * the server's public `stats()`, `stop()` and `destroy()`.
+ *
+ * @module
+ */
+
+import { ErrorCode, SimpleIpcError } from './errors.js';
+import type { Server } from './server.js';
+
+/** A policy attached to a server. It ends by itself when the server has closed. */
+export interface ServerPolicy extends Disposable {
+  /** Detaches the policy (timers cleared, signal listeners removed). Idempotent. */
+  cancel(): void;
+}
+
+/** Options of {@link stopWhenIdle}. */
+export interface IdleOptions {
+  /**
+   * How often the server's counters are looked at, in ms. Default: a tenth of the timeout,
+   * at least 50 and at most 1000. The server stops at most this much later than due.
+   */
+  checkInterval?: number | undefined;
+  /** Called once, just before the server is stopped for being idle, with the idle time in ms. */
+  onIdle?: ((idleMs: number) => void) | undefined;
+}
+
+/**
+ * Stops `server` (gracefully, as {@link Server.stop}: its socket is removed) once no connection
+ * has arrived for `timeout` ms and none is in progress.
+ *
+ * Every accepted connection counts as activity, including liveness probes such as
+ * `getActiveState()` or `simple-ipc status`: someone asking whether the daemon is there is
+ * interest in it. A long-running conversation keeps the server alive for as long as it runs.
+ *
+ * The check runs on an unref'd timer (it never keeps the process alive by itself) and reads
+ * only the server's counters.
+ *
+ * @example
+ * ```ts
+ * const server = await startServer(path, handler);
+ * stopWhenIdle(server, 5 * 60_000); // a daemon started on demand goes away when unused
+ * await server.closed;
+ * ```
+ * @throws {SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` if `timeout` is not a positive number.
+ */
+export function stopWhenIdle(
+  server: Server,
+  timeout: number,
+  options: IdleOptions = {},
+): ServerPolicy {
+  if (!(timeout > 0) || !Number.isFinite(timeout)) {
+    throw new SimpleIpcError(
+      ErrorCode.INVALID_ARGUMENT,
+      `the idle timeout must be a positive number of ms, not ${timeout}`,
+    );
+  }
+  const interval = options.checkInterval ?? Math.min(1000, Math.max(50, timeout / 10));
+  let seen = server.stats().connections;
+  let since = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  const cancel = (): void => {
+    if (timer !== undefined) clearInterval(timer);
+    timer = undefined;
+  };
+  const check = (): void => {
+    if (server.stopping) {
+      cancel();
+      return;
+    }
+    const stats = server.stats();
+    const now = performance.now();
+    if (stats.connections !== seen || stats.running > 0 || stats.queued > 0) {
+      seen = stats.connections;
+      since = now;
+      return;
+    }
+    if (now - since < timeout) return;
+    cancel();
+    options.onIdle?.(now - since);
+    void server.stop();
+  };
+  timer = setInterval(check, Math.max(1, interval));
+  timer.unref();
+  server.closed.then(cancel);
+  return { cancel, [Symbol.dispose]: cancel };
+}
+
+/** Options of {@link stopOnSignals}. */
+export interface SignalOptions {
+  /** The signals to handle. Default `['SIGINT', 'SIGTERM']`. */
+  signals?: readonly NodeJS.Signals[] | undefined;
+  /**
+   * After the first signal, conversations still running this many ms later are cut off (as
+   * {@link Server.destroy}). Default: never; they may take as long as they need.
+   */
+  forceAfter?: number | undefined;
+  /**
+   * Called on each signal with the signal and whether it cut running conversations off (a
+   * second signal does). For a log line; the server is stopped either way.
+   */
+  onSignal?: ((signal: NodeJS.Signals, forced: boolean) => void) | undefined;
+}
+
+/**
+ * Stops `server` gracefully when the process receives SIGINT or SIGTERM: no new connections,
+ * queued conversations (request not yet handed to the handler) dropped, running ones finished,
+ * then the socket removed (see {@link Server.stop}). A second signal cuts the running ones off
+ * ({@link Server.destroy}). Once the server has closed the listeners are removed, so a later
+ * signal has its default effect again.
+ *
+ * While the listeners are installed the signals no longer end the process by themselves:
+ * the process ends when the server has closed and nothing else keeps it alive.
+ *
+ * @example
+ * ```ts
+ * const server = await startServer(path, handler);
+ * stopOnSignals(server, { onSignal: (sig) => console.error(`${sig}: stopping`) });
+ * await server.closed; // then exit as usual
+ * ```
+ */
+export function stopOnSignals(server: Server, options: SignalOptions = {}): ServerPolicy {
+  const signals = options.signals ?? (['SIGINT', 'SIGTERM'] as const);
+  let received = 0;
+  let force: NodeJS.Timeout | undefined;
+  let attached = true;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    received++;
+    const forced = received > 1;
+    options.onSignal?.(signal, forced);
+    if (forced) {
+      void server.destroy();
+      return;
+    }
+    void server.stop();
+    if (options.forceAfter !== undefined && options.forceAfter >= 0 && force === undefined) {
+      force = setTimeout(() => void server.destroy(), options.forceAfter);
+      force.unref();
+    }
+  };
+  const cancel = (): void => {
+    if (!attached) return;
+    attached = false;
+    for (const signal of signals) process.off(signal, onSignal);
+    if (force !== undefined) clearTimeout(force);
+  };
+  for (const signal of signals) process.on(signal, onSignal);
+  server.closed.then(cancel);
+  return { cancel, [Symbol.dispose]: cancel };
+}
