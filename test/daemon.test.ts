@@ -1,0 +1,269 @@
+/**
+ * Daemons on demand (src/daemon.ts): real processes started detached, racing starters, the coded
+ * errors, the log file.
+ */
+
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import test, { type TestContext } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import {
+  connectOrStart,
+  isSimpleIpcError,
+  type SimpleIpcError,
+  sendCommand,
+  startDaemon,
+  startServer,
+} from '../src/index.js';
+import { delay, ROOT, runProcess, tempDir } from './helpers.js';
+
+const LIBRARY = pathToFileURL(join(ROOT, 'dist', 'src', 'index.js')).href;
+
+// A daemon as an application writes one: it records what happens to it in $SIPC_EVENTS, answers
+// `pid` with its pid, stops on `quit` or SIGTERM, and exits when it loses the start-up race.
+const DAEMON = `
+import { appendFileSync } from 'node:fs';
+import { QUIT, startServer, stopOnSignals } from ${JSON.stringify(LIBRARY)};
+const note = (what) => appendFileSync(process.env.SIPC_EVENTS, what + ' ' + process.pid + '\\n');
+note('start');
+console.log('daemon ' + process.pid + ' here');
+let server;
+try {
+  server = await startServer(process.env.SIPC_PATH, async (request, reply) => {
+    const text = request.toString();
+    if (text === 'quit') return QUIT;
+    await reply(text === 'pid' ? String(process.pid) : 'pong');
+  });
+} catch (err) {
+  note('lost-' + err.code);
+  process.exit(1);
+}
+note('listening');
+stopOnSignals(server);
+await server.closed;
+note('stopped');
+`;
+
+// A client process: connect (starting the daemon if needed) and print the daemon's pid.
+const CLIENT = `
+import { connectOrStart } from ${JSON.stringify(LIBRARY)};
+const path = process.env.SIPC_PATH;
+const conn = await connectOrStart(path, {
+  command: process.execPath,
+  args: ['--input-type=module', '-e', process.env.SIPC_DAEMON],
+  logFile: path + '.log',
+  timeout: 20000,
+});
+process.stdout.write(await conn.send('pid'));
+`;
+
+interface Fixture {
+  path: string;
+  events: string;
+  env: NodeJS.ProcessEnv;
+}
+
+function fixture(t: TestContext): Fixture {
+  // Registered before tempDir's clean-up so that it runs first: whatever happens in the test,
+  // no daemon outlives it.
+  let events = '';
+  t.after(() => {
+    for (const line of readEvents(events)) if (line.what === 'start') kill(line.pid);
+  });
+  const dir = tempDir(t);
+  const path = join(dir, 'd.sock');
+  events = join(dir, 'events');
+  writeFileSync(events, '');
+  const env = { ...process.env, SIPC_PATH: path, SIPC_EVENTS: events, SIPC_DAEMON: DAEMON };
+  return { path, events, env };
+}
+
+function daemonOptions(f: Fixture, extra: { timeout?: number; logFile?: string } = {}) {
+  return {
+    command: process.execPath,
+    args: ['--input-type=module', '-e', DAEMON],
+    env: f.env,
+    timeout: 20_000,
+    ...extra,
+  };
+}
+
+function readEvents(file: string): { what: string; pid: number }[] {
+  if (file === '' || !existsSync(file)) return [];
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => {
+      const [what, pid] = line.split(' ');
+      return { what: what!, pid: Number(pid) };
+    });
+}
+
+function kill(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone already
+  }
+}
+
+async function until(what: string, check: () => boolean, ms = 15_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await delay(25);
+  }
+}
+
+test('10 concurrent client processes start one server and all get answers', async (t) => {
+  const f = fixture(t);
+  const clients = Array.from({ length: 10 }, () =>
+    runProcess(process.execPath, ['--input-type=module', '-e', CLIENT], {
+      env: { ...f.env, SIPC_DAEMON: DAEMON },
+    }),
+  );
+  const results = await Promise.all(clients);
+  for (const r of results) assert.equal(r.code, 0, r.stderr);
+  const answers = new Set(results.map((r) => r.stdout.toString()));
+  assert.equal(answers.size, 1, `one server answered everyone: ${[...answers].join(', ')}`);
+  const winner = Number([...answers][0]);
+
+  const events = (): { what: string; pid: number }[] => readEvents(f.events);
+  assert.deepEqual(
+    events()
+      .filter((e) => e.what === 'listening')
+      .map((e) => e.pid),
+    [winner],
+  );
+  // Every other daemon that was spawned lost the race and exited.
+  const started = events().filter((e) => e.what === 'start');
+  t.diagnostic(`${started.length} daemon process(es) spawned for 10 clients`);
+  await until('the losers to exit', () => {
+    const ended = new Set(
+      events()
+        .filter((e) => e.what.startsWith('lost'))
+        .map((e) => e.pid),
+    );
+    return started.every((e) => e.pid === winner || ended.has(e.pid));
+  });
+  for (const e of events()) {
+    if (e.what.startsWith('lost')) assert.match(e.what, /ERR_IPC_IN_USE|ERR_IPC_LOCKED/);
+  }
+  // The one survivor still serves; then it stops on request and removes its socket.
+  assert.equal((await sendCommand(f.path, 'pid')).toString(), String(winner));
+  await sendCommand(f.path, 'quit');
+  await until('the daemon to stop', () => events().some((e) => e.what === 'stopped'));
+  await until('the socket to go', () => !existsSync(f.path));
+});
+
+test('concurrent callers in one process share one start', async (t) => {
+  const f = fixture(t);
+  const connections = await Promise.all(
+    Array.from({ length: 5 }, () => connectOrStart(f.path, daemonOptions(f))),
+  );
+  const answers = await Promise.all(connections.map((c) => c.send('ping')));
+  assert.deepEqual(
+    answers.map((a) => a.toString()),
+    Array(5).fill('pong'),
+  );
+  assert.equal(readEvents(f.events).filter((e) => e.what === 'start').length, 1);
+  // A caller finding the server up spawns nothing.
+  const again = await connectOrStart(f.path, daemonOptions(f));
+  assert.equal((await again.send('ping')).toString(), 'pong');
+  assert.equal(readEvents(f.events).filter((e) => e.what === 'start').length, 1);
+  await sendCommand(f.path, 'quit');
+  await until('the socket to go', () => !existsSync(f.path));
+});
+
+test('startDaemon: the daemon runs detached and its output goes to the log file', async (t) => {
+  const f = fixture(t);
+  const logFile = `${f.path}.log`;
+  const { pid } = await startDaemon(f.path, daemonOptions(f, { logFile }));
+  assert.equal((await sendCommand(f.path, 'pid')).toString(), String(pid));
+  await until('the log line', () => readFileSync(logFile, 'utf8').includes(`daemon ${pid} here`));
+  process.kill(pid, 'SIGTERM');
+  await until('the daemon to stop', () => readEvents(f.events).some((e) => e.what === 'stopped'));
+  await until('the socket to go', () => !existsSync(f.path));
+});
+
+test('startDaemon: a daemon that exits before listening is ERR_IPC_DAEMON_TERMINATED', async (t) => {
+  const dir = tempDir(t);
+  const logFile = join(dir, 'log');
+  await assert.rejects(
+    startDaemon(join(dir, 's'), {
+      command: process.execPath,
+      args: ['-e', 'console.error("cannot start"); process.exit(3)'],
+      logFile,
+    }),
+    (err: SimpleIpcError) => {
+      assert.equal(err.code, 'ERR_IPC_DAEMON_TERMINATED');
+      assert.match(err.message, /exited with code 3/);
+      assert.ok(err.message.includes(logFile), 'the message points at the log');
+      return true;
+    },
+  );
+  assert.match(readFileSync(logFile, 'utf8'), /cannot start/);
+});
+
+test('startDaemon: a daemon that does not listen in time is ERR_IPC_DAEMON_NOT_ONLINE', async (t) => {
+  const dir = tempDir(t);
+  const pidFile = join(dir, 'pid');
+  // It records its pid and would stop by itself after 20 s; the test kills it first.
+  const script = `require('fs').writeFileSync(${JSON.stringify(pidFile)}, String(process.pid)); setTimeout(() => {}, 20000);`;
+  t.after(() => {
+    if (existsSync(pidFile)) kill(Number(readFileSync(pidFile, 'utf8')));
+  });
+  await assert.rejects(
+    startDaemon(join(dir, 's'), { command: process.execPath, args: ['-e', script], timeout: 300 }),
+    (err: SimpleIpcError) =>
+      err.code === 'ERR_IPC_DAEMON_NOT_ONLINE' && /left running/.test(err.message),
+  );
+  // The same wait, aborted instead: ABORT_ERR.
+  const controller = new AbortController();
+  const waiting = startDaemon(join(dir, 's2'), {
+    command: process.execPath,
+    args: ['-e', 'setTimeout(() => {}, 2000)'],
+    signal: controller.signal,
+  });
+  setTimeout(() => controller.abort(), 100);
+  await assert.rejects(waiting, (err: SimpleIpcError) => err.code === 'ABORT_ERR');
+});
+
+test('startDaemon: ERR_IPC_DAEMON_FAILED for a missing program or an unusable path', async (t) => {
+  const dir = tempDir(t);
+  await assert.rejects(
+    startDaemon(join(dir, 's'), { command: join(dir, 'no-such-program') }),
+    (err: SimpleIpcError) => err.code === 'ERR_IPC_DAEMON_FAILED' && /cannot run/.test(err.message),
+  );
+  await assert.rejects(
+    startDaemon(join(dir, 's'), { command: process.execPath, logFile: join(dir, 'nope', 'log') }),
+    (err: SimpleIpcError) => err.code === 'ERR_IPC_DAEMON_FAILED' && /log file/.test(err.message),
+  );
+  // A regular file at the path: refused before anything is spawned.
+  const file = join(dir, 'file');
+  writeFileSync(file, 'precious');
+  const marker = join(dir, 'spawned');
+  const options = {
+    command: process.execPath,
+    args: ['-e', `require('fs').writeFileSync(${JSON.stringify(marker)}, '')`],
+  };
+  await assert.rejects(startDaemon(file, options), (err: unknown) =>
+    isSimpleIpcError(err, 'ERR_IPC_DAEMON_FAILED'),
+  );
+  await assert.rejects(connectOrStart(file, options), (err: unknown) =>
+    isSimpleIpcError(err, 'ERR_IPC_DAEMON_FAILED'),
+  );
+  await delay(200);
+  assert.equal(existsSync(marker), false, 'nothing was spawned');
+  assert.equal(readFileSync(file, 'utf8'), 'precious');
+});
+
+test('connectOrStart connects to a running server without starting anything', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  const server = await startServer(path, (_request, reply) => reply('here'));
+  t.after(() => server.destroy());
+  const connection = await connectOrStart(path, { command: join(dir, 'no-such-program') });
+  assert.equal((await connection.send('x')).toString(), 'here');
+});
