@@ -55,6 +55,11 @@ export const ErrorCode = {
   DAEMON_NOT_ONLINE: 'ERR_IPC_DAEMON_NOT_ONLINE',
   /** A daemon could not be started (spawn failed, or its socket path is unusable). */
   DAEMON_FAILED: 'ERR_IPC_DAEMON_FAILED',
+  /**
+   * The server may not create or replace its socket or lock file: the directory is read-only
+   * or not ours, or the dead socket there belongs to another user.
+   */
+  ACCESS_DENIED: 'ERR_IPC_ACCESS_DENIED',
 } as const;
 
 /** One of the {@link ErrorCode} values. */

@@ -7,24 +7,21 @@
  * improvements of SPEC section 8 (never remove a non-socket, break dead locks, never delete a
  * successor's socket, notice theft within a second, no permission window).
  *
+ * Node's `net.Server#close()` unlinks the name it bound, whoever owns that name by then. So we
+ * never bind at the application's path: the socket is bound under a random name in a private
+ * directory and renamed into place. What Node unlinks at close is that random name, long gone.
+ *
  * @module
  */
 
 import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  type FSWatcher,
-  constants as fsConstants,
-  openSync,
-  readFileSync,
-  watch,
-  writeSync,
-} from 'node:fs';
+import { type FSWatcher, readFileSync, type Stats, statSync, watch } from 'node:fs';
 import {
   chmod,
   link,
   lstat,
   mkdtemp,
+  open,
   readFile,
   rename,
   rmdir,
@@ -32,15 +29,19 @@ import {
   unlink,
 } from 'node:fs/promises';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { USES_NAMED_PIPES, withSocketAddress } from './address.js';
+import { checkSocketPath, USES_NAMED_PIPES, withSocketAddress } from './address.js';
 import { ActiveState, tryConnect } from './client.js';
-import { ErrorCode, SimpleIpcError, systemCode } from './errors.js';
+import { ErrorCode, isSimpleIpcError, SimpleIpcError, systemCode } from './errors.js';
 
-/** How long start-up waits for the lock, in ms (Git's). */
+/** How long start-up waits for the lock, in ms (Git's `DEFAULT_LOCK_TIMEOUT`). */
 export const LOCK_TIMEOUT_MS = 100;
-/** A lock with no readable owner (Git's servers write none) is stale after this many ms. */
+/**
+ * A lock with no readable owner (Git's servers write none) is stale after this many ms; so is
+ * a lock whose owner's process started this long after the lock was written (its pid was
+ * reused). Locks are held for milliseconds, so this is generous.
+ */
 export const LOCK_STALE_MS = 5000;
 /** Listen backlog (Git's). */
 export const LISTEN_BACKLOG = 50;
@@ -55,7 +56,7 @@ export interface SocketIdentity {
 
 /** Options of {@link installSocket}. */
 export interface InstallOptions {
-  /** Socket file permissions. Default 0o600 (owner only). */
+  /** Socket file permissions (ignored for Windows named pipes). Default 0o600 (owner only). */
   mode: number;
   /** Listen backlog. Default 50. */
   backlog: number;
@@ -78,103 +79,193 @@ export interface InstalledSocket {
  * Creates the listening socket at `path`, guarded so that two servers can never both own it:
  * 1. take `<path>.lock` (exclusive create, holding our pid; a dead owner's lock is broken);
  * 2. if a server answers at `path`, fail with `ERR_IPC_IN_USE` (a live server is never
- *    replaced); if `path` is not a socket, fail with `ERR_IPC_INVALID_PATH` (never removed);
- * 3. bind in a private (0700) directory beside `path`, set the mode, then rename over `path`:
- *    nobody can connect before the mode is set, and `path` is never missing during a
- *    replacement;
+ *    replaced); if `path` is not a socket, fail with `ERR_IPC_INVALID_PATH` (it is never
+ *    removed);
+ * 3. bind in a private (0700) directory beside `path`, set the mode, then rename over the dead
+ *    socket, or hard-link into the empty place: nobody can connect before the mode is set, and
+ *    `path` is never missing during a replacement;
  * 4. drop the lock.
+ *
+ * On Windows the pipe is created with `FILE_FLAG_FIRST_PIPE_INSTANCE` (by libuv), which is
+ * atomic by itself: no lock, and `mode` does not apply.
+ *
+ * @throws {SimpleIpcError} `ERR_IPC_IN_USE`, `ERR_IPC_LOCKED`, `ERR_IPC_INVALID_PATH`,
+ *   `ERR_IPC_ACCESS_DENIED`, `ERR_IPC_NAME_TOO_LONG`, `ERR_IPC_INVALID_ARGUMENT` (mode),
+ *   `ERR_IPC_OTHER`.
  */
 export async function installSocket(
   path: string,
   options: InstallOptions,
 ): Promise<InstalledSocket> {
+  if (!Number.isInteger(options.mode) || options.mode < 0 || options.mode > 0o777) {
+    throw new SimpleIpcError(
+      ErrorCode.INVALID_ARGUMENT,
+      `the socket mode must be an integer from 0 to 0o777, not ${String(options.mode)}`,
+    );
+  }
   if (USES_NAMED_PIPES) return { listener: await listenOnPipe(path, options), identity: undefined };
-  const lock = await acquireLock(`${path}.lock`, options.lockTimeout);
+  // Fail before touching anything if no client could ever reach the path.
+  checkSocketPath(path);
+  let lock: Lock;
   try {
-    const replacing = await checkPath(path);
-    const privateDir = await mkdtemp(join(dirname(path), '.sipc-'));
-    const temporary = join(privateDir, `.sipc-${randomBytes(6).toString('hex')}.sock`);
-    let listener: NetServer | undefined;
+    lock = await acquireLock(`${path}.lock`, options.lockTimeout);
+  } catch (err) {
+    // The lock holder may have started serving while we waited: say what the user will see.
+    if (isSimpleIpcError(err, ErrorCode.LOCKED) && (await probe(path)) === 'live') {
+      throw inUse(path, 'a server answers there', err);
+    }
+    throw err;
+  }
+  try {
+    const found = await inspectPath(path);
+    const bound = await bindPrivately(path, options);
     try {
-      listener = await listen(temporary, options);
-      await chmod(temporary, options.mode);
-      const stats = await lstat(temporary);
-      if (replacing) {
-        await rename(temporary, path);
-      } else {
-        try {
-          await link(temporary, path);
-        } catch (err) {
-          if (systemCode(err) === 'EEXIST') throw inUse(path, err);
-          throw err;
-        }
-        await unlink(temporary);
-      }
-      return { listener, identity: { dev: stats.dev, ino: stats.ino } };
+      await moveIntoPlace(bound.temporary, path, found);
+      return { listener: bound.listener, identity: bound.identity };
     } catch (err) {
-      listener?.close();
-      await unlink(temporary).catch(ignore);
-      throw wrapInstallError(err, path);
+      bound.listener.close();
+      await unlink(bound.temporary).catch(ignore);
+      throw err;
     } finally {
-      await rmdir(privateDir).catch(ignore);
+      await rmdir(bound.directory).catch(ignore);
     }
   } finally {
     await lock.release();
   }
 }
 
-// Decides whether `path` may be taken: true when a dead socket is to be replaced, false when
-// nothing is there.
-async function checkPath(path: string): Promise<boolean> {
-  let stats: Awaited<ReturnType<typeof lstat>>;
+/** What {@link inspectPath} found at the path: nothing, or a socket nobody listens on. */
+type Found = 'absent' | 'dead-socket';
+
+// Decides whether `path` may be taken, without touching it. Throws when it may not.
+async function inspectPath(path: string): Promise<Found> {
+  let stats: Stats;
   try {
     stats = await lstat(path);
   } catch (err) {
-    const code = systemCode(err);
-    if (code === 'ENOENT') return false;
-    throw new SimpleIpcError(
-      ErrorCode.INVALID_PATH,
-      `cannot use '${path}' as a socket path: ${(err as Error).message}`,
-      { cause: err, path },
-    );
+    if (systemCode(err) === 'ENOENT') return 'absent';
+    throw fsError(err, path, 'look at');
   }
   if (!stats.isSocket()) {
-    const what = stats.isDirectory()
-      ? 'a directory'
-      : stats.isSymbolicLink()
-        ? 'a symbolic link'
-        : stats.isFile()
-          ? 'a regular file'
-          : 'not a socket';
     throw new SimpleIpcError(
       ErrorCode.INVALID_PATH,
-      `'${path}' is ${what}; it is left alone (remove it or choose another path)`,
+      `'${path}' is ${describe(stats)}, not a socket; it is left alone (remove it yourself, or choose another path)`,
       { path },
     );
   }
-  const probe = await tryConnect(path, { timeout: 0 });
-  if (probe.state === ActiveState.LISTENING) {
-    probe.connection.destroy();
-    throw inUse(path);
+  const state = await probe(path);
+  switch (state) {
+    case 'dead':
+      return 'dead-socket';
+    case 'gone':
+      return 'absent';
+    case 'live':
+      throw inUse(path, 'a server answers there');
+    case 'busy':
+      throw inUse(path, 'a server is there, too busy to accept a connection');
+    default:
+      if (systemCode(state.cause) === 'EACCES' || systemCode(state.cause) === 'EPERM') {
+        throw new SimpleIpcError(
+          ErrorCode.ACCESS_DENIED,
+          `cannot tell whether a server answers at '${path}': no permission to connect; it is left alone (it belongs to someone else: choose another path)`,
+          { path, cause: state.cause },
+        );
+      }
+      throw new SimpleIpcError(
+        ErrorCode.OTHER,
+        `cannot tell whether a server answers at '${path}': ${state.message}; it is left alone`,
+        { path, cause: state },
+      );
   }
-  return true;
 }
 
-function inUse(path: string, cause?: unknown): SimpleIpcError {
+function describe(stats: Stats): string {
+  if (stats.isDirectory()) return 'a directory';
+  if (stats.isSymbolicLink()) return 'a symbolic link';
+  if (stats.isFile()) return 'a regular file';
+  return 'a special file';
+}
+
+/**
+ * One connection attempt, no waiting: `live` (it accepted), `busy` (its backlog is full:
+ * alive), `dead` (refused: nobody listens on that socket), `gone` (nothing there), or the error.
+ */
+async function probe(path: string): Promise<'live' | 'busy' | 'dead' | 'gone' | SimpleIpcError> {
+  const result = await tryConnect(path, { timeout: 0 });
+  if (result.state === ActiveState.LISTENING) {
+    result.connection.destroy();
+    return 'live';
+  }
+  if (result.state === ActiveState.PATH_NOT_FOUND) return 'gone';
+  if (result.state === ActiveState.NOT_LISTENING) {
+    return systemCode(result.error.cause) === 'ECONNREFUSED' ? 'dead' : 'busy';
+  }
+  return result.error;
+}
+
+function inUse(path: string, why: string, cause?: unknown): SimpleIpcError {
   return new SimpleIpcError(
     ErrorCode.IN_USE,
-    `socket/pipe already in use: '${path}' (another server answers there)`,
+    `socket/pipe already in use: '${path}' (${why}; stop that server first, or choose another path)`,
     { path, cause },
   );
 }
 
-function wrapInstallError(err: unknown, path: string): SimpleIpcError {
-  if (err instanceof SimpleIpcError) return err;
-  return new SimpleIpcError(
-    ErrorCode.OTHER,
-    `cannot create the socket '${path}': ${(err as Error).message}`,
-    { cause: err, path },
-  );
+/** A socket listening under a temporary name in a private directory beside the path. */
+interface Bound {
+  listener: NetServer;
+  directory: string;
+  temporary: string;
+  identity: SocketIdentity;
+}
+
+async function bindPrivately(path: string, options: InstallOptions): Promise<Bound> {
+  let directory: string;
+  try {
+    // mkdtemp creates it 0700: until the mode is set, only this user can reach the socket.
+    directory = await mkdtemp(join(dirname(path), '.sipc'));
+  } catch (err) {
+    throw fsError(err, dirname(path), 'create a temporary directory in');
+  }
+  // A random name, so that what Node unlinks when the listener closes is never anyone's file
+  // (with a long path the bound name is relative, or under /proc/self/fd/N/).
+  const temporary = join(directory, randomBytes(6).toString('hex'));
+  let listener: NetServer | undefined;
+  try {
+    listener = await listen(temporary, options);
+    await chmod(temporary, options.mode);
+    const stats = await lstat(temporary);
+    return { listener, directory, temporary, identity: { dev: stats.dev, ino: stats.ino } };
+  } catch (err) {
+    listener?.close();
+    await unlink(temporary).catch(ignore);
+    await rmdir(directory).catch(ignore);
+    if (err instanceof SimpleIpcError) throw err;
+    throw fsError(err, path, 'create the socket');
+  }
+}
+
+// Puts the bound socket at `path`: rename() over a dead socket replaces it atomically (the
+// path never goes missing); link() into an empty place fails rather than replace whatever
+// appeared there since we looked (someone who does not take the lock).
+async function moveIntoPlace(temporary: string, path: string, found: Found): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      if (found === 'dead-socket') {
+        await rename(temporary, path);
+        return;
+      }
+      await link(temporary, path);
+      await unlink(temporary).catch(ignore);
+      return;
+    } catch (err) {
+      if (systemCode(err) !== 'EEXIST' || attempt > 0) {
+        if (err instanceof SimpleIpcError) throw err;
+        throw fsError(err, path, 'create the socket');
+      }
+    }
+    found = await inspectPath(path);
+  }
 }
 
 function listen(path: string, options: InstallOptions): Promise<NetServer> {
@@ -185,9 +276,13 @@ function listen(path: string, options: InstallOptions): Promise<NetServer> {
       listener.off('error', reject);
       resolve(listener);
     });
-    withSocketAddress(path, { disallowChdir: options.disallowChdir }, (address) =>
-      listener.listen({ path: address, backlog: options.backlog }),
-    );
+    try {
+      withSocketAddress(path, { disallowChdir: options.disallowChdir }, (address) =>
+        listener.listen({ path: address, backlog: options.backlog }),
+      );
+    } catch (err) {
+      reject(err);
+    }
   });
 }
 
@@ -195,75 +290,189 @@ async function listenOnPipe(path: string, options: InstallOptions): Promise<NetS
   try {
     return await listen(path, options);
   } catch (err) {
-    if (systemCode(err) === 'EADDRINUSE') throw inUse(path, err);
-    throw wrapInstallError(err, path);
+    if (systemCode(err) === 'EADDRINUSE') throw inUse(path, 'another server owns the pipe', err);
+    if (err instanceof SimpleIpcError) throw err;
+    throw fsError(err, path, 'create the pipe');
+  }
+}
+
+// A file-system failure, with the code that tells the user what to fix.
+function fsError(err: unknown, path: string, action: string): SimpleIpcError {
+  const message = (err as Error).message;
+  switch (systemCode(err)) {
+    case 'EACCES':
+    case 'EPERM':
+    case 'EROFS':
+      return new SimpleIpcError(
+        ErrorCode.ACCESS_DENIED,
+        `no permission to ${action} '${path}': ${message} (use a directory you may write to)`,
+        { path, cause: err },
+      );
+    case 'ENOENT':
+    case 'ENOTDIR':
+      return new SimpleIpcError(
+        ErrorCode.INVALID_PATH,
+        `cannot ${action} '${path}': its directory does not exist (${message})`,
+        { path, cause: err },
+      );
+    case 'ENAMETOOLONG':
+      return new SimpleIpcError(
+        ErrorCode.NAME_TOO_LONG,
+        `cannot ${action} '${path}': a name is too long (use a shorter path)`,
+        { path, cause: err },
+      );
+    default:
+      return new SimpleIpcError(ErrorCode.OTHER, `cannot ${action} '${path}': ${message}`, {
+        path,
+        cause: err,
+      });
   }
 }
 
 /** A held start-up lock. */
-interface Lock {
+export interface Lock {
+  /** Removes the lock file if it is still ours. Never throws. */
   release(): Promise<void>;
 }
 
 /**
- * Takes the lock file `lockPath` (exclusive create, content: our pid), retrying for `timeout`
- * ms. A lock whose owner is dead, or which has no readable owner and is older than
- * {@link LOCK_STALE_MS}, is broken.
+ * Takes the lock file `lockPath` (exclusive create, content: our pid and a newline), retrying
+ * for `timeout` ms. A lock whose owner is dead (or whose pid now names a younger process), or
+ * which has no readable owner and is older than {@link LOCK_STALE_MS}, is broken.
  *
- * @throws {SimpleIpcError} `ERR_IPC_LOCKED` when a live owner keeps it past the timeout.
+ * @throws {SimpleIpcError} `ERR_IPC_LOCKED` when a live owner keeps it past the timeout;
+ *   `ERR_IPC_ACCESS_DENIED`, `ERR_IPC_INVALID_PATH`, `ERR_IPC_NAME_TOO_LONG`, `ERR_IPC_OTHER`
+ *   when it cannot be created.
  */
 export async function acquireLock(lockPath: string, timeout: number): Promise<Lock> {
-  const deadline = performance.now() + timeout;
+  const deadline = performance.now() + Math.max(0, timeout);
+  let broken = 0;
   for (;;) {
-    try {
-      const fd = openSync(
-        lockPath,
-        fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL,
-        0o600,
-      );
-      try {
-        writeSync(fd, `${process.pid}\n`);
-      } finally {
-        closeSync(fd);
-      }
-      const ours = await stat(lockPath);
-      return { release: () => releaseLock(lockPath, ours.ino) };
-    } catch (err) {
-      if (systemCode(err) !== 'EEXIST') {
-        throw new SimpleIpcError(
-          ErrorCode.INVALID_PATH,
-          `cannot create the lock file '${lockPath}': ${(err as Error).message}`,
-          { cause: err, path: lockPath },
-        );
-      }
+    const lock = await createLock(lockPath);
+    if (lock !== undefined) return lock;
+    // Breaking is bounded too, in case something keeps putting stale locks back.
+    if (broken < 10 && (await breakIfStale(lockPath))) {
+      broken++;
+      continue;
     }
-    if (await breakStaleLock(lockPath)) continue;
-    if (performance.now() >= deadline) {
-      const owner = readOwner(lockPath);
-      throw new SimpleIpcError(
-        ErrorCode.LOCKED,
-        `the lock file '${lockPath}' is held${owner === undefined ? '' : ` by process ${owner}`}: another server is starting at this path`,
-        { path: lockPath },
-      );
-    }
-    await sleep(10);
+    if (performance.now() >= deadline) throw lockedError(lockPath);
+    // Jittered, as Git's lockfile.c backs off randomly, so that racers do not move in step.
+    await sleep(4 + Math.random() * 8);
   }
+}
+
+async function createLock(lockPath: string): Promise<Lock | undefined> {
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    // 'wx' = O_CREAT | O_EXCL: fails on anything already there, a symbolic link included.
+    handle = await open(lockPath, 'wx', 0o644);
+  } catch (err) {
+    if (systemCode(err) === 'EEXIST') return undefined;
+    throw fsError(err, lockPath, 'create the lock file');
+  }
+  let ino: number;
+  try {
+    await handle.writeFile(`${process.pid}\n`);
+    ino = (await handle.stat()).ino;
+  } catch (err) {
+    await handle.close().catch(ignore);
+    await unlink(lockPath).catch(ignore);
+    throw fsError(err, lockPath, 'write the lock file');
+  }
+  await handle.close();
+  return { release: () => releaseLock(lockPath, ino) };
 }
 
 async function releaseLock(lockPath: string, ino: number): Promise<void> {
   try {
     if ((await lstat(lockPath)).ino === ino) await unlink(lockPath);
   } catch {
-    // Already gone: someone judged it stale. Nothing of ours to remove.
+    // Already gone. Nothing of ours to remove.
   }
 }
 
-function readOwner(lockPath: string): number | undefined {
+function lockedError(lockPath: string): SimpleIpcError {
+  const owner = readLock(lockPath)?.owner;
+  const by = owner === undefined ? '' : ` by process ${owner}`;
+  return new SimpleIpcError(
+    ErrorCode.LOCKED,
+    `another server is starting here: the lock file '${lockPath}' is held${by} (try again; if no server is starting, the lock was left behind: remove it)`,
+    { path: lockPath },
+  );
+}
+
+/** What a lock file says. */
+interface LockInfo {
+  readonly ino: number;
+  readonly mtimeMs: number;
+  /** The pid written in it, if it is a well-formed one. */
+  readonly owner: number | undefined;
+}
+
+function readLock(lockPath: string): LockInfo | undefined {
   try {
-    const text = readFileSync(lockPath, 'latin1').trim();
-    return /^[1-9][0-9]*$/.test(text) ? Number(text) : undefined;
+    const stats = statSync(lockPath);
+    return { ino: stats.ino, mtimeMs: stats.mtimeMs, owner: parseOwner(readFileSync(lockPath)) };
   } catch {
     return undefined;
+  }
+}
+
+async function readLockAsync(lockPath: string): Promise<LockInfo | undefined> {
+  try {
+    const stats = await stat(lockPath);
+    return { ino: stats.ino, mtimeMs: stats.mtimeMs, owner: parseOwner(await readFile(lockPath)) };
+  } catch {
+    return undefined;
+  }
+}
+
+function parseOwner(content: Buffer): number | undefined {
+  const text = content.toString('latin1').trim();
+  return /^[1-9][0-9]{0,9}$/.test(text) ? Number(text) : undefined;
+}
+
+/**
+ * True while `lockPath` is a lock that start-up would respect: its owner runs (and is older
+ * than the lock), or it has no readable owner and is younger than {@link LOCK_STALE_MS}.
+ * False when it is absent or stale.
+ */
+export function isLockHeld(lockPath: string): boolean {
+  const lock = readLock(lockPath);
+  return lock !== undefined && !isStale(lock);
+}
+
+function isStale(lock: LockInfo): boolean {
+  // No readable owner: Git's servers write none, or a writer died before writing: go by age.
+  if (lock.owner === undefined) return Date.now() - lock.mtimeMs > LOCK_STALE_MS;
+  return !ownerIsAlive(lock.owner, lock.mtimeMs);
+}
+
+// Breaks the lock at `lockPath` if it is stale; true when it is gone. Breakers take turns
+// through `<lock>.break`, and the lock is judged again inside that turn: only an owner (who is
+// dead) or a breaker removes a lock, so the one judged stale is the one removed, never a fresh
+// lock that replaced it in between.
+async function breakIfStale(lockPath: string): Promise<boolean> {
+  const judged = await readLockAsync(lockPath);
+  if (judged === undefined) return true;
+  if (!isStale(judged)) return false;
+  const turn = await createLock(`${lockPath}.break`).catch(() => undefined);
+  if (turn === undefined) {
+    // Another breaker is at work; its turn file is stale only if it died in that instant.
+    const breaker = await readLockAsync(`${lockPath}.break`);
+    if (breaker !== undefined && isStale(breaker)) await unlink(`${lockPath}.break`).catch(ignore);
+    return false;
+  }
+  try {
+    const now = await readLockAsync(lockPath);
+    if (now === undefined) return true;
+    if (now.ino !== judged.ino || !isStale(now)) return false;
+    await unlink(lockPath);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await turn.release();
   }
 }
 
@@ -271,57 +480,73 @@ function readOwner(lockPath: string): number | undefined {
 export function processIsAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     return systemCode(err) === 'EPERM';
   }
+  return processState(pid) !== 'Z';
 }
 
-// Breaks the lock if it is stale. To avoid breaking a fresh lock that replaced the stale one
-// in between, the lock is first renamed aside and checked again there.
-async function breakStaleLock(lockPath: string): Promise<boolean> {
-  let stats: Awaited<ReturnType<typeof stat>>;
-  let text: string;
-  try {
-    stats = await stat(lockPath);
-    text = await readFile(lockPath, 'latin1');
-  } catch {
-    return true; // gone already: try to take it again
-  }
-  if (!isStale(text, stats.mtimeMs)) return false;
-  const aside = `${lockPath}.stale-${process.pid}-${randomBytes(4).toString('hex')}`;
-  try {
-    await rename(lockPath, aside);
-  } catch {
-    return true; // someone else moved it first
-  }
-  try {
-    const moved = await stat(aside);
-    if (moved.ino !== stats.ino) {
-      // Not the lock we judged: put it back if nobody has taken the name since.
-      await link(aside, lockPath).catch(ignore);
-    }
-  } finally {
-    await unlink(aside).catch(ignore);
-  }
-  return true;
+// The owner of a lock written at `writtenMs` is alive if its pid runs and that process is not
+// younger than the lock: a lock left by a killed server must not be kept alive forever by an
+// unrelated process that got the same pid later (after a reboot, or in a container, where the
+// same small pids come back).
+function ownerIsAlive(pid: number, writtenMs: number): boolean {
+  if (!processIsAlive(pid)) return false;
+  const started = processStartMs(pid);
+  return started === undefined || started <= writtenMs + 2000;
 }
 
-function isStale(text: string, mtimeMs: number): boolean {
-  const trimmed = text.trim();
-  if (/^[1-9][0-9]*$/.test(trimmed)) {
-    const pid = Number(trimmed);
-    return pid !== process.pid && !processIsAlive(pid);
+// Linux only: field 3 of /proc/<pid>/stat (Z for a zombie: dead, not yet reaped).
+function processState(pid: number): string | undefined {
+  return procStat(pid)?.[0];
+}
+
+// Linux only: when `pid` started, in ms since the epoch (boot time + field 22 of
+// /proc/<pid>/stat, in clock ticks of 1/100 s: USER_HZ is 100 on every Linux we run on).
+function processStartMs(pid: number): number | undefined {
+  const ticks = Number(procStat(pid)?.[19]);
+  if (!Number.isFinite(ticks)) return undefined;
+  try {
+    const boot = /^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'latin1'))?.[1];
+    return boot === undefined ? undefined : Number(boot) * 1000 + ticks * 10;
+  } catch {
+    return undefined;
   }
-  // No readable owner (Git's servers write none, or a writer died mid-write): go by age.
-  return Date.now() - mtimeMs > LOCK_STALE_MS;
+}
+
+// The fields of /proc/<pid>/stat after the command name (which may hold spaces and
+// parentheses), starting at field 3.
+function procStat(pid: number): string[] | undefined {
+  if (process.platform !== 'linux') return undefined;
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return text.slice(text.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
 }
 
 /**
  * Removes the socket at `path` only if it is still ours (same device and inode).
+ *
+ * The look and the unlink happen under the start-up lock, which every server (ours and Git's)
+ * takes before it puts a socket at the path, so a successor's socket cannot slip in between.
+ * If the lock is busy, a server is starting and will replace our dead socket: it is left.
+ *
  * @returns true when it was removed.
  */
-export async function removeIfOurs(path: string, identity: SocketIdentity): Promise<boolean> {
+export async function removeIfOurs(
+  path: string,
+  identity: SocketIdentity,
+  lockTimeout = LOCK_TIMEOUT_MS,
+): Promise<boolean> {
+  let lock: Lock | undefined;
+  try {
+    lock = await acquireLock(`${path}.lock`, lockTimeout);
+  } catch (err) {
+    if (isSimpleIpcError(err, ErrorCode.LOCKED)) return false;
+    // No lock can be made (read-only or vanished directory): look without it.
+  }
   try {
     const stats = await lstat(path);
     if (stats.dev !== identity.dev || stats.ino !== identity.ino) return false;
@@ -329,17 +554,31 @@ export async function removeIfOurs(path: string, identity: SocketIdentity): Prom
     return true;
   } catch {
     return false;
+  } finally {
+    await lock?.release();
   }
 }
 
 /** Why {@link OwnershipWatch} thinks the socket is no longer ours. */
 export type TheftReason = 'removed' | 'not-a-socket' | 'replaced';
 
+/** A {@link TheftReason} as a sentence, for logs and error messages. */
+export function describeTheft(path: string, why: TheftReason): string {
+  switch (why) {
+    case 'removed':
+      return `the socket '${path}' was removed by someone else; this server stopped`;
+    case 'not-a-socket':
+      return `something that is not a socket was put at '${path}'; this server stopped and left it alone`;
+    default:
+      return `another socket was put at '${path}' (another server took over); this server stopped and left it alone`;
+  }
+}
+
 /**
  * Watches `path` and calls `onStolen` once if it disappears, stops being a socket, or gets
  * another device/inode. Uses file-system events on the directory for a prompt answer and a
- * check every {@link OWNERSHIP_CHECK_MS} ms in case events are missed or unavailable. Neither
- * keeps the process alive.
+ * check every {@link OWNERSHIP_CHECK_MS} ms in case events are missed or unavailable (no busy
+ * polling). Neither keeps the process alive.
  */
 export class OwnershipWatch {
   readonly #path: string;
@@ -348,41 +587,46 @@ export class OwnershipWatch {
   readonly #timer: NodeJS.Timeout;
   #watcher: FSWatcher | undefined;
   #checking = false;
+  #again = false;
   #stopped = false;
 
+  /**
+   * @param path - the socket path (resolved now, so a later change of directory does not
+   *   matter).
+   * @param identity - the device and inode of our socket.
+   * @param onStolen - called at most once, after the watch has stopped.
+   */
   constructor(path: string, identity: SocketIdentity, onStolen: (reason: TheftReason) => void) {
-    this.#path = path;
+    this.#path = resolve(path);
     this.#identity = identity;
     this.#onStolen = onStolen;
     this.#timer = setInterval(checkOwnership, OWNERSHIP_CHECK_MS, this);
     this.#timer.unref();
-    const name = basename(path);
+    const name = basename(this.#path);
     try {
-      this.#watcher = watch(dirname(path), { persistent: false }, (_event, file) => {
+      this.#watcher = watch(dirname(this.#path), { persistent: false }, (_event, file) => {
         if (file === null || file === name) this.check();
       });
       this.#watcher.on('error', () => this.#closeWatcher());
     } catch {
       this.#watcher = undefined; // inotify limits or an odd file system: the timer still runs
     }
+    // Whatever happened between the install and now.
+    this.check();
   }
 
   /** Checks the socket now. */
   check(): void {
-    if (this.#stopped || this.#checking) return;
+    if (this.#stopped) return;
+    if (this.#checking) {
+      // An event during a look may not be seen by it: look once more afterwards.
+      this.#again = true;
+      return;
+    }
     this.#checking = true;
     lstat(this.#path).then(
-      (stats) => {
-        this.#checking = false;
-        if (!stats.isSocket()) this.#stolen('not-a-socket');
-        else if (stats.dev !== this.#identity.dev || stats.ino !== this.#identity.ino) {
-          this.#stolen('replaced');
-        }
-      },
-      (err) => {
-        this.#checking = false;
-        if (systemCode(err) === 'ENOENT' || systemCode(err) === 'ENOTDIR') this.#stolen('removed');
-      },
+      (stats) => this.#checked(stats, undefined),
+      (err: unknown) => this.#checked(undefined, err),
     );
   }
 
@@ -391,6 +635,16 @@ export class OwnershipWatch {
     this.#stopped = true;
     clearInterval(this.#timer);
     this.#closeWatcher();
+  }
+
+  #checked(stats: Stats | undefined, err: unknown): void {
+    this.#checking = false;
+    const reason = theftReason(stats, err, this.#identity);
+    if (reason !== undefined) this.#stolen(reason);
+    else if (this.#again) {
+      this.#again = false;
+      this.check();
+    }
   }
 
   #closeWatcher(): void {
@@ -403,6 +657,22 @@ export class OwnershipWatch {
     this.stop();
     this.#onStolen(reason);
   }
+}
+
+// What an lstat() of the path says about our ownership; undefined: still ours, or unknown
+// (EACCES after a chmod of the directory, say, proves nothing).
+function theftReason(
+  stats: Stats | undefined,
+  err: unknown,
+  identity: SocketIdentity,
+): TheftReason | undefined {
+  if (stats === undefined) {
+    const code = systemCode(err);
+    return code === 'ENOENT' || code === 'ENOTDIR' ? 'removed' : undefined;
+  }
+  if (!stats.isSocket()) return 'not-a-socket';
+  if (stats.dev !== identity.dev || stats.ino !== identity.ino) return 'replaced';
+  return undefined;
 }
 
 function checkOwnership(watch: OwnershipWatch): void {
