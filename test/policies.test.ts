@@ -1,0 +1,223 @@
+/**
+ * Server policies (src/policies.ts): stop when idle, stop gracefully on signals. Signals are
+ * delivered with `process.emit` in this process, and for real to a daemon process.
+ */
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import test from 'node:test';
+import { pathToFileURL } from 'node:url';
+import {
+  connect,
+  getActiveState,
+  isSimpleIpcError,
+  type Server,
+  sendCommand,
+  startServer,
+  stopOnSignals,
+  stopWhenIdle,
+} from '../src/index.js';
+import { delay, ROOT, tempDir } from './helpers.js';
+
+function gate(): { opened: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { opened, open };
+}
+
+async function until(what: string, check: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await delay(10);
+  }
+}
+
+function isConnectionError(err: unknown): boolean {
+  return (
+    isSimpleIpcError(err, 'ERR_IPC_TRUNCATED') || isSimpleIpcError(err, 'ERR_IPC_CONNECTION_CLOSED')
+  );
+}
+
+test('stopWhenIdle stops an unused server and removes its socket', async (t) => {
+  const path = join(tempDir(t), 's');
+  const server = await startServer(path, (_request, reply) => reply('ok'));
+  t.after(() => server.destroy());
+  const idle: number[] = [];
+  stopWhenIdle(server, 300, { onIdle: (ms) => idle.push(ms) });
+  await server.closed;
+  assert.equal(idle.length, 1);
+  assert.ok(idle[0]! >= 300, `idle for ${idle[0]} ms`);
+  assert.deepEqual(server.stopReason, { kind: 'requested' });
+  assert.equal(existsSync(path), false);
+});
+
+test('a connection restarts the idle countdown', async (t) => {
+  const path = join(tempDir(t), 's');
+  const server = await startServer(path, (_request, reply) => reply('ok'));
+  t.after(() => server.destroy());
+  stopWhenIdle(server, 1500, { checkInterval: 20 });
+  await delay(200);
+  const before = performance.now();
+  assert.equal((await sendCommand(path, 'x')).toString(), 'ok');
+  await server.closed;
+  // Stopping can only come late, never early: at least the timeout after the connection.
+  const after = performance.now() - before;
+  assert.ok(after >= 1500 - 1, `stopped ${after} ms after the last connection`);
+});
+
+test('a running conversation keeps an idle server alive', async (t) => {
+  const path = join(tempDir(t), 's');
+  const release = gate();
+  const server = await startServer(path, async (_request, reply) => {
+    await release.opened;
+    await reply('done');
+  });
+  t.after(() => server.destroy());
+  stopWhenIdle(server, 200, { checkInterval: 20 });
+  const answer = sendCommand(path, 'x');
+  await until('the handler to run', () => server.stats().running === 1);
+  await delay(700);
+  assert.equal(server.stopping, false, 'still serving a conversation');
+  release.open();
+  assert.equal((await answer).toString(), 'done');
+  await server.closed; // and idle afterwards
+});
+
+test('stopWhenIdle: cancel() and bad timeouts', async (t) => {
+  const path = join(tempDir(t), 's');
+  const server = await startServer(path, (_request, reply) => reply('ok'));
+  t.after(() => server.destroy());
+  const policy = stopWhenIdle(server, 100, { checkInterval: 10 });
+  policy.cancel();
+  policy.cancel();
+  await delay(300);
+  assert.equal(server.stopping, false);
+  for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
+    assert.throws(() => stopWhenIdle(server, bad), { code: 'ERR_IPC_INVALID_ARGUMENT' });
+  }
+});
+
+async function signalled(
+  t: test.TestContext,
+  handler: Parameters<typeof startServer>[1],
+  threads = 1,
+): Promise<{ path: string; server: Server }> {
+  const path = join(tempDir(t), 's');
+  const server = await startServer(path, handler, { threads });
+  t.after(() => server.destroy());
+  return { path, server };
+}
+
+test('stopOnSignals: SIGTERM lets the running conversation finish, drops the queued one', async (t) => {
+  const release = gate();
+  const { path, server } = await signalled(t, async (request, reply) => {
+    await release.opened;
+    await reply(`${request}-a `);
+    await reply(`${request}-b`);
+  });
+  const listeners = process.listenerCount('SIGTERM');
+  stopOnSignals(server);
+  assert.equal(process.listenerCount('SIGTERM'), listeners + 1);
+
+  const first = sendCommand(path, 'first');
+  await until('the first handler', () => server.stats().running === 1);
+  const second = sendCommand(path, 'second'); // one thread: it waits
+  await until('the second request to queue', () => server.stats().queued === 1);
+  process.emit('SIGTERM', 'SIGTERM');
+  assert.equal(server.stopping, true);
+  await assert.rejects(second, isConnectionError);
+  const third = await getActiveState(path);
+  assert.notEqual(third, 'listening', 'no new connections');
+
+  release.open();
+  assert.equal((await first).toString(), 'first-a first-b');
+  await server.closed;
+  assert.equal(existsSync(path), false, 'the socket is removed');
+  assert.equal(process.listenerCount('SIGTERM'), listeners, 'the listener is gone');
+});
+
+test('stopOnSignals: a second signal cuts running conversations off', async (t) => {
+  const { path, server } = await signalled(t, async (_request, reply, { signal }) => {
+    await reply('started ');
+    await new Promise((resolve) => signal.addEventListener('abort', resolve));
+  });
+  const seen: string[] = [];
+  stopOnSignals(server, { onSignal: (sig, forced) => seen.push(`${sig}${forced ? '!' : ''}`) });
+  const connection = await connect(path);
+  const answer = connection.send('x');
+  await until('the handler', () => server.stats().running === 1);
+  process.emit('SIGINT', 'SIGINT');
+  await delay(50);
+  assert.equal(server.stats().running, 1, 'the first signal waits for it');
+  process.emit('SIGINT', 'SIGINT');
+  await assert.rejects(answer, isConnectionError);
+  await server.closed;
+  assert.deepEqual(seen, ['SIGINT', 'SIGINT!']);
+  assert.equal(process.listenerCount('SIGINT'), 0);
+});
+
+test('stopOnSignals: forceAfter bounds the wait; cancel() detaches', async (t) => {
+  const { path, server } = await signalled(t, async (_request, _reply, { signal }) => {
+    await new Promise((resolve) => signal.addEventListener('abort', resolve));
+  });
+  const unused = stopOnSignals(server, { signals: ['SIGUSR2'] });
+  unused.cancel();
+  assert.equal(process.listenerCount('SIGUSR2'), 0);
+  stopOnSignals(server, { forceAfter: 100 });
+  const answer = sendCommand(path, 'x');
+  await until('the handler', () => server.stats().running === 1);
+  process.emit('SIGTERM', 'SIGTERM');
+  await assert.rejects(answer, isConnectionError);
+  await server.closed;
+  assert.equal(existsSync(path), false);
+});
+
+// A daemon process: `slow` streams 20 rows, 25 ms apart; SIGTERM stops it gracefully.
+const SLOW_DAEMON = `
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startServer, stopOnSignals } from ${JSON.stringify(pathToFileURL(join(ROOT, 'dist', 'src', 'index.js')).href)};
+const server = await startServer(process.argv[1], async (request, reply) => {
+  for (let i = 0; i < 20; i++) {
+    await reply('row ' + i + '\\n');
+    await sleep(25);
+  }
+});
+stopOnSignals(server);
+await server.closed;
+process.stdout.write('stopped after ' + server.stats().responses + ' response(s)\\n');
+`;
+
+test('SIGTERM to a daemon process during a slow request: it completes, then the daemon exits', async (t) => {
+  const path = join(tempDir(t), 's');
+  const child = spawn(process.execPath, ['--input-type=module', '-e', SLOW_DAEMON, path], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  t.after(() => child.kill('SIGKILL'));
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  await until('the daemon to listen', () => existsSync(path));
+  const connection = await connect(path, { waitIfBusy: true, timeout: 5000 });
+  const rows: string[] = [];
+  let signalled = false;
+  for await (const piece of connection.stream('slow')) {
+    rows.push(piece.toString());
+    if (!signalled) {
+      signalled = true;
+      child.kill('SIGTERM');
+    }
+  }
+  const text = rows.join('');
+  assert.equal(text.split('\n').length - 1, 20, 'all rows arrived');
+  assert.ok(text.endsWith('row 19\n'));
+  assert.equal(await exited, 0);
+  assert.equal(output, 'stopped after 1 response(s)\n');
+  assert.equal(existsSync(path), false);
+});
