@@ -1,0 +1,73 @@
+/**
+ * What the benchmark's processes say to each other over their IPC channel (never during a
+ * measurement: only to start a run and to collect its figures).
+ */
+
+/** Which side is measured: the project, or a plain `node:net` program doing the same bytes. */
+export type Impl = 'project' | 'baseline';
+
+/**
+ * What a benchmark server answers:
+ * - `ping`: `ping` -> `pong` (a whole-request handler);
+ * - `recv-whole` / `recv-stream`: takes a large request (as one Buffer / as a stream) and
+ *   answers `ok <payload bytes>`;
+ * - `send-big`: `send <n>` -> n bytes of `y`, in one reply;
+ * - `chunk`: the test daemon (`chunk` -> 10,000 rows, one reply each).
+ */
+export type ServerMode = 'ping' | 'recv-whole' | 'recv-stream' | 'send-big' | 'chunk';
+
+/** One measured job, run by every client process of a side at the same time. */
+export type Job =
+  | { readonly kind: 'ping'; readonly requests: number; readonly concurrency: number }
+  | { readonly kind: 'upload'; readonly size: number }
+  | { readonly kind: 'download'; readonly size: number; readonly stream: boolean }
+  | { readonly kind: 'chunk'; readonly requests: number };
+
+/** What a client process measured for one job. */
+export interface JobResult {
+  /** Start and end of the job, in ms since the epoch (comparable between processes). */
+  readonly start: number;
+  readonly end: number;
+  /** Round trips completed. */
+  readonly requests: number;
+  /** Payload bytes moved (request + response). */
+  readonly bytes: number;
+  /** Each round trip's duration, in ms. */
+  readonly latencies: number[];
+}
+
+/** Orchestrator to child. */
+export type Command =
+  | { readonly cmd: 'run'; readonly job: Job }
+  | { readonly cmd: 'rss' }
+  | { readonly cmd: 'exit' };
+
+/** Child to orchestrator. */
+export type Reply =
+  | { readonly ready: true }
+  | { readonly result: JobResult }
+  | { readonly rss: number }
+  | { readonly error: string };
+
+/** Bytes in the `chunk` answer (10,000 rows of 81 bytes). */
+export const CHUNK_ANSWER_BYTES = 810_000;
+
+/** The request of a `send-big` server for `size` bytes. */
+export function downloadRequest(size: number): string {
+  return `send ${size}`;
+}
+
+/** The answer of a `recv-*` server. */
+export function uploadAnswer(size: number): string {
+  return `ok ${size}`;
+}
+
+/** Peak resident set size of this process, in bytes (`ru_maxrss`: VmHWM on Linux). */
+export function peakRss(): number {
+  return process.resourceUsage().maxRSS * 1024;
+}
+
+/** Milliseconds since the epoch, with sub-millisecond precision. */
+export function now(): number {
+  return performance.timeOrigin + performance.now();
+}

@@ -1,0 +1,175 @@
+/**
+ * The benchmark scenarios (issue 6): what each one runs, how much of it, and the target ratio
+ * against the plain `node:net` baseline of the same run.
+ */
+
+import type { Job, ServerMode } from './protocol.js';
+
+/** Sizes of one run: the full suite, or the `--quick` smoke run. */
+export interface Scale {
+  /** Round trips per run of (a). */
+  concurrentRequests: number;
+  /** Round trips per run of (b). */
+  sequentialRequests: number;
+  /** Bytes of the large request (c) and response (d). */
+  largeBytes: number;
+  /** `chunk` requests per run of (e). */
+  chunkRequests: number;
+  /** Measured runs per side (after one warm-up). */
+  runs: number;
+}
+
+/** The full suite: about 5 minutes on 2 cores. */
+export const FULL: Scale = {
+  concurrentRequests: 20_000,
+  sequentialRequests: 5_000,
+  largeBytes: 1 << 30,
+  chunkRequests: 20,
+  runs: 5,
+};
+
+/** `--quick`: a smoke run of well under a minute. */
+export const QUICK: Scale = {
+  concurrentRequests: 2_000,
+  sequentialRequests: 500,
+  largeBytes: 64 << 20,
+  chunkRequests: 4,
+  runs: 3,
+};
+
+/** Connections in flight at once in (a), as Git's `multiple --threads=8`. */
+export const CONCURRENCY = 8;
+
+/** Which figure a scenario is judged on. */
+export type Metric = 'rps' | 'mbps';
+
+/** One row of the table. */
+export interface Scenario {
+  /** Row id, e.g. `c-whole`. */
+  readonly id: string;
+  /** The issue's letter, which `--only` selects by. */
+  readonly letter: 'a' | 'b' | 'c' | 'd' | 'e';
+  readonly title: string;
+  readonly mode: ServerMode;
+  readonly metric: Metric;
+  /** Least acceptable project / baseline ratio of the metric (issue 6 "Targets"). */
+  readonly target: number;
+  /** Client processes per side (the job is shared out among them). */
+  readonly clientProcesses: number;
+  /** Response sizes a `send-big` server must be able to send. */
+  responseSizes(scale: Scale): number[];
+  /** The warm-up job and the measured job, for one client process. */
+  warmup(scale: Scale, processes: number): Job;
+  job(scale: Scale, processes: number): Job;
+  /** Longest a run may take before the scenario is declared failed, in ms. */
+  readonly timeoutMs: number;
+}
+
+const none = (): number[] => [];
+/** Warm-up size of the large transfers: enough to warm the JIT, cheap to allocate. */
+const warmBytes = (scale: Scale): number => Math.min(scale.largeBytes, 16 << 20);
+
+function ping(requests: number, concurrency: number, processes: number): Job {
+  return {
+    kind: 'ping',
+    requests: Math.ceil(requests / processes),
+    concurrency: Math.max(1, Math.round(concurrency / processes)),
+  };
+}
+
+/** Builds the scenario list; `clients` is the number of client processes used for (a). */
+export function scenarios(clients: number): Scenario[] {
+  return [
+    {
+      id: 'a',
+      letter: 'a',
+      title: `(a) ${CONCURRENCY} concurrent clients, ping/pong, a connection each`,
+      mode: 'ping',
+      metric: 'rps',
+      target: 0.95,
+      clientProcesses: clients,
+      responseSizes: none,
+      warmup: (s, p) => ping(Math.max(2000, s.concurrentRequests / 5), CONCURRENCY, p),
+      job: (s, p) => ping(s.concurrentRequests, CONCURRENCY, p),
+      timeoutMs: 120_000,
+    },
+    {
+      id: 'b',
+      letter: 'b',
+      title: '(b) 1 client, sequential ping/pong (latency)',
+      mode: 'ping',
+      metric: 'rps',
+      target: 0.95,
+      clientProcesses: 1,
+      responseSizes: none,
+      warmup: (s) => ping(Math.max(500, s.sequentialRequests / 5), 1, 1),
+      job: (s) => ping(s.sequentialRequests, 1, 1),
+      timeoutMs: 120_000,
+    },
+    {
+      id: 'c-whole',
+      letter: 'c',
+      title: '(c) large request, handler gets one Buffer',
+      mode: 'recv-whole',
+      metric: 'mbps',
+      target: 0.9,
+      clientProcesses: 1,
+      responseSizes: none,
+      warmup: (s) => ({ kind: 'upload', size: warmBytes(s) }),
+      job: (s) => ({ kind: 'upload', size: s.largeBytes }),
+      timeoutMs: 120_000,
+    },
+    {
+      id: 'c-stream',
+      letter: 'c',
+      title: '(c) large request, { stream } handler',
+      mode: 'recv-stream',
+      metric: 'mbps',
+      target: 0.9,
+      clientProcesses: 1,
+      responseSizes: none,
+      warmup: (s) => ({ kind: 'upload', size: warmBytes(s) }),
+      job: (s) => ({ kind: 'upload', size: s.largeBytes }),
+      timeoutMs: 120_000,
+    },
+    {
+      id: 'd-whole',
+      letter: 'd',
+      title: '(d) large response, client gets one Buffer',
+      mode: 'send-big',
+      metric: 'mbps',
+      target: 0.9,
+      clientProcesses: 1,
+      responseSizes: (s) => [warmBytes(s), s.largeBytes],
+      warmup: (s) => ({ kind: 'download', size: warmBytes(s), stream: false }),
+      job: (s) => ({ kind: 'download', size: s.largeBytes, stream: false }),
+      timeoutMs: 120_000,
+    },
+    {
+      id: 'd-stream',
+      letter: 'd',
+      title: '(d) large response, Connection.stream()',
+      mode: 'send-big',
+      metric: 'mbps',
+      target: 0.9,
+      clientProcesses: 1,
+      responseSizes: (s) => [warmBytes(s), s.largeBytes],
+      warmup: (s) => ({ kind: 'download', size: warmBytes(s), stream: true }),
+      job: (s) => ({ kind: 'download', size: s.largeBytes, stream: true }),
+      timeoutMs: 120_000,
+    },
+    {
+      id: 'e',
+      letter: 'e',
+      title: "(e) test daemon's chunk: 10,000 small replies",
+      mode: 'chunk',
+      metric: 'rps',
+      target: 1.0,
+      clientProcesses: 1,
+      responseSizes: none,
+      warmup: (s) => ({ kind: 'chunk', requests: Math.max(2, s.chunkRequests / 4) }),
+      job: (s) => ({ kind: 'chunk', requests: s.chunkRequests }),
+      timeoutMs: 120_000,
+    },
+  ];
+}
