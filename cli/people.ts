@@ -14,6 +14,7 @@ import {
   getActiveState,
   isSimpleIpcError,
   type Message,
+  USES_NAMED_PIPES,
 } from '../src/index.js';
 import { PEOPLE_HELP, type PeopleCommand } from './help.js';
 import { CliExit, EXIT_ERROR, EXIT_OK, EXIT_USAGE, fail, Progress, writeOut } from './io.js';
@@ -117,6 +118,8 @@ export async function call(args: readonly string[]): Promise<number> {
   const wait = values.wait === true;
   const signal = timeout === undefined ? undefined : AbortSignal.timeout(timeout);
 
+  // Waiting could never help a regular file or a directory: say so at once.
+  if (notASocket(path)) throw fail(`'${path}' is not a socket`);
   let connection: Connection;
   try {
     connection = await connect(path, {
@@ -215,6 +218,7 @@ function exchangeFailure(path: string, err: unknown, timeout: number | undefined
 }
 
 function notASocket(path: string): boolean {
+  if (USES_NAMED_PIPES) return false; // the path only names the pipe
   try {
     return !lstatSync(path).isSocket();
   } catch {

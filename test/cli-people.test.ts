@@ -1,0 +1,306 @@
+/**
+ * The commands for people (`status`, `call`, `serve`, help, version), run as real processes.
+ */
+
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import test, { type TestContext } from 'node:test';
+import { connect, getActiveState, isSimpleIpcError, startServer } from '../src/index.js';
+import { CLI, delay, ROOT, runCli, tempDir } from './helpers.js';
+
+async function until(what: string, check: () => boolean | Promise<boolean>, ms = 15_000) {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await delay(20);
+  }
+}
+
+interface Serving {
+  child: ChildProcess;
+  exited: Promise<number | null>;
+  stderr: () => string;
+}
+
+/** Runs `simple-ipc serve PATH ...args` and resolves once it listens. Killed after the test. */
+async function serve(t: TestContext, path: string, args: readonly string[]): Promise<Serving> {
+  const child = spawn(process.execPath, [CLI, 'serve', path, ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  t.after(() => child.kill('SIGKILL'));
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  let gone = false;
+  void exited.then(() => {
+    gone = true;
+  });
+  await until('the server to listen', async () => {
+    if (gone) assert.fail(`serve exited early: ${stderr}`);
+    return (await getActiveState(path)) === 'listening';
+  });
+  return { child, exited, stderr: () => stderr };
+}
+
+test('--help, help COMMAND, --version, and no command at all', async () => {
+  const program = await runCli(['--help']);
+  assert.equal(program.code, 0);
+  assert.match(program.stdout.toString(), /Commands:[\s\S]*serve PATH --exec[\s\S]*Examples:/);
+  const bare = await runCli([]);
+  assert.equal(bare.code, 129);
+  assert.match(bare.stderr, /Usage: simple-ipc <command>/);
+
+  for (const command of ['status', 'call', 'serve']) {
+    for (const flag of ['--help', '-h']) {
+      const r = await runCli([command, flag]);
+      assert.equal(r.code, 0, `${command} ${flag}`);
+      assert.match(
+        r.stdout.toString(),
+        new RegExp(`^usage: simple-ipc ${command} [\\s\\S]*Examples:`),
+      );
+    }
+    const viaHelp = await runCli(['help', command]);
+    assert.deepEqual(viaHelp.stdout, (await runCli([command, '--help'])).stdout);
+  }
+  const testTool = await runCli(['help', 'sendbytes']);
+  assert.equal(testTool.code, 0);
+  assert.match(testTool.stdout.toString(), /^usage: simple-ipc sendbytes[\s\S]*Example:/);
+  const unknown = await runCli(['help', 'nope']);
+  assert.equal(unknown.code, 129);
+  assert.match(unknown.stderr, /^error: no help for 'nope'/);
+
+  const version = await runCli(['--version']);
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+  assert.equal(version.stdout.toString(), `${pkg.version}\n`);
+  // The test-tool commands are still there.
+  assert.equal((await runCli(['SUPPORTS_SIMPLE_IPC'])).code, 0);
+});
+
+test('status prints the active state; exit 0 only when listening', async (t) => {
+  const dir = tempDir(t);
+  const missing = await runCli(['status', join(dir, 'none')]);
+  assert.deepEqual([missing.code, missing.stdout.toString()], [1, 'not-listening\n']);
+
+  const file = join(dir, 'file');
+  writeFileSync(file, 'x');
+  const invalid = await runCli(['status', file]);
+  assert.deepEqual([invalid.code, invalid.stdout.toString()], [1, 'invalid-path\n']);
+
+  const path = join(dir, 's');
+  const server = await startServer(path, (_request, reply) => reply('x'));
+  t.after(() => server.destroy());
+  const up = await runCli(['status', path]);
+  assert.deepEqual([up.code, up.stdout.toString()], [0, 'listening\n']);
+  const json = await runCli(['status', '--json', path]);
+  assert.equal(json.code, 0);
+  assert.deepEqual(JSON.parse(json.stdout.toString()), { path, state: 'listening' });
+  assert.equal(server.stats().requests, 0, 'a status probe sends no request');
+
+  for (const args of [['status'], ['status', path, 'extra'], ['status', '--bogus', path]]) {
+    const r = await runCli(args);
+    assert.equal(r.code, 129, args.join(' '));
+    assert.match(r.stderr, /^error: .*\nusage: simple-ipc status/);
+  }
+});
+
+test('call writes the raw response; the request comes from MESSAGE or standard input', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  const prefix = Buffer.from([0, 0xff, 0x0a]);
+  const server = await startServer(path, (request, reply) =>
+    reply(Buffer.concat([prefix, request])),
+  );
+  t.after(() => server.destroy());
+
+  const message = await runCli(['call', path, 'héllo']);
+  assert.equal(message.code, 0, message.stderr);
+  assert.deepEqual(message.stdout, Buffer.concat([prefix, Buffer.from('héllo')]));
+
+  const input = randomBytes(100_000);
+  for (const args of [
+    ['call', path],
+    ['call', path, '-'],
+  ]) {
+    const r = await runCli(args, { input });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout, Buffer.concat([prefix, input]), args.join(' '));
+    assert.equal(r.stderr, '');
+  }
+  const empty = await runCli(['call', path], { input: '' });
+  assert.deepEqual(empty.stdout, prefix);
+});
+
+test('call: errors and exit codes', async (t) => {
+  const dir = tempDir(t);
+  const none = await runCli(['call', join(dir, 'none'), 'x']);
+  assert.equal(none.code, 1);
+  assert.match(none.stderr, /^error: no server at '.*none'/);
+  assert.equal(none.stdout.length, 0);
+
+  const file = join(dir, 'file');
+  writeFileSync(file, 'x');
+  const notSocket = await runCli(['call', file, 'x']);
+  assert.equal(notSocket.code, 1);
+  assert.match(notSocket.stderr, /is not a socket/);
+
+  const path = join(dir, 's');
+  const server = await startServer(path, async (_request, _reply, { signal }) => {
+    await new Promise((resolve) => signal.addEventListener('abort', resolve));
+  });
+  t.after(() => server.destroy());
+  const slow = await runCli(['call', '--timeout=300', path, 'x']);
+  assert.equal(slow.code, 1);
+  assert.match(slow.stderr, /^error: no complete response from '.*' within 300 ms/);
+
+  for (const args of [['call'], ['call', '--timeout=abc', path], ['call', path, 'a', 'b']]) {
+    const r = await runCli(args);
+    assert.equal(r.code, 129, args.join(' '));
+    assert.match(r.stderr, /^error: /);
+  }
+});
+
+test('call --wait waits for a server that is starting', async (t) => {
+  const path = join(tempDir(t), 's');
+  const call = runCli(['call', '--wait', '--timeout=15000', path, 'hi']);
+  await delay(300);
+  const server = await startServer(path, (request, reply) => reply(`got ${request}`));
+  t.after(() => server.destroy());
+  const r = await call;
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.toString(), 'got hi');
+});
+
+test('serve --exec cat: 1 MiB of random bytes round trip, byte-identical', async (t) => {
+  const path = join(tempDir(t), 's');
+  await serve(t, path, ['--exec', 'cat']);
+  const input = randomBytes(1 << 20);
+  const r = await runCli(['call', path], { input });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.length, input.length);
+  assert.ok(r.stdout.equals(input), 'byte-identical');
+  assert.equal(r.stderr, '', 'no progress line in piped output');
+});
+
+test('serve --exec: 20 parallel calls each get their own answer', async (t) => {
+  const path = join(tempDir(t), 's');
+  await serve(t, path, ['--exec=tr a-z A-Z', '--threads=4']);
+  const results = await Promise.all(
+    Array.from({ length: 20 }, (_, i) => runCli(['call', path, `request number ${i}`])),
+  );
+  results.forEach((r, i) => {
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.toString(), `REQUEST NUMBER ${i}`);
+  });
+});
+
+test('serve --exec: a failing command ends the response with an error', async (t) => {
+  const path = join(tempDir(t), 's');
+  const serving = await serve(t, path, ['--exec', 'cat >/dev/null; echo partial; exit 3']);
+  const r = await runCli(['call', path, 'x']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^error: the response from '.*' ended early/);
+  await until('the server to log it', () => serving.stderr().includes('exited with code 3'));
+  // The server goes on.
+  assert.equal((await runCli(['status', path])).code, 0);
+});
+
+test('serve --idle-timeout: the server exits by itself and removes its socket', async (t) => {
+  const path = join(tempDir(t), 's');
+  const serving = await serve(t, path, ['--exec', 'cat', '--idle-timeout=0.5']);
+  assert.equal(await serving.exited, 0);
+  assert.equal(existsSync(path), false);
+  assert.match(serving.stderr(), /no connection for 0\.5 s: stopping/);
+});
+
+test('serve: SIGTERM during a slow request lets it complete, drops the queued one, then exits', async (t) => {
+  const path = join(tempDir(t), 's');
+  const slow = 'for i in 1 2 3 4 5; do echo line$i; sleep 0.2; done';
+  const serving = await serve(t, path, ['--exec', slow, '--threads=1']);
+  const first = spawn(process.execPath, [CLI, 'call', path, 'go'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.after(() => first.kill('SIGKILL'));
+  let output = '';
+  first.stdout.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  const firstExit = new Promise<number | null>((resolve) => first.once('exit', resolve));
+  await until('the first line', () => output.includes('line1'));
+  // A second request waits for the only thread.
+  const connection = await connect(path);
+  const second = connection.send('queued');
+  await delay(100);
+  serving.child.kill('SIGTERM');
+  await assert.rejects(second, (err: unknown) => isSimpleIpcError(err));
+  assert.equal(await firstExit, 0);
+  assert.equal(output, 'line1\nline2\nline3\nline4\nline5\n');
+  assert.equal(await serving.exited, 0);
+  assert.equal(existsSync(path), false);
+  assert.match(serving.stderr(), /SIGTERM: stopping/);
+});
+
+test('serve: --mode, a path in use, a path that is not a socket, usage errors', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  await serve(t, path, ['--exec', 'cat', '--mode=640']);
+  assert.equal(statSync(path).mode & 0o777, 0o640);
+  const taken = await runCli(['serve', path, '--exec', 'cat']);
+  assert.equal(taken.code, 1);
+  assert.match(taken.stderr, /already in use/);
+  assert.equal((await runCli(['status', path])).code, 0, 'the first server is untouched');
+
+  const file = join(dir, 'file');
+  writeFileSync(file, 'precious');
+  const refused = await runCli(['serve', file, '--exec', 'cat']);
+  assert.equal(refused.code, 1);
+  assert.equal(readFileSync(file, 'utf8'), 'precious');
+
+  for (const args of [
+    ['serve', join(dir, 'u')],
+    ['serve', join(dir, 'u'), '--exec=cat', '--threads=0'],
+    ['serve', join(dir, 'u'), '--exec=cat', '--idle-timeout=-1'],
+    ['serve', join(dir, 'u'), '--exec=cat', '--mode=999'],
+    ['serve', join(dir, 'u'), '--exec=cat', '--log=x'],
+  ]) {
+    const r = await runCli(args);
+    assert.equal(r.code, 129, args.join(' '));
+    assert.match(r.stderr, /^error: .*\nusage: simple-ipc serve/);
+  }
+});
+
+test('serve --detach: starts in the background, logs to a file, stops when idle', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  const log = join(dir, 'log');
+  let pid: number | undefined;
+  t.after(() => {
+    if (pid !== undefined) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+  });
+  const started = await runCli([
+    'serve',
+    path,
+    '--exec=wc -c',
+    '--detach',
+    `--log=${log}`,
+    '--idle-timeout=1',
+  ]);
+  assert.equal(started.code, 0, started.stderr);
+  pid = Number(/pid (\d+)/.exec(started.stderr)?.[1]);
+  assert.ok(pid > 0, started.stderr);
+  const r = await runCli(['call', path, '12345']);
+  assert.equal(r.stdout.toString().trim(), '5');
+  await until('the idle stop', () => !existsSync(path));
+  await until('the log', () => readFileSync(log, 'utf8').includes('stopped: 1 request'));
+  assert.match(readFileSync(log, 'utf8'), /listening at[\s\S]*no connection for 1 s/);
+});
