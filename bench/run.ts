@@ -10,8 +10,8 @@
  *
  * Options: `--quick` (smoke run), `--only=a,c` (scenarios by letter), `--runs=N`,
  * `--clients=N` (client processes for (a), default 1), `--cross` (also project server +
- * baseline client and the reverse), `--cpu-prof=server|client|both` (profile the project's
- * processes; `--cpu-prof-dir=DIR`), `--out=DIR`.
+ * baseline client and the reverse), `--cpu-prof=server|client|both` (profile the servers or
+ * clients of both sides, into `DIR/<scenario>/<side>-<part>/`; `--cpu-prof-dir=DIR`), `--out=DIR`.
  */
 
 import { type ChildProcess, fork } from 'node:child_process';
@@ -210,9 +210,13 @@ async function measure(
   socketDir: string,
 ): Promise<RowReport> {
   const sides = options.cross ? [...SIDES, ...CROSS_SIDES] : SIDES;
+  // Both sides are profiled, each into its own directory, so that they can be compared.
   const profileArgs = (part: 'server' | 'client', impl: Impl): string[] =>
-    impl === 'project' && (options.profile === part || options.profile === 'both')
-      ? ['--cpu-prof', `--cpu-prof-dir=${options.profileDir}`]
+    options.profile === part || options.profile === 'both'
+      ? [
+          '--cpu-prof',
+          `--cpu-prof-dir=${join(options.profileDir!, scenario.id, `${impl}-${part}`)}`,
+        ]
       : [];
   const servers = new Map<Impl, Child>();
   const clients = new Map<string, Child[]>();
