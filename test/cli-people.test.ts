@@ -9,7 +9,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test, { type TestContext } from 'node:test';
 import { connect, getActiveState, isSimpleIpcError, startServer } from '../src/index.js';
-import { CLI, delay, ROOT, runCli, tempDir } from './helpers.js';
+import { CLI, delay, ROOT, runCli, runProcess, tempDir } from './helpers.js';
 
 async function until(what: string, check: () => boolean | Promise<boolean>, ms = 15_000) {
   const deadline = Date.now() + ms;
@@ -303,4 +303,13 @@ test('serve --detach: starts in the background, logs to a file, stops when idle'
   await until('the idle stop', () => !existsSync(path));
   await until('the log', () => readFileSync(log, 'utf8').includes('stopped: 1 request'));
   assert.match(readFileSync(log, 'utf8'), /listening at[\s\S]*no connection for 1 s/);
+});
+
+test('npm start: the demo runs quickly and cleans up after itself', async () => {
+  const r = await runProcess(process.execPath, [join(ROOT, 'dist', 'examples', 'demo.js')]);
+  assert.equal(r.code, 0, r.stderr);
+  const out = r.stdout.toString();
+  assert.match(out, /ping -> pong/);
+  assert.match(out, /lines 5000 -> 48893 bytes/);
+  assert.match(out, /socket removed: yes/);
 });
