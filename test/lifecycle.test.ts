@@ -1,0 +1,504 @@
+/**
+ * The server socket's life, in process and across real processes: the start-up lock (stale,
+ * fresh, contended), the live check, atomic install, permissions, ownership, theft, removal,
+ * long paths.
+ */
+
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  symlinkSync,
+  unlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
+import { lstat } from 'node:fs/promises';
+import { createServer, type Server as NetServer } from 'node:net';
+import { basename, join } from 'node:path';
+import { test } from 'node:test';
+import { SOCKET_PATH_MAX } from '../src/address.js';
+import {
+  ActiveState,
+  getActiveState,
+  QUIT,
+  type Server,
+  sendCommand,
+  startServer,
+} from '../src/index.js';
+import {
+  acquireLock,
+  describeTheft,
+  isLockHeld,
+  LOCK_STALE_MS,
+  removeIfOurs,
+} from '../src/lifecycle.js';
+import { delay, tempDir } from './helpers.js';
+
+async function handler(request: Buffer, reply: (c: string) => Promise<void>) {
+  const text = request.toString();
+  if (text === 'quit') return QUIT;
+  await reply(text === 'ping' ? 'pong' : `echo:${text}`);
+  return undefined;
+}
+
+/** Starts a server that is stopped when the test ends. */
+async function serve(
+  t: { after: (fn: () => unknown) => void },
+  path: string,
+  options: Parameters<typeof startServer>[2] = {},
+): Promise<Server> {
+  const server = await startServer(path, handler, options);
+  t.after(() => server.destroy());
+  return server;
+}
+
+/** A plain Node server put at `path` by rename, as another program would; closed after. */
+async function foreignSocket(
+  t: { after: (fn: () => unknown) => void },
+  path: string,
+): Promise<{ server: NetServer; ino: number }> {
+  const temporary = `${path}.foreign-${process.pid}`;
+  const server = createServer((c) => {
+    c.on('error', () => {}); // probes hang up at once
+    c.resume(); // read on, to see the client's hang-up and close
+    c.end('0008mine0000');
+  });
+  await new Promise<void>((resolve) => server.listen(temporary, resolve));
+  t.after(() => new Promise((resolve) => server.close(resolve)));
+  renameSync(temporary, path);
+  return { server, ino: lstatSync(path).ino };
+}
+
+/** Leaves a socket at `path` that nobody listens on, as a killed server does. */
+async function deadSocket(path: string): Promise<void> {
+  const temporary = `${path}.dead-${process.pid}`;
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(temporary, resolve));
+  renameSync(temporary, path);
+  // Node unlinks the name it bound (gone already): the socket file at `path` stays, dead.
+  await new Promise((resolve) => server.close(resolve));
+  assert.ok(lstatSync(path).isSocket());
+}
+
+/** The pid of a process that has exited (and been reaped). */
+async function deadPid(): Promise<number> {
+  const child = spawn(process.execPath, ['-e', '']);
+  await new Promise((resolve) => child.once('exit', resolve));
+  return child.pid!;
+}
+
+test('start-up leaves the socket alone in its directory, owner-only, and no lock', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  await serve(t, path);
+  assert.deepEqual(readdirSync(dir), ['s']);
+  const stats = lstatSync(path);
+  assert.ok(stats.isSocket());
+  assert.equal(stats.mode & 0o777, 0o600);
+  assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
+});
+
+test('the mode option widens the permissions; a bad mode is refused', async (t) => {
+  const dir = tempDir(t);
+  await serve(t, join(dir, 'shared'), { mode: 0o660 });
+  assert.equal(lstatSync(join(dir, 'shared')).mode & 0o777, 0o660);
+  for (const mode of [0o1000, -1, 1.5, Number.NaN]) {
+    await assert.rejects(startServer(join(dir, 'bad'), handler, { mode }), {
+      code: 'ERR_IPC_INVALID_ARGUMENT',
+    });
+  }
+  assert.deepEqual(readdirSync(dir), ['shared']);
+});
+
+test('a live server is never replaced: ERR_IPC_IN_USE, its socket untouched', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  const { ino } = await foreignSocket(t, path);
+  await assert.rejects(startServer(path, handler), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'ERR_IPC_IN_USE');
+    assert.match(err.message, /already in use/);
+    return true;
+  });
+  assert.equal(lstatSync(path).ino, ino);
+  assert.equal(await getActiveState(path), ActiveState.LISTENING);
+  assert.deepEqual(readdirSync(dir), ['s']);
+});
+
+test('a dead socket is replaced, and the path never goes missing meanwhile', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  await deadSocket(path);
+  const before = lstatSync(path).ino;
+  let looking = true;
+  let missing = 0;
+  const watcher = (async () => {
+    while (looking) {
+      try {
+        await lstat(path);
+      } catch {
+        missing++;
+      }
+    }
+  })();
+  await serve(t, path);
+  looking = false;
+  await watcher;
+  assert.equal(missing, 0);
+  assert.notEqual(lstatSync(path).ino, before);
+  assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
+});
+
+test('a regular file, a directory or a symbolic link at the path is left alone', async (t) => {
+  const dir = tempDir(t);
+  const live = join(dir, 'live');
+  await serve(t, live);
+  const cases: [string, () => void, () => void][] = [
+    [
+      'file',
+      () => writeFileSync(join(dir, 'file'), 'precious'),
+      () => assert.equal(readFileSync(join(dir, 'file'), 'utf8'), 'precious'),
+    ],
+    [
+      'dir',
+      () => mkdirSync(join(dir, 'dir')),
+      () => assert.ok(lstatSync(join(dir, 'dir')).isDirectory()),
+    ],
+    [
+      'dangling',
+      () => symlinkSync(join(dir, 'nowhere'), join(dir, 'dangling')),
+      () => assert.equal(readlinkSync(join(dir, 'dangling')), join(dir, 'nowhere')),
+    ],
+    [
+      'tolive',
+      () => symlinkSync(live, join(dir, 'tolive')),
+      () => assert.equal(readlinkSync(join(dir, 'tolive')), live),
+    ],
+  ];
+  for (const [name, make, check] of cases) {
+    make();
+    await assert.rejects(
+      startServer(join(dir, name), handler),
+      (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'ERR_IPC_INVALID_PATH', name);
+        assert.match(err.message, /left alone/);
+        return true;
+      },
+    );
+    check();
+  }
+  // No lock files, no temporary directories left behind.
+  assert.deepEqual(readdirSync(dir).sort(), ['dangling', 'dir', 'file', 'live', 'tolive']);
+});
+
+test('a lock held by a live process is respected: ERR_IPC_LOCKED, lock untouched', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  writeFileSync(`${path}.lock`, `${process.pid}\n`);
+  await assert.rejects(startServer(path, handler), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'ERR_IPC_LOCKED');
+    assert.match(err.message, new RegExp(`held by process ${process.pid}`));
+    assert.match(err.message, /remove it/);
+    return true;
+  });
+  assert.equal(readFileSync(`${path}.lock`, 'utf8'), `${process.pid}\n`);
+  assert.deepEqual(readdirSync(dir), ['s.lock']);
+  assert.equal(isLockHeld(`${path}.lock`), true);
+});
+
+test('a fresh lock with no owner (as Git writes) is respected; an old one is broken', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  writeFileSync(`${path}.lock`, '');
+  await assert.rejects(startServer(path, handler), { code: 'ERR_IPC_LOCKED' });
+  assert.ok(existsSync(`${path}.lock`));
+  const old = (Date.now() - LOCK_STALE_MS - 5000) / 1000;
+  utimesSync(`${path}.lock`, old, old);
+  assert.equal(isLockHeld(`${path}.lock`), false);
+  await serve(t, path);
+  assert.deepEqual(readdirSync(dir), ['s']);
+});
+
+test('a lock whose owner is dead is broken at once', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  writeFileSync(`${path}.lock`, `${await deadPid()}\n`);
+  assert.equal(isLockHeld(`${path}.lock`), false);
+  await serve(t, path);
+  assert.deepEqual(readdirSync(dir), ['s']);
+});
+
+test('a lock whose pid now names a younger process (pid reuse) is broken', {
+  skip: process.platform !== 'linux' && 'process start times are read from /proc',
+}, async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  // Our own pid, in a lock written long before this process started.
+  writeFileSync(`${path}.lock`, `${process.pid}\n`);
+  const old = (Date.now() - 3_600_000) / 1000;
+  utimesSync(`${path}.lock`, old, old);
+  assert.equal(isLockHeld(`${path}.lock`), false);
+  await serve(t, path);
+  assert.deepEqual(readdirSync(dir), ['s']);
+});
+
+test('the lock admits one holder at a time, also while racers break a stale lock', async (t) => {
+  const lock = join(tempDir(t), 's.lock');
+  writeFileSync(lock, `${await deadPid()}\n`);
+  let inside = 0;
+  let most = 0;
+  let entered = 0;
+  await Promise.all(
+    Array.from({ length: 12 }, async () => {
+      const held = await acquireLock(lock, 10_000);
+      inside++;
+      entered++;
+      most = Math.max(most, inside);
+      await delay(2);
+      inside--;
+      await held.release();
+    }),
+  );
+  assert.equal(entered, 12);
+  assert.equal(most, 1);
+  assert.equal(existsSync(lock), false);
+  assert.equal(existsSync(`${lock}.break`), false);
+});
+
+test('servers started at once in one process: exactly one serves', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  for (let round = 0; round < 3; round++) {
+    const results = await Promise.allSettled(
+      Array.from({ length: 6 }, () => startServer(path, handler)),
+    );
+    const servers = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const codes = results.flatMap((r) =>
+      r.status === 'rejected' ? [(r.reason as { code: string }).code] : [],
+    );
+    assert.equal(servers.length, 1);
+    assert.deepEqual(codes, Array(5).fill('ERR_IPC_IN_USE'));
+    assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
+    await servers[0]!.stop();
+    assert.deepEqual(readdirSync(dir), []);
+  }
+});
+
+// A child process that loads the library, says "ready", starts a server on "go" and says how
+// it went, then stops on "stop". Lets the parent start several at the same instant.
+const RACER = `
+const { startServer } = await import(process.argv[1]);
+const path = process.argv[2];
+let server;
+let input = '';
+process.stdin.on('data', async (chunk) => {
+  input += chunk;
+  if (input === 'go\\n') {
+    try {
+      server = await startServer(path, (r, reply) => reply('pong'));
+      process.stdout.write('ok\\n');
+    } catch (err) {
+      process.stdout.write(err.code + '\\n');
+      process.exit(0);
+    }
+  } else if (input === 'go\\nstop\\n') {
+    await server.stop();
+    process.exit(0);
+  }
+});
+process.stdout.write('ready\\n');
+`;
+
+function racer(path: string): {
+  child: ChildProcess;
+  lines: string[];
+  next: () => Promise<string>;
+} {
+  const index = new URL('../src/index.js', import.meta.url).href;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', RACER, index, path], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const lines: string[] = [];
+  const waiting: ((line: string) => void)[] = [];
+  let buffered = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    buffered += chunk.toString();
+    let nl: number;
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      const waiter = waiting.shift();
+      if (waiter) waiter(line);
+      else lines.push(line);
+    }
+  });
+  const next = (): Promise<string> => {
+    const line = lines.shift();
+    if (line !== undefined) return Promise.resolve(line);
+    return new Promise((resolve, reject) => {
+      waiting.push(resolve);
+      child.once('exit', () => reject(new Error('racer exited')));
+    });
+  };
+  return { child, lines, next };
+}
+
+test('servers started at the same instant in separate processes: exactly one serves', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  for (let round = 0; round < 3; round++) {
+    const racers = Array.from({ length: 4 }, () => racer(path));
+    t.after(() => {
+      for (const r of racers) r.child.kill('SIGKILL');
+    });
+    for (const r of racers) assert.equal(await r.next(), 'ready');
+    for (const r of racers) r.child.stdin!.write('go\n');
+    const answers = await Promise.all(racers.map((r) => r.next()));
+    assert.deepEqual(
+      [...answers].sort(),
+      ['ERR_IPC_IN_USE', 'ERR_IPC_IN_USE', 'ERR_IPC_IN_USE', 'ok'],
+      `round ${round}: ${answers.join(', ')}`,
+    );
+    assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
+    const winner = racers[answers.indexOf('ok')]!;
+    const exited = new Promise((resolve) => winner.child.once('exit', resolve));
+    winner.child.stdin!.write('stop\n');
+    await exited;
+    assert.deepEqual(readdirSync(dir), []);
+  }
+});
+
+/** Steals the socket in one of three ways; returns how to check the thief's file is intact. */
+async function steal(
+  t: { after: (fn: () => unknown) => void },
+  path: string,
+  how: 'replaced' | 'removed' | 'not-a-socket',
+): Promise<() => Promise<void>> {
+  if (how === 'removed') {
+    unlinkSync(path);
+    return async () => assert.equal(existsSync(path), false);
+  }
+  if (how === 'not-a-socket') {
+    writeFileSync(`${path}.new`, 'thief');
+    renameSync(`${path}.new`, path);
+    return async () => assert.equal(readFileSync(path, 'utf8'), 'thief');
+  }
+  const { ino } = await foreignSocket(t, path);
+  return async () => {
+    assert.equal(lstatSync(path).ino, ino);
+    assert.equal(await getActiveState(path), ActiveState.LISTENING);
+  };
+}
+
+for (const how of ['replaced', 'removed', 'not-a-socket'] as const) {
+  test(`a stolen socket (${how}) is noticed at once; the thief's path is left alone`, async (t) => {
+    const dir = tempDir(t);
+    const path = join(dir, 's');
+    const server = await serve(t, path);
+    const stolenAt = performance.now();
+    const check = await steal(t, path, how);
+    await server.closed;
+    // File-system events make this a few ms; the periodic check bounds it at about 1 s. The
+    // bound is loose for loaded machines: Git's own check runs every 60 s.
+    assert.ok(performance.now() - stolenAt < 5000);
+    assert.deepEqual(server.stopReason, { kind: 'stolen', why: how });
+    await check();
+  });
+}
+
+test("stopping right after a theft leaves the successor's socket (Node's close unlinks)", async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  const server = await serve(t, path);
+  const check = await steal(t, path, 'replaced');
+  await server.stop(); // before the watch has had a chance to notice
+  await check();
+  assert.equal((await sendCommand(path, 'x')).toString(), 'mine');
+});
+
+test('stop removes our own socket, and nothing else', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  const server = await serve(t, path);
+  writeFileSync(join(dir, 'other'), 'x');
+  await server.stop();
+  assert.deepEqual(readdirSync(dir), ['other']);
+  assert.deepEqual(server.stopReason, { kind: 'requested' });
+});
+
+test('removeIfOurs: only our device and inode, and not while a start-up holds the lock', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  await deadSocket(path);
+  const ours = lstatSync(path);
+  const identity = { dev: ours.dev, ino: ours.ino };
+  assert.equal(await removeIfOurs(path, { dev: ours.dev, ino: ours.ino + 1 }), false);
+  writeFileSync(`${path}.lock`, `${process.pid}\n`);
+  assert.equal(await removeIfOurs(path, identity, 20), false);
+  assert.ok(existsSync(path));
+  unlinkSync(`${path}.lock`);
+  assert.equal(await removeIfOurs(path, identity), true);
+  assert.deepEqual(readdirSync(dir), []);
+  assert.equal(await removeIfOurs(path, identity), false);
+});
+
+test('describeTheft says what happened', () => {
+  assert.match(describeTheft('/p', 'removed'), /removed/);
+  assert.match(describeTheft('/p', 'replaced'), /another server/);
+  assert.match(describeTheft('/p', 'not-a-socket'), /left it alone/);
+});
+
+/** `base/.../name`, padded with subdirectories to exactly `length` bytes. */
+function pathOfLength(base: string, length: number, name: string): string {
+  let dir = base;
+  let remaining = length - base.length - 1 - name.length;
+  while (remaining > 0) {
+    const segment = remaining > 62 ? 50 : remaining - 1;
+    dir = join(dir, 'p'.repeat(segment));
+    remaining -= segment + 1;
+  }
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, name);
+  assert.equal(Buffer.byteLength(path), length);
+  return path;
+}
+
+test('a 150-byte path is served at exactly that path', async (t) => {
+  const path = pathOfLength(tempDir(t), 150, 'long.sock');
+  const parent = join(path, '..');
+  const server = await serve(t, path);
+  assert.ok(lstatSync(path).isSocket());
+  assert.deepEqual(readdirSync(parent), ['long.sock']);
+  // Never a socket at the truncated path Node 20 would have used.
+  assert.equal(existsSync(path.slice(0, SOCKET_PATH_MAX)), false);
+  assert.equal(await getActiveState(path), ActiveState.LISTENING);
+  assert.equal((await sendCommand(path, 'ping', { disallowChdir: true })).toString(), 'pong');
+  await server.stop();
+  assert.deepEqual(readdirSync(parent), []);
+});
+
+test('a file name too long for the alias is served through its directory', async (t) => {
+  const dir = tempDir(t);
+  const name = 'n'.repeat(SOCKET_PATH_MAX - 10);
+  const path = join(dir, name);
+  await serve(t, path);
+  assert.deepEqual(readdirSync(dir), [name]);
+  assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
+  await assert.rejects(sendCommand(path, 'ping', { disallowChdir: true }), {
+    code: 'ERR_IPC_NAME_TOO_LONG',
+  });
+});
+
+test('a file name no address can hold is refused before anything is created', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'n'.repeat(SOCKET_PATH_MAX + 1));
+  await assert.rejects(startServer(path, handler), { code: 'ERR_IPC_NAME_TOO_LONG' });
+  assert.deepEqual(readdirSync(dir), []);
+  assert.equal(basename(path).length, SOCKET_PATH_MAX + 1);
+});
