@@ -45,6 +45,7 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
   #queued = 0;
   #paused = false;
   #streaming = false;
+  #collecting = false;
   #consumed = false;
   #error: Error | undefined;
   #waiter: Waiter | undefined;
@@ -103,7 +104,10 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
     }
     this.#pieces.push(piece);
     this.#queued += piece.length;
-    if (this.#queued > this.#limits.highWaterMark && !this.#paused) {
+    // Until a consumer claims the message, and while a streaming one is behind, the socket
+    // is paused past the high-water mark. A whole-message consumer takes everything (its
+    // bound is maxSize).
+    if (this.#queued > this.#limits.highWaterMark && !this.#paused && !this.#collecting) {
       this.#paused = true;
       this.#flow.pause();
     }
@@ -137,6 +141,11 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
    */
   async whole(): Promise<Buffer> {
     this.#claim('whole');
+    this.#collecting = true;
+    if (this.#paused) {
+      this.#paused = false;
+      this.#flow.resume();
+    }
     while (!this.#decoder.done) {
       if (this.#error !== undefined) throw this.#error;
       await this.#wait();
@@ -245,7 +254,9 @@ export class OutboundMessage {
    */
   write(data: string | Uint8Array): Promise<void> {
     if (this.#ended) {
-      return rejected(new SimpleIpcError(ErrorCode.CONNECTION_CLOSED, 'the message has already ended'));
+      return rejected(
+        new SimpleIpcError(ErrorCode.CONNECTION_CLOSED, 'the message has already ended'),
+      );
     }
     const socket = this.#socket;
     if (socket.destroyed) {

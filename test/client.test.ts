@@ -224,6 +224,9 @@ test('requests may be strings, bytes, iterables, async iterables or streams', as
   }
   assert.deepEqual(await sendCommand(path, gen()), Buffer.concat([Buffer.from('x'), big]));
   assert.deepEqual(await sendCommand(path, Readable.from([big, big])), Buffer.concat([big, big]));
+  // A whole response far above the streaming high-water mark (a deadlock once).
+  const huge = Buffer.alloc(12 << 20, 5);
+  assert.equal((await sendCommand(path, huge)).length, huge.length);
   assert.equal((await sendCommand(path, '')).length, 0);
 });
 

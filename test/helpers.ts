@@ -80,13 +80,24 @@ export function runProcess(
   });
 }
 
-/** Connects a raw socket to `path`. */
-export function rawConnect(path: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = netConnect({ path });
-    socket.once('connect', () => resolve(socket));
-    socket.once('error', reject);
-  });
+/**
+ * Connects a raw socket to `path`. A full listen backlog (EAGAIN: a burst of connects outran
+ * the server's accept loop) is retried for up to 5 s, as a real client waiting if busy would.
+ */
+export async function rawConnect(path: string): Promise<Socket> {
+  const end = performance.now() + 5000;
+  for (;;) {
+    try {
+      return await new Promise<Socket>((resolve, reject) => {
+        const socket = netConnect({ path });
+        socket.once('connect', () => resolve(socket));
+        socket.once('error', reject);
+      });
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'EAGAIN' || performance.now() > end) throw err;
+      await delay(5);
+    }
+  }
 }
 
 /**

@@ -1,0 +1,271 @@
+/**
+ * Abuse of a real `run-daemon --threads=8` process: garbage, stalled and vanishing clients,
+ * load, descriptor exhaustion, huge requests. Each test ends by checking that the daemon is
+ * healthy, answers a ping promptly, and kept its stderr quiet.
+ */
+
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { connect, getActiveState, sendCommand, startServer } from '../src/index.js';
+import { CLI, delay, rawConnect, rawExchange, tempDir } from './helpers.js';
+
+interface Daemon {
+  path: string;
+  child: ChildProcess;
+  stderr(): string;
+  /** Peak resident set size of the daemon so far, in bytes (Linux). */
+  peakRss(): number;
+  /** User + system CPU time of the daemon so far, in ms (Linux). */
+  cpuMs(): number;
+}
+
+async function startDaemon(
+  t: import('node:test').TestContext,
+  options: { threads?: number; fdLimit?: number } = {},
+): Promise<Daemon> {
+  // Not tempDir(): the daemon must be gone before its directory is removed.
+  const dir = mkdtempSync(join(tmpdir(), 'sipc-'));
+  const path = join(dir, 'ipc');
+  const args = [CLI, 'run-daemon', `--name=${path}`, `--threads=${options.threads ?? 8}`];
+  const child =
+    options.fdLimit === undefined
+      ? spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] })
+      : spawn(
+          'sh',
+          ['-c', `ulimit -n ${options.fdLimit} && exec "$0" "$@"`, process.execPath, ...args],
+          { stdio: ['ignore', 'ignore', 'pipe'] },
+        );
+  let stderr = '';
+  child.stderr!.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
+  t.after(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await new Promise((resolve) => child.once('exit', resolve));
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const end = performance.now() + 15_000;
+  while ((await getActiveState(path)) !== 'listening') {
+    if (performance.now() > end || child.exitCode !== null) {
+      assert.fail(`daemon did not start: ${stderr}`);
+    }
+    await delay(20);
+  }
+  const status = (): string => readFileSync(`/proc/${child.pid}/status`, 'utf8');
+  return {
+    path,
+    child,
+    stderr: () => stderr,
+    peakRss: () => Number(/VmHWM:\s+(\d+) kB/.exec(status())![1]) * 1024,
+    cpuMs: () => {
+      const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // clock ticks at 100 Hz
+    },
+  };
+}
+
+/** The daemon is alive, answers ping within `ms`, and said nothing on stderr. */
+async function assertHealthy(daemon: Daemon, ms = 250): Promise<void> {
+  assert.equal(daemon.child.exitCode, null, 'daemon still running');
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t0 = performance.now();
+    assert.equal((await sendCommand(daemon.path, 'ping')).toString(), 'pong');
+    times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  assert.ok(times[2]! < ms, `ping median ${times[2]!.toFixed(1)} ms`);
+  assert.equal(daemon.stderr(), '', 'stderr stays quiet');
+}
+
+// A small deterministic generator for random bytes.
+function randomBytes(seed: number, length: number): Buffer {
+  const out = Buffer.alloc(length);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 255;
+  }
+  return out;
+}
+
+test('bad framing and garbage: closed without an answer, nothing on stderr', async (t) => {
+  const daemon = await startDaemon(t);
+  const bad = [
+    'zzzz',
+    '+008ping0000',
+    '-008ping0000',
+    ' 008ping0000',
+    '0x08ping0000',
+    '0001',
+    '0002',
+    '0003',
+    'fff1',
+    'ffff',
+    '0008ping00010000',
+    '0008ping00020000',
+    '00',
+    '0008pi',
+    '0008ping',
+  ].map((s): Buffer => Buffer.from(s));
+  for (let seed = 1; seed <= 40; seed++) bad.push(randomBytes(seed, 1 + ((seed * 37) % 300)));
+  for (const bytes of bad) {
+    const { response } = await rawExchange(daemon.path, bytes, { end: true });
+    assert.equal(response.length, 0, `no answer to ${JSON.stringify(bytes.toString('latin1'))}`);
+  }
+  await assertHealthy(daemon);
+});
+
+test('hundreds of stalled clients do not delay a well-behaved one', async (t) => {
+  const daemon = await startDaemon(t);
+  const stalled = [];
+  for (let i = 0; i < 300; i++) {
+    const socket = await rawConnect(daemon.path);
+    socket.on('error', () => {});
+    if (i % 3 === 1) socket.write('0010half');
+    if (i % 3 === 2) socket.write(`0100${'x'.repeat(100)}`);
+    stalled.push(socket);
+  }
+  await assertHealthy(daemon, 50);
+  for (const socket of stalled) socket.destroy();
+  await assertHealthy(daemon);
+});
+
+test('vanishing clients cost nothing but a counter', async (t) => {
+  const daemon = await startDaemon(t);
+  const gone: Promise<unknown>[] = [];
+  for (let i = 0; i < 30; i++) {
+    // Asks for a large answer and hangs up without reading it.
+    gone.push(
+      rawConnect(daemon.path).then((s) => {
+        s.on('error', () => {});
+        s.write('0007big0000', () => s.destroy());
+      }),
+    );
+    // Hangs up in the middle of its request.
+    gone.push(
+      rawConnect(daemon.path).then((s) => {
+        s.on('error', () => {});
+        s.write('1000sendbytes xxxx', () => s.destroy());
+      }),
+    );
+    // Reads a little of a slow answer, then hangs up.
+    gone.push(
+      rawConnect(daemon.path).then(async (s) => {
+        s.on('error', () => {});
+        s.write('0008slow0000');
+        await delay(30);
+        s.destroy();
+      }),
+    );
+  }
+  await Promise.all(gone);
+  await delay(100);
+  await assertHealthy(daemon);
+});
+
+test('a 1 GiB streamed request costs the daemon little memory', async (t) => {
+  const daemon = await startDaemon(t);
+  await sendCommand(daemon.path, 'sendbytes warm-up');
+  const before = daemon.peakRss();
+  const block = Buffer.alloc(1 << 20, 0x51);
+  const size = 1 << 30;
+  function* request() {
+    yield Buffer.from('sendbytes ');
+    for (let sent = 0; sent < size; sent += block.length) yield block;
+  }
+  const answer = await sendCommand(daemon.path, request());
+  assert.equal(answer.toString(), `rcvd:Q${size}\n`);
+  const grew = daemon.peakRss() - before;
+  assert.ok(grew < 100 * 1024 * 1024, `peak RSS grew by ${(grew / 1048576).toFixed(1)} MiB`);
+  await assertHealthy(daemon);
+});
+
+test('the test daemon accepts a 100 MB request of any kind', async (t) => {
+  const daemon = await startDaemon(t);
+  const ballast = Buffer.alloc(100_000_000, 0x7a);
+  const answer = await sendCommand(
+    daemon.path,
+    Buffer.concat([Buffer.from('sendbytes '), ballast]),
+  );
+  assert.equal(answer.toString(), 'rcvd:z100000000\n');
+  const echo = await sendCommand(daemon.path, ballast as Buffer);
+  assert.equal(echo.length, 'unhandled command: '.length + ballast.length);
+  await assertHealthy(daemon);
+});
+
+test('1,000 concurrent clients within the queue limits are all answered', async (t) => {
+  const daemon = await startDaemon(t, { threads: 10 });
+  const answers = await Promise.all(
+    Array.from({ length: 1000 }, (_, i) =>
+      sendCommand(daemon.path, `sendbytes ${'ab'[i % 2]!.repeat(1 + (i % 50))}`, {
+        waitIfBusy: true,
+        timeout: 20_000,
+      }),
+    ),
+  );
+  answers.forEach((answer, i) => {
+    assert.equal(
+      answer.toString(),
+      `rcvd:${'ab'[i % 2]}${String(1 + (i % 50)).padStart(8, '0')}\n`,
+    );
+  });
+  await assertHealthy(daemon);
+});
+
+test('running out of file descriptors is survived without a busy loop', async (t) => {
+  const daemon = await startDaemon(t, { fdLimit: 64 });
+  const held = [];
+  for (let i = 0; i < 120; i++) {
+    try {
+      const socket = await rawConnect(daemon.path);
+      socket.on('error', () => {});
+      held.push(socket);
+    } catch {
+      // refused once the backlog is full: fine
+    }
+  }
+  await delay(300);
+  const cpuBefore = daemon.cpuMs();
+  await delay(1000);
+  const spent = daemon.cpuMs() - cpuBefore;
+  assert.ok(spent < 500, `daemon used ${spent} ms of CPU in 1 s while out of descriptors`);
+  for (const socket of held) socket.destroy();
+  await delay(200);
+  await assertHealthy(daemon);
+});
+
+test('a whole-request server refuses an oversized request early, a streamed response costs little', async (t) => {
+  const path = join(tempDir(t), 's');
+  const block = Buffer.alloc(1 << 20, 9);
+  const server = await startServer(
+    path,
+    async (request, reply) => {
+      if (request.toString() !== 'stream') return;
+      for (let i = 0; i < 512; i++) await reply(block);
+    },
+    { maxRequestSize: 1 << 20 },
+  );
+  t.after(() => server.destroy());
+  function* huge() {
+    for (let i = 0; i < 1024; i++) yield block;
+  }
+  await assert.rejects(sendCommand(path, huge()));
+  assert.ok(server.stats().bytesIn < 64 << 20, 'the server stopped reading early');
+
+  const rssBefore = process.memoryUsage().rss;
+  const connection = await connect(path);
+  let total = 0;
+  for await (const piece of connection.stream('stream')) total += piece.length;
+  assert.equal(total, 512 << 20);
+  const grew = process.memoryUsage().rss - rssBefore;
+  assert.ok(grew < 100 * 1024 * 1024, `RSS grew by ${(grew / 1048576).toFixed(1)} MiB`);
+});
