@@ -266,6 +266,19 @@ test('a 150-byte path is served at exactly that path, owner-only', async (t) => 
   assert.deepEqual(readdirSync(parent), []);
 });
 
+test('the mode can be widened on purpose (serve --mode=660)', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  const args = [CLI, 'serve', path, '--exec=cat', '--mode=660', '--quiet'];
+  const server = spawnDaemon(t, process.execPath, args);
+  await listening(path, server);
+  assert.equal(lstatSync(path).mode & 0o777, 0o660);
+  assert.equal(await send(path, 'shared'), 'shared\n');
+  server.child.kill('SIGTERM');
+  assert.deepEqual(await server.exit, { code: 0, signal: null });
+  assert.deepEqual(readdirSync(dir), []);
+});
+
 test('stop-daemon removes our own socket and nothing else', async (t) => {
   const dir = tempDir(t);
   const path = join(dir, 's');

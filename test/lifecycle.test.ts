@@ -14,13 +14,19 @@ import {
   readFileSync,
   readlinkSync,
   renameSync,
+  rmSync,
   symlinkSync,
   unlinkSync,
   utimesSync,
   writeFileSync,
 } from 'node:fs';
 import { lstat } from 'node:fs/promises';
-import { createServer, type Server as NetServer } from 'node:net';
+import {
+  createServer,
+  type Server as NetServer,
+  connect as netConnect,
+  type Socket,
+} from 'node:net';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
 import { SOCKET_PATH_MAX } from '../src/address.js';
@@ -129,6 +135,46 @@ test('a live server is never replaced: ERR_IPC_IN_USE, its socket untouched', as
   assert.equal(lstatSync(path).ino, ino);
   assert.equal(await getActiveState(path), ActiveState.LISTENING);
   assert.deepEqual(readdirSync(dir), ['s']);
+});
+
+test('a live server too busy to accept is not replaced either', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  // A server that listens with a backlog of 1 and then never accepts (its loop is blocked).
+  const busy = spawn(
+    process.execPath,
+    [
+      '-e',
+      `require('net').createServer().listen({ path: process.argv[1], backlog: 1 }, () => {
+         console.log('ready'); for (;;);
+       });`,
+      path,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  t.after(() => busy.kill('SIGKILL'));
+  await new Promise((resolve) => busy.stdout!.once('data', resolve));
+  const pending: Socket[] = [];
+  t.after(() => {
+    for (const s of pending) s.destroy();
+  });
+  let full = false;
+  for (let i = 0; i < 50 && !full; i++) {
+    const socket = netConnect({ path });
+    pending.push(socket);
+    full = await new Promise<boolean>((resolve) => {
+      socket.once('connect', () => resolve(false));
+      socket.once('error', (err: Error & { code?: string }) => resolve(err.code === 'EAGAIN'));
+    });
+  }
+  assert.ok(full, 'the backlog never filled');
+  const ino = lstatSync(path).ino;
+  await assert.rejects(startServer(path, handler), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'ERR_IPC_IN_USE');
+    assert.match(err.message, /too busy/);
+    return true;
+  });
+  assert.equal(lstatSync(path).ino, ino);
 });
 
 test('a dead socket is replaced, and the path never goes missing meanwhile', async (t) => {
@@ -250,22 +296,25 @@ test('a lock whose pid now names a younger process (pid reuse) is broken', {
 
 test('the lock admits one holder at a time, also while racers break a stale lock', async (t) => {
   const lock = join(tempDir(t), 's.lock');
-  writeFileSync(lock, `${await deadPid()}\n`);
+  const dead = await deadPid();
   let inside = 0;
   let most = 0;
   let entered = 0;
-  await Promise.all(
-    Array.from({ length: 12 }, async () => {
-      const held = await acquireLock(lock, 10_000);
-      inside++;
-      entered++;
-      most = Math.max(most, inside);
-      await delay(2);
-      inside--;
-      await held.release();
-    }),
-  );
-  assert.equal(entered, 12);
+  for (let round = 0; round < 40; round++) {
+    writeFileSync(lock, `${dead}\n`);
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        const held = await acquireLock(lock, 10_000);
+        inside++;
+        entered++;
+        most = Math.max(most, inside);
+        await delay(1);
+        inside--;
+        await held.release();
+      }),
+    );
+  }
+  assert.equal(entered, 320);
   assert.equal(most, 1);
   assert.equal(existsSync(lock), false);
   assert.equal(existsSync(`${lock}.break`), false);
@@ -411,6 +460,18 @@ for (const how of ['replaced', 'removed', 'not-a-socket'] as const) {
     await check();
   });
 }
+
+test('a server whose directory is removed (temp dirs cleaned) stops by itself', async (t) => {
+  const dir = join(tempDir(t), 'run');
+  mkdirSync(dir);
+  const server = await serve(t, join(dir, 's'));
+  rmSync(dir, { recursive: true });
+  const stolenAt = performance.now();
+  await server.closed;
+  assert.ok(performance.now() - stolenAt < 5000);
+  assert.deepEqual(server.stopReason, { kind: 'stolen', why: 'removed' });
+  assert.equal(existsSync(dir), false);
+});
 
 test("stopping right after a theft leaves the successor's socket (Node's close unlinks)", async (t) => {
   const dir = tempDir(t);
