@@ -9,15 +9,15 @@
  */
 
 import { connect as netConnect } from 'node:net';
-import { bigAnswer } from '../cli/test-daemon.js';
-import { connect, sendCommand } from '../src/index.js';
 import {
   CHUNK_ANSWER_BYTES,
   type Command,
+  cpuTime,
   downloadRequest,
   type Impl,
   type Job,
   type JobResult,
+  loadLibrary,
   now,
   peakRss,
   uploadAnswer,
@@ -29,6 +29,9 @@ const PING = 'ping';
 const CHUNK = 'chunk';
 
 const [impl, path] = process.argv.slice(2) as [Impl, string];
+const { lib, daemon } = await loadLibrary();
+const { connect, sendCommand } = lib;
+const { bigAnswer } = daemon;
 const CHUNK_ANSWER = bigAnswer();
 
 /** A request as one side sends it: the project takes the payload, the baseline wire bytes. */
@@ -123,6 +126,7 @@ async function run(job: Job): Promise<JobResult> {
   let requests = 0;
   let bytes = 0;
   let start = now();
+  let cpu0 = cpuTime();
   switch (job.kind) {
     case 'ping': {
       const request = side.prepare(PING);
@@ -137,6 +141,7 @@ async function run(job: Job): Promise<JobResult> {
         }
       };
       start = now();
+      cpu0 = cpuTime();
       await Promise.all(Array.from({ length: job.concurrency }, loop));
       requests = job.requests;
       bytes = requests * 8;
@@ -146,6 +151,7 @@ async function run(job: Job): Promise<JobResult> {
       const request = uploadRequest(job.size);
       const answer = uploadAnswer(job.size);
       start = now();
+      cpu0 = cpuTime();
       bytes = await sequential(1, latencies, async () => {
         const { payload } = await side.exchange(request, true);
         expect(payload!.toString('latin1') === answer, answer);
@@ -157,6 +163,7 @@ async function run(job: Job): Promise<JobResult> {
     case 'download': {
       const request = side.prepare(downloadRequest(job.size));
       start = now();
+      cpu0 = cpuTime();
       bytes = await sequential(1, latencies, async () => {
         const { size } = await side.exchange(request, !job.stream);
         expect(size === job.size, `${job.size} bytes, got ${size}`);
@@ -168,6 +175,7 @@ async function run(job: Job): Promise<JobResult> {
     case 'chunk': {
       const request = side.prepare(CHUNK);
       start = now();
+      cpu0 = cpuTime();
       bytes = await sequential(job.requests, latencies, async () => {
         const { payload } = await side.exchange(request, true);
         expect(payload!.equals(CHUNK_ANSWER), 'the chunk rows');
@@ -177,7 +185,8 @@ async function run(job: Job): Promise<JobResult> {
       break;
     }
   }
-  return { start, end: now(), requests, bytes, latencies };
+  const end = now();
+  return { start, end, requests, bytes, latencies, cpuUs: cpuTime() - cpu0 };
 }
 
 process.on('message', (message: Command) => {

@@ -3,6 +3,9 @@
  * measurement: only to start a run and to collect its figures).
  */
 
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+
 /** Which side is measured: the project, or a plain `node:net` program doing the same bytes. */
 export type Impl = 'project' | 'baseline';
 
@@ -34,12 +37,15 @@ export interface JobResult {
   readonly bytes: number;
   /** Each round trip's duration, in ms. */
   readonly latencies: number[];
+  /** CPU time (user + system) the client process spent on the job, in µs. */
+  readonly cpuUs: number;
 }
 
 /** Orchestrator to child. */
 export type Command =
   | { readonly cmd: 'run'; readonly job: Job }
   | { readonly cmd: 'rss' }
+  | { readonly cmd: 'cpu' }
   | { readonly cmd: 'exit' };
 
 /** Child to orchestrator. */
@@ -47,6 +53,7 @@ export type Reply =
   | { readonly ready: true }
   | { readonly result: JobResult }
   | { readonly rss: number }
+  | { readonly cpuUs: number }
   | { readonly error: string };
 
 /** Bytes in the `chunk` answer (10,000 rows of 81 bytes). */
@@ -67,7 +74,36 @@ export function peakRss(): number {
   return process.resourceUsage().maxRSS * 1024;
 }
 
+/** CPU time (user + system) this process has used, in µs. */
+export function cpuTime(): number {
+  const { user, system } = process.cpuUsage();
+  return user + system;
+}
+
 /** Milliseconds since the epoch, with sub-millisecond precision. */
 export function now(): number {
   return performance.timeOrigin + performance.now();
+}
+
+/**
+ * Environment variable naming another checkout (its root, with `dist/` built) whose library a
+ * project-side child loads instead of this one: `npm run bench -- --against=DIR` measures a
+ * change before and after in the same run.
+ */
+export const LIBRARY_ROOT_ENV = 'SIMPLE_IPC_BENCH_ROOT';
+
+/** The library and the test daemon, from this checkout or from {@link LIBRARY_ROOT_ENV}. */
+export async function loadLibrary(): Promise<{
+  lib: typeof import('../src/index.js');
+  daemon: typeof import('../cli/test-daemon.js');
+}> {
+  const root = process.env[LIBRARY_ROOT_ENV];
+  const url = (file: string): string =>
+    root
+      ? pathToFileURL(join(root, 'dist', file)).href
+      : new URL(`../${file}`, import.meta.url).href;
+  return {
+    lib: (await import(url('src/index.js'))) as typeof import('../src/index.js'),
+    daemon: (await import(url('cli/test-daemon.js'))) as typeof import('../cli/test-daemon.js'),
+  };
 }

@@ -31,19 +31,27 @@ export interface Run {
   rps: number;
   mbps: number;
   latencies: number[];
+  /** CPU time per round trip of the server process and of the client processes, in µs. */
+  serverCpuUs: number;
+  clientCpuUs: number;
 }
 
-/** Combines the results of a side's client processes for one run. */
-export function combine(results: readonly JobResult[]): Run {
+/**
+ * Combines the results of a side's client processes for one run.
+ * @param serverCpuUs - CPU time the server process used during the run.
+ */
+export function combine(results: readonly JobResult[], serverCpuUs: number): Run {
   const start = Math.min(...results.map((r) => r.start));
   const end = Math.max(...results.map((r) => r.end));
   const wallMs = Math.max(end - start, 1e-3);
   let requests = 0;
   let bytes = 0;
+  let clientCpuUs = 0;
   const latencies: number[] = [];
   for (const r of results) {
     requests += r.requests;
     bytes += r.bytes;
+    clientCpuUs += r.cpuUs;
     for (const l of r.latencies) latencies.push(l);
   }
   return {
@@ -53,6 +61,8 @@ export function combine(results: readonly JobResult[]): Run {
     rps: (requests * 1000) / wallMs,
     mbps: bytes / (wallMs * 1000),
     latencies,
+    serverCpuUs: serverCpuUs / requests,
+    clientCpuUs: clientCpuUs / requests,
   };
 }
 
@@ -70,6 +80,12 @@ export interface SideFigures {
   /** Peak resident set size of the server process and of the largest client process, in MB. */
   serverRssMb: number;
   clientRssMb: number;
+  /**
+   * CPU time per round trip (medians over runs), in µs: far less disturbed by other load on
+   * the machine than the throughput is, so a steadier view of each side's cost.
+   */
+  serverCpuUs: number;
+  clientCpuUs: number;
   /** Each run's figure of the scenario's metric. */
   perRun: string;
 }
@@ -93,6 +109,8 @@ export function figures(
     p99Ms: percentile(latencies, 99),
     serverRssMb: serverRss / 1e6,
     clientRssMb: clientRss / 1e6,
+    serverCpuUs: median(runs.map((r) => r.serverCpuUs)),
+    clientCpuUs: median(runs.map((r) => r.clientCpuUs)),
     perRun: runs.map((r) => format(metric === 'rps' ? r.rps : r.mbps)).join(' '),
   };
 }
@@ -123,6 +141,8 @@ export interface RowReport {
   /** Set when the scenario could not be measured. */
   error: string | undefined;
   sides: { name: string; ratio: number; figures: SideFigures }[];
+  /** With `--against`: the project / the other checkout, paired by round. */
+  projectVsAgainst?: number | undefined;
 }
 
 /** A number for the table: 3 significant digits, thousands separated. */
@@ -151,6 +171,8 @@ export function table(rows: readonly RowReport[]): string {
     'MB/s',
     'server RSS MB',
     'client RSS MB',
+    'server CPU µs',
+    'client CPU µs',
     'ratio',
     'target',
   ];
@@ -159,7 +181,7 @@ export function table(rows: readonly RowReport[]): string {
   for (const row of rows) {
     if (row.error !== undefined) {
       notes.push(`${row.title}: FAILED: ${row.error}`);
-      lines.push([row.title, 'FAILED', '-', '-', '-', '-', '-', '-', '-', `see below`]);
+      lines.push([row.title, 'FAILED', '-', '-', '-', '-', '-', '-', '-', '-', '-', 'see below']);
       continue;
     }
     row.sides.forEach((side, i) => {
@@ -178,13 +200,15 @@ export function table(rows: readonly RowReport[]): string {
         format(f.mbps),
         format(f.serverRssMb),
         format(f.clientRssMb),
+        format(f.serverCpuUs),
+        format(f.clientCpuUs),
         isBase ? '1' : format(side.ratio),
         target,
       ]);
     });
   }
   const widths = head.map((h, c) => Math.max(h.length, ...lines.map((l) => l[c]!.length)));
-  const numeric = new Set([2, 3, 4, 5, 6, 7, 8]);
+  const numeric = new Set([2, 3, 4, 5, 6, 7, 8, 9, 10]);
   const render = (cells: string[]): string =>
     `| ${cells.map((cell, c) => (numeric.has(c) ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join(' | ')} |`;
   return [

@@ -10,16 +10,24 @@
  *
  * Options: `--quick` (smoke run), `--only=a,c` (scenarios by letter), `--runs=N`,
  * `--clients=N` (client processes for (a), default 1), `--cross` (also project server +
- * baseline client and the reverse), `--cpu-prof=server|client|both` (profile the servers or
+ * baseline client and the reverse), `--against=DIR` (also the library of another checkout
+ * with a built dist/, to measure a change before and after in the same run), `--cpu-prof=server|client|both` (profile the servers or
  * clients of both sides, into `DIR/<scenario>/<side>-<part>/`; `--cpu-prof-dir=DIR`), `--out=DIR`.
  */
 
 import { type ChildProcess, fork } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Command, Impl, Job, JobResult, Reply } from './protocol.js';
+import {
+  type Command,
+  type Impl,
+  type Job,
+  type JobResult,
+  LIBRARY_ROOT_ENV,
+  type Reply,
+} from './protocol.js';
 import { chart, combine, figures, pairedRatio, type RowReport, type Run, table } from './report.js';
 import { FULL, QUICK, type Scale, type Scenario, scenarios } from './scenarios.js';
 
@@ -35,6 +43,7 @@ interface Options {
   profile: 'server' | 'client' | 'both' | undefined;
   profileDir: string | undefined;
   out: string | undefined;
+  against: string | undefined;
 }
 
 function parseOptions(args: readonly string[]): Options {
@@ -47,6 +56,7 @@ function parseOptions(args: readonly string[]): Options {
     profile: undefined,
     profileDir: undefined,
     out: undefined,
+    against: undefined,
   };
   for (const arg of args) {
     const [key, value] = arg.includes('=')
@@ -79,6 +89,9 @@ function parseOptions(args: readonly string[]): Options {
         break;
       case '--out':
         options.out = value;
+        break;
+      case '--against':
+        options.against = value === undefined ? undefined : resolve(value);
         break;
       default:
         throw new Error(`unknown option ${arg} (see docs/benchmarks.md)`);
@@ -113,9 +126,15 @@ class Child {
   }
 
   /** Forks `script` and waits for it to say it is ready. */
-  static async start(script: string, args: string[], execArgv: string[]): Promise<Child> {
+  static async start(
+    script: string,
+    args: string[],
+    execArgv: string[],
+    env: NodeJS.ProcessEnv,
+  ): Promise<Child> {
+    const stdio = ['ignore', 'inherit', 'inherit', 'ipc'] as const;
     const child = new Child(
-      fork(join(HERE, script), args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+      fork(join(HERE, script), args, { execArgv, env, stdio: [...stdio] }),
       `${args[0]} ${script.replace('.js', '')}`,
     );
     await child.#next(30_000);
@@ -154,6 +173,11 @@ class Child {
     return reply.result;
   }
 
+  async cpu(): Promise<number> {
+    const reply = await this.ask({ cmd: 'cpu' }, 10_000);
+    return 'cpuUs' in reply ? reply.cpuUs : Number.NaN;
+  }
+
   async rss(): Promise<number> {
     const reply = await this.ask({ cmd: 'rss' }, 10_000);
     return 'rss' in reply ? reply.rss : Number.NaN;
@@ -180,6 +204,8 @@ interface Side {
   readonly name: string;
   readonly server: Impl;
   readonly client: Impl;
+  /** Another checkout whose library the project parts load (`--against`). */
+  readonly root?: string | undefined;
 }
 
 const SIDES: readonly Side[] = [
@@ -191,13 +217,26 @@ const CROSS_SIDES: readonly Side[] = [
   { name: 'project client', server: 'baseline', client: 'project' },
 ];
 
+/** Which server process a side talks to: `project`, `baseline` or `against`. */
+function serverKey(side: Side): string {
+  return side.root === undefined ? side.server : 'against';
+}
+
 const live = new Set<Child>();
 
 /** Longest a run of the quick suite may take. */
 const QUICK_TIMEOUT_MS = 20_000;
 
-async function startChild(script: string, args: string[], execArgv: string[]): Promise<Child> {
-  const child = await Child.start(script, args, execArgv);
+async function startChild(
+  script: string,
+  args: string[],
+  execArgv: string[],
+  root: string | undefined,
+): Promise<Child> {
+  const env = { ...process.env };
+  if (root !== undefined) env[LIBRARY_ROOT_ENV] = root;
+  else delete env[LIBRARY_ROOT_ENV];
+  const child = await Child.start(script, args, execArgv, env);
   live.add(child);
   child.process.once('exit', () => live.delete(child));
   return child;
@@ -209,16 +248,16 @@ async function measure(
   options: Options,
   socketDir: string,
 ): Promise<RowReport> {
-  const sides = options.cross ? [...SIDES, ...CROSS_SIDES] : SIDES;
-  // Both sides are profiled, each into its own directory, so that they can be compared.
-  const profileArgs = (part: 'server' | 'client', impl: Impl): string[] =>
+  const sides: Side[] = [...SIDES, ...(options.cross ? CROSS_SIDES : [])];
+  if (options.against !== undefined) {
+    sides.push({ name: 'against', server: 'project', client: 'project', root: options.against });
+  }
+  // Every side is profiled, each into its own directory, so that they can be compared.
+  const profileArgs = (part: 'server' | 'client', who: string): string[] =>
     options.profile === part || options.profile === 'both'
-      ? [
-          '--cpu-prof',
-          `--cpu-prof-dir=${join(options.profileDir!, scenario.id, `${impl}-${part}`)}`,
-        ]
+      ? ['--cpu-prof', `--cpu-prof-dir=${join(options.profileDir!, scenario.id, `${who}-${part}`)}`]
       : [];
-  const servers = new Map<Impl, Child>();
+  const servers = new Map<string, Child>();
   const clients = new Map<string, Child[]>();
   const report: RowReport = {
     id: scenario.id,
@@ -229,42 +268,46 @@ async function measure(
     error: undefined,
     sides: [],
   };
+  const socketOf = (side: Side): string =>
+    join(socketDir, `${scenario.id}-${serverKey(side)}.sock`);
   try {
-    for (const impl of new Set(sides.map((s) => s.server))) {
-      const path = join(socketDir, `${scenario.id}-${impl}.sock`);
-      const sizes = scenario.responseSizes(scale).map(String);
-      const args = [impl, scenario.mode, path, ...sizes];
-      servers.set(impl, await startChild('server.js', args, profileArgs('server', impl)));
+    for (const side of sides) {
+      const key = serverKey(side);
+      if (servers.has(key)) continue;
+      const args = [side.server, scenario.mode, socketOf(side)];
+      args.push(...scenario.responseSizes(scale).map(String));
+      servers.set(key, await startChild('server.js', args, profileArgs('server', key), side.root));
     }
     const processes = scenario.clientProcesses;
     for (const side of sides) {
-      const path = join(socketDir, `${scenario.id}-${side.server}.sock`);
       const group: Child[] = [];
+      const who = side.root === undefined ? side.client : 'against';
       for (let i = 0; i < processes; i++) {
-        group.push(
-          await startChild('client.js', [side.client, path], profileArgs('client', side.client)),
-        );
+        const args = [side.client, socketOf(side)];
+        group.push(await startChild('client.js', args, profileArgs('client', who), side.root));
       }
       clients.set(side.name, group);
     }
     const runOnce = async (side: Side, job: Job): Promise<Run> => {
       const group = clients.get(side.name)!;
+      const server = servers.get(serverKey(side))!;
       const timeout = options.quick ? QUICK_TIMEOUT_MS : scenario.timeoutMs;
+      const cpu0 = await server.cpu();
       const results = await Promise.all(group.map((c) => c.run(job, timeout)));
-      return combine(results);
+      return combine(results, (await server.cpu()) - cpu0);
     };
     for (const side of sides) await runOnce(side, scenario.warmup(scale, processes));
     const runs = new Map<string, Run[]>(sides.map((s) => [s.name, []]));
     const rounds = options.runs ?? scale.runs;
     for (let round = 0; round < rounds; round++) {
-      // Alternate the order so neither side always runs right after the other.
+      // Alternate the order so neither side always runs right after another.
       const order = round % 2 === 0 ? sides : [...sides].reverse();
       for (const side of order) {
         runs.get(side.name)!.push(await runOnce(side, scenario.job(scale, processes)));
       }
     }
-    const serverRss = new Map<Impl, number>();
-    for (const [impl, server] of servers) serverRss.set(impl, await server.rss());
+    const serverRss = new Map<string, number>();
+    for (const [key, server] of servers) serverRss.set(key, await server.rss());
     const base = runs.get('baseline')!;
     for (const side of sides) {
       let clientRss = 0;
@@ -278,10 +321,17 @@ async function measure(
           scenario.metric,
           side.server,
           side.client,
-          serverRss.get(side.server)!,
+          serverRss.get(serverKey(side))!,
           clientRss,
         ),
       });
+    }
+    if (options.against !== undefined) {
+      report.projectVsAgainst = pairedRatio(
+        runs.get('project')!,
+        runs.get('against')!,
+        scenario.metric,
+      );
     }
   } catch (err) {
     report.error = err instanceof Error ? err.message.split('\n')[0]! : String(err);
@@ -316,6 +366,7 @@ async function main(): Promise<void> {
     options.runs === undefined &&
     options.profile === undefined &&
     !options.cross &&
+    options.against === undefined &&
     options.clients === 1;
   const out = options.out ?? join(ROOT, 'bench', 'results', complete ? '' : 'partial');
   if (options.profile !== undefined) {
@@ -355,6 +406,10 @@ async function main(): Promise<void> {
   const subtitle = `${info.cores} x ${info.cpu}, Node ${info.node}; ${options.quick ? 'quick, ' : ''}median of ${runs} runs; load ${load.map((l) => l.toFixed(1)).join(' -> ')}`;
   const text = table(rows);
   process.stdout.write(`\n${text}\n\n${subtitle}; ${seconds.toFixed(0)} s in all\n`);
+  if (options.against !== undefined) {
+    const pairs = rows.map((r) => `${r.id} ${r.projectVsAgainst?.toFixed(2) ?? '-'}`);
+    process.stdout.write(`project / against (${options.against}): ${pairs.join(', ')}\n`);
+  }
   process.stdout.write(
     'ratio: median over rounds of (side / baseline of the same round); >1 is faster.\n',
   );

@@ -24,8 +24,8 @@ export const FULL: Scale = {
   concurrentRequests: 20_000,
   sequentialRequests: 5_000,
   largeBytes: 1 << 30,
-  chunkRequests: 20,
-  runs: 5,
+  chunkRequests: 50,
+  runs: 7,
 };
 
 /** `--quick`: a smoke run of well under a minute. */

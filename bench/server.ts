@@ -8,9 +8,16 @@
  */
 
 import { createServer, type Socket } from 'node:net';
-import { bigRow, testDaemon } from '../cli/test-daemon.js';
-import { type Handler, type RequestHandler, startServer } from '../src/index.js';
-import { type Command, type Impl, peakRss, type ServerMode, uploadAnswer } from './protocol.js';
+import type { Handler, RequestHandler } from '../src/index.js';
+import {
+  type Command,
+  cpuTime,
+  type Impl,
+  loadLibrary,
+  peakRss,
+  type ServerMode,
+  uploadAnswer,
+} from './protocol.js';
 import { MessageEnd, wireOf, wireOfRun } from './wire.js';
 
 const PING = Buffer.from('ping', 'latin1');
@@ -20,6 +27,8 @@ const RESPONSE_BYTE = 0x79; // 'y'
 const CHUNK_ROWS = 10_000;
 
 const [impl, mode, path, ...sizeArgs] = process.argv.slice(2) as [Impl, ServerMode, string];
+const { lib, daemon } = await loadLibrary();
+const { bigRow } = daemon;
 const sizes = sizeArgs.map(Number);
 
 function sizeOf(request: Buffer): number {
@@ -55,12 +64,12 @@ function projectHandler(): Handler {
       };
     }
     case 'chunk':
-      return testDaemon;
+      return daemon.testDaemon;
   }
 }
 
 async function startProject(): Promise<() => Promise<void>> {
-  const server = await startServer(path, projectHandler(), {
+  const server = await lib.startServer(path, projectHandler(), {
     maxRequestSize: 2 ** 31,
     onHandlerError: (err) => process.stderr.write(`bench server: ${String(err)}\n`),
   });
@@ -125,6 +134,7 @@ async function startBaseline(): Promise<() => Promise<void>> {
 const stop = impl === 'project' ? await startProject() : await startBaseline();
 process.on('message', (message: Command) => {
   if (message.cmd === 'rss') process.send!({ rss: peakRss() });
+  else if (message.cmd === 'cpu') process.send!({ cpuUs: cpuTime() });
   else if (message.cmd === 'exit') {
     // A clean exit, so that `--cpu-prof` writes its profile.
     void stop().finally(() => process.exit(0));
