@@ -35,7 +35,7 @@ import {
   sendCommand,
   startServer,
 } from '../src/index.js';
-import { delay, type RunResult, recording, runCli, runProcess, tempDir } from './helpers.js';
+import { CLI, delay, type RunResult, recording, runCli, runProcess, tempDir } from './helpers.js';
 
 // Git must not see the caller's configuration or repository (a hook may have set GIT_DIR),
 // nor a proxy for 127.0.0.1.
@@ -435,6 +435,14 @@ function testTool(args: string[], options: { input?: Buffer; cwd?: string } = {}
   return runProcess(TEST_TOOL!, args, { env, timeoutMs: 120_000, ...options });
 }
 
+/** Waits (up to 10 s) until a server listens at `path`. */
+async function waitListening(path: string): Promise<void> {
+  for (let i = 0; (await getActiveState(path)) !== ActiveState.LISTENING; i++) {
+    assert.ok(i < 200, `no server started at ${path}`);
+    await delay(50);
+  }
+}
+
 /** The lines `multiple --threads=N` prints (before its summary), sorted. */
 function multipleLines(threads: number, bytecount = 1024, batchsize = 10): string[] {
   const lines: string[] = [];
@@ -523,10 +531,8 @@ describe("Git's C test tool (optional)", { concurrency: true, skip: SKIP }, () =
     ]);
   });
 
-  test('its Simple-IPC client against our server, on every test-daemon command', async (t) => {
-    const path = join(tempDir(t), 'ipc');
-    const server = await startServer(path, testDaemon, { threads: 8 });
-    t.after(() => server.destroy());
+  /** Runs Git's client on every command against one of our servers, ending with stop-daemon. */
+  async function itsClientAgainst(path: string): Promise<void> {
     const name = `--name=${path}`;
     const active = await testTool(['simple-ipc', 'is-active', name]);
     assert.equal(active.code, 0, active.stderr);
@@ -539,27 +545,36 @@ describe("Git's C test tool (optional)", { concurrency: true, skip: SKIP }, () =
         assert.ok(result.stdout.equals(stdout()), `send ${token}`);
       }),
     );
-    const bytes = await testTool([
-      'simple-ipc',
-      'sendbytes',
-      name,
-      '--bytecount=100000',
-      '--byte=A',
-    ]);
+    const sendbytes = (count: number, byte: string) =>
+      testTool(['simple-ipc', 'sendbytes', name, `--bytecount=${count}`, `--byte=${byte}`]);
+    const bytes = await sendbytes(100_000, 'A');
     assert.ok(bytes.stdout.equals(recording('stdout.sendbytes.txt')));
-    const big = await testTool([
-      'simple-ipc',
-      'sendbytes',
-      name,
-      `--bytecount=${FIFTY_MB}`,
-      '--byte=Z',
-    ]);
+    const big = await sendbytes(FIFTY_MB, 'Z');
     assert.equal(big.stdout.toString(), 'sent:Z50000000 rcvd:Z50000000\n', big.stderr);
     checkMultiple(await testTool(['simple-ipc', 'multiple', name, '--threads=30']), 30);
     const stop = await testTool(['simple-ipc', 'stop-daemon', name, '--max-wait=20']);
     assert.equal(stop.code, 0, stop.stderr);
+  }
+
+  test('its Simple-IPC client against our server (startServer), on every command', async (t) => {
+    const path = join(tempDir(t), 'ipc');
+    const server = await startServer(path, testDaemon, { threads: 8 });
+    t.after(() => server.destroy());
+    await itsClientAgainst(path);
     await server.closed;
     assert.equal(server.stopReason?.kind, 'quit');
+  });
+
+  test('its Simple-IPC client against our run-daemon, on every command', async (t) => {
+    const path = join(tempDir(t), 'ipc');
+    const daemon = spawn(process.execPath, [CLI, 'run-daemon', `--name=${path}`, '--threads=8'], {
+      stdio: 'ignore',
+    });
+    const exited = new Promise<number | null>((resolve) => daemon.on('close', resolve));
+    t.after(() => daemon.kill('SIGKILL'));
+    await waitListening(path);
+    await itsClientAgainst(path);
+    assert.equal(await exited, 0);
   });
 
   test('our client and CLI against its server, on every test-daemon command', async (t) => {
@@ -575,10 +590,7 @@ describe("Git's C test tool (optional)", { concurrency: true, skip: SKIP }, () =
     );
     const exited = new Promise<number | null>((resolve) => daemon.on('close', resolve));
     t.after(() => daemon.kill('SIGKILL'));
-    for (let i = 0; (await getActiveState(path)) !== ActiveState.LISTENING; i++) {
-      assert.ok(i < 200, 'its server did not start');
-      await delay(50);
-    }
+    await waitListening(path);
     assert.equal((await runCli(['is-active', name])).code, 0);
     await Promise.all([
       ...SENDS.map(async ([token, stdout]) => {
