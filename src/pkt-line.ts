@@ -272,7 +272,8 @@ export class PacketBuilder {
  *
  * Feed chunks with {@link push}, take packets with {@link next} until it returns undefined.
  * A payload is a view into the pushed chunk when it sits in one chunk, and a copy only when it
- * spans chunks. Never buffers more than one packet (65520 bytes) beyond what was pushed.
+ * spans chunks. It holds only what was pushed and not yet returned: a caller that takes every
+ * packet after each push holds at most one partial packet (under 65520 bytes).
  *
  * @example
  * ```ts
