@@ -116,21 +116,19 @@ export async function installSocket(
     }
     throw err;
   }
+  let bound: Bound | undefined;
   try {
     const found = await inspectPath(path);
-    const bound = await bindPrivately(path, options);
-    try {
-      await moveIntoPlace(bound.temporary, path, found);
-      return { listener: bound.listener, identity: bound.identity };
-    } catch (err) {
-      bound.listener.close();
-      await unlink(bound.temporary).catch(ignore);
-      throw err;
-    } finally {
-      await rmdir(bound.directory).catch(ignore);
-    }
+    bound = await bindPrivately(path, options);
+    await moveIntoPlace(bound.temporary, path, found);
+    return { listener: bound.listener, identity: bound.identity };
+  } catch (err) {
+    bound?.listener.close();
+    if (bound !== undefined) await unlink(bound.temporary).catch(ignore);
+    throw err;
   } finally {
     await lock.release();
+    if (bound !== undefined) await rmdir(bound.directory).catch(ignore);
   }
 }
 

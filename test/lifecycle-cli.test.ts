@@ -68,6 +68,19 @@ async function listening(path: string, daemon: Daemon): Promise<void> {
   }
 }
 
+/**
+ * Waits until `dir` holds exactly `names`: a server listens a moment before it has removed its
+ * lock and temporary directory.
+ */
+async function settled(dir: string, names: readonly string[]): Promise<void> {
+  const deadline = performance.now() + 5000;
+  while (performance.now() < deadline) {
+    if (readdirSync(dir).sort().join('/') === [...names].sort().join('/')) return;
+    await delay(10);
+  }
+  assert.deepEqual(readdirSync(dir).sort(), [...names].sort());
+}
+
 /** Resolves with the exit, or undefined if it does not come within `ms`. */
 function exitWithin(daemon: Daemon, ms: number): Promise<{ code: number | null } | undefined> {
   let timer: NodeJS.Timeout | undefined;
@@ -109,6 +122,7 @@ test("a killed server's socket is replaced by the next one", async (t) => {
   const path = join(dir, 's');
   const first = runDaemon(t, path);
   await listening(path, first);
+  await settled(dir, ['s']);
   const firstIno = lstatSync(path).ino;
   first.child.kill('SIGKILL');
   await first.exit;
@@ -134,7 +148,7 @@ test('a stale lock is broken: dead owner, or no owner and old', async (t) => {
   writeFileSync(`${path}.lock`, gone.stdout);
   const daemon = runDaemon(t, path);
   await listening(path, daemon);
-  assert.deepEqual(readdirSync(dir), ['s']); // the lock is gone right after start-up
+  await settled(dir, ['s']); // the lock is gone right after start-up
   assert.equal(await send(path, 'ping'), 'pong\n');
   await stop(path, daemon);
 
@@ -144,7 +158,7 @@ test('a stale lock is broken: dead owner, or no owner and old', async (t) => {
   utimesSync(`${path}.lock`, old, old);
   const again = runDaemon(t, path);
   await listening(path, again);
-  assert.deepEqual(readdirSync(dir), ['s']);
+  await settled(dir, ['s']);
   await stop(path, again);
   assert.deepEqual(readdirSync(dir), []);
 });
@@ -258,7 +272,7 @@ test('a 150-byte path is served at exactly that path, owner-only', async (t) => 
   const stats = lstatSync(path);
   assert.ok(stats.isSocket());
   assert.equal(stats.mode & 0o777, 0o600);
-  assert.deepEqual(readdirSync(parent), ['long.sock']);
+  await settled(parent, ['long.sock']);
   assert.equal(existsSync(path.slice(0, SOCKET_PATH_MAX)), false);
   assert.equal((await runCli(['is-active', `--name=${path}`])).code, 0);
   assert.equal(await send(path, 'ping'), 'pong\n');
