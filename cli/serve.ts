@@ -69,6 +69,11 @@ export async function serve(args: readonly string[]): Promise<number> {
     return detach(path, forward, typeof values.log === 'string' ? values.log : undefined, say);
   }
 
+  // A signal that comes while the server starts is kept, and acted on once it has started.
+  const early: NodeJS.Signals[] = [];
+  const onEarlySignal = (signal: NodeJS.Signals): void => void early.push(signal);
+  process.on('SIGINT', onEarlySignal);
+  process.on('SIGTERM', onEarlySignal);
   let server: Server;
   try {
     server = await startServer(path, execHandler(command), {
@@ -82,11 +87,15 @@ export async function serve(args: readonly string[]): Promise<number> {
       throw fail(`socket/pipe already in use: '${path}'`);
     }
     throw fail(`cannot serve at '${path}': ${(err as Error).message}`);
+  } finally {
+    process.off('SIGINT', onEarlySignal);
+    process.off('SIGTERM', onEarlySignal);
   }
   stopOnSignals(server, {
     onSignal: (signal, forced) =>
       say(forced ? `${signal}: cutting running requests off` : `${signal}: stopping`),
   });
+  for (const signal of early) process.emit(signal, signal);
   if (idle > 0) {
     stopWhenIdle(server, idle * 1000, {
       onIdle: () => say(`no connection for ${values['idle-timeout']} s: stopping`),

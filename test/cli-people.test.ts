@@ -40,10 +40,12 @@ async function serve(t: TestContext, path: string, args: readonly string[]): Pro
   void exited.then(() => {
     gone = true;
   });
-  await until('the server to listen', async () => {
+  // The line comes once the signal handlers are in place too.
+  await until('the server to listen', () => {
     if (gone) assert.fail(`serve exited early: ${stderr}`);
-    return (await getActiveState(path)) === 'listening';
+    return stderr.includes(`listening at '${path}'`);
   });
+  assert.equal(await getActiveState(path), 'listening');
   return { child, exited, stderr: () => stderr };
 }
 

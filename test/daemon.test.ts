@@ -10,6 +10,7 @@ import test, { type TestContext } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import {
   connectOrStart,
+  getActiveState,
   isSimpleIpcError,
   type SimpleIpcError,
   sendCommand,
@@ -108,9 +109,13 @@ function kill(pid: number): void {
   }
 }
 
-async function until(what: string, check: () => boolean, ms = 15_000): Promise<void> {
+async function until(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  ms = 15_000,
+): Promise<void> {
   const deadline = Date.now() + ms;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
     await delay(25);
   }
@@ -150,11 +155,23 @@ test('10 concurrent client processes start one server and all get answers', asyn
   for (const e of events()) {
     if (e.what.startsWith('lost')) assert.match(e.what, /ERR_IPC_IN_USE|ERR_IPC_LOCKED/);
   }
-  // The one survivor still serves; then it stops on request and removes its socket.
+  // The one survivor still serves.
   assert.equal((await sendCommand(f.path, 'pid')).toString(), String(winner));
-  await sendCommand(f.path, 'quit');
-  await until('the daemon to stop', () => events().some((e) => e.what === 'stopped'));
-  await until('the socket to go', () => !existsSync(f.path));
+  // Stop it. A daemon spawned late (its client was answered before it even booted) may still
+  // start and, once the winner is gone, rightly become the server: stop whichever serves until
+  // every daemon has ended and the socket is gone.
+  await until('every daemon to end', async () => {
+    if ((await getActiveState(f.path)) === 'listening') {
+      await sendCommand(f.path, 'quit').catch(() => undefined);
+    }
+    const all = events();
+    const ended = new Set(
+      all.filter((e) => e.what.startsWith('lost') || e.what === 'stopped').map((e) => e.pid),
+    );
+    return (
+      all.filter((e) => e.what === 'start').every((e) => ended.has(e.pid)) && !existsSync(f.path)
+    );
+  });
 });
 
 test('concurrent callers in one process share one start', async (t) => {

@@ -188,6 +188,7 @@ const server = await startServer(process.argv[1], async (request, reply) => {
   }
 });
 stopOnSignals(server);
+process.stdout.write('ready\\n');
 await server.closed;
 process.stdout.write('stopped after ' + server.stats().responses + ' response(s)\\n');
 `;
@@ -203,7 +204,8 @@ test('SIGTERM to a daemon process during a slow request: it completes, then the 
     output += chunk.toString();
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-  await until('the daemon to listen', () => existsSync(path));
+  // 'ready' comes once the signal handlers are in place.
+  await until('the daemon to be ready', () => output === 'ready\n');
   const connection = await connect(path, { waitIfBusy: true, timeout: 5000 });
   const rows: string[] = [];
   let signalled = false;
@@ -218,6 +220,6 @@ test('SIGTERM to a daemon process during a slow request: it completes, then the 
   assert.equal(text.split('\n').length - 1, 20, 'all rows arrived');
   assert.ok(text.endsWith('row 19\n'));
   assert.equal(await exited, 0);
-  assert.equal(output, 'stopped after 1 response(s)\n');
+  assert.equal(output, 'ready\nstopped after 1 response(s)\n');
   assert.equal(existsSync(path), false);
 });
