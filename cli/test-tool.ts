@@ -9,6 +9,7 @@ import {
   type ConnectOptions,
   getActiveState,
   isSimpleIpcError,
+  LARGE_PACKET_DATA_MAX,
   sendCommand,
   startDaemon,
   startServer,
@@ -254,14 +255,20 @@ async function sendbytesOnce(
   return `sent:${String.fromCharCode(byte)}${String(count).padStart(8, '0')} ${rtrim(answer)}\n`;
 }
 
+// The request `sendbytes ` + `count` bytes, generated in blocks that are whole numbers of full
+// packets, so that it is packetized exactly as Git's client packetizes the same request.
 function* ballast(byte: number, count: number, progress?: Progress): Generator<Buffer> {
-  yield SENDBYTES_PREFIX;
-  const block = Buffer.alloc(Math.min(count, 1 << 20), byte);
-  for (let sent = 0; sent < count; ) {
-    const n = Math.min(block.length, count - sent);
+  const blockSize = LARGE_PACKET_DATA_MAX * 16;
+  const block = Buffer.alloc(Math.min(count + SENDBYTES_PREFIX.length, blockSize), byte);
+  SENDBYTES_PREFIX.copy(block);
+  const total = count + SENDBYTES_PREFIX.length;
+  let sent = 0;
+  while (sent < total) {
+    const n = Math.min(block.length, total - sent);
     yield n === block.length ? block : block.subarray(0, n);
+    if (sent === 0) block.fill(byte, 0, SENDBYTES_PREFIX.length);
     sent += n;
-    progress?.update(sent, count);
+    progress?.update(sent - Math.min(sent, SENDBYTES_PREFIX.length), count);
   }
 }
 

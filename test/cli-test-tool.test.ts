@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { existsSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { runCli, tempDir } from './helpers.js';
+import { recording, runCli, tempDir } from './helpers.js';
 
 test('SUPPORTS_SIMPLE_IPC, unknown subcommands and bad options exit as Git does', async () => {
   const supports = await runCli(['SUPPORTS_SIMPLE_IPC']);
@@ -102,4 +103,28 @@ test('start-daemon reports a daemon that cannot start', async (t) => {
   const r = await runCli(['start-daemon', `--name=${path}`, '--max-wait=20']);
   assert.equal(r.code, 1);
   assert.equal(r.stderr, 'error: daemon terminated\n');
+});
+
+test('sendbytes writes the very bytes Git’s client writes', async (t) => {
+  const path = join(tempDir(t), 'tap');
+  const want = recording('sendbytes-100000-A.request');
+  const requests: Buffer[] = [];
+  const tap = createServer((socket) => {
+    const chunks: Buffer[] = [];
+    socket.on('error', () => {});
+    socket.on('data', (c: Buffer) => {
+      chunks.push(c);
+      const all = Buffer.concat(chunks);
+      if (all.length >= want.length) {
+        requests.push(all);
+        socket.end(recording('sendbytes-100000-A.response'));
+      }
+    });
+  });
+  await new Promise<void>((resolve) => tap.listen(path, resolve));
+  t.after(() => tap.close());
+  const r = await runCli(['sendbytes', `--name=${path}`, '--bytecount=100000', '--byte=A']);
+  assert.equal(r.stdout.toString(), recording('stdout.sendbytes.txt').toString());
+  assert.equal(requests.length, 1);
+  assert.ok(requests[0]!.equals(want), 'request bytes identical to the recording');
 });
