@@ -19,6 +19,15 @@ async function until(what: string, check: () => boolean | Promise<boolean>, ms =
   }
 }
 
+/** Runs each command line at once; each must be a usage error (exit 129) matching `pattern`. */
+async function usageErrors(lines: string[][], pattern: RegExp): Promise<void> {
+  const results = await Promise.all(lines.map((args) => runCli(args)));
+  results.forEach((r, i) => {
+    assert.equal(r.code, 129, lines[i]!.join(' '));
+    assert.match(r.stderr, pattern, lines[i]!.join(' '));
+  });
+}
+
 interface Serving {
   child: ChildProcess;
   exited: Promise<number | null>;
@@ -57,18 +66,20 @@ test('--help, help COMMAND, --version, and no command at all', async () => {
   assert.equal(bare.code, 129);
   assert.match(bare.stderr, /Usage: simple-ipc <command>/);
 
-  for (const command of ['status', 'call', 'serve']) {
-    for (const flag of ['--help', '-h']) {
-      const r = await runCli([command, flag]);
-      assert.equal(r.code, 0, `${command} ${flag}`);
-      assert.match(
-        r.stdout.toString(),
-        new RegExp(`^usage: simple-ipc ${command} [\\s\\S]*Examples:`),
-      );
-    }
-    const viaHelp = await runCli(['help', command]);
-    assert.deepEqual(viaHelp.stdout, (await runCli([command, '--help'])).stdout);
+  const helps = await Promise.all(
+    ['status --help', 'call --help', 'serve --help', 'serve -h', 'help call'].map((line) =>
+      runCli(line.split(' ')),
+    ),
+  );
+  for (const [i, command] of ['status', 'call', 'serve', 'serve', 'call'].entries()) {
+    const r = helps[i]!;
+    assert.equal(r.code, 0, command);
+    assert.match(
+      r.stdout.toString(),
+      new RegExp(`^usage: simple-ipc ${command} [\\s\\S]*Examples:`),
+    );
   }
+  assert.deepEqual(helps[4]!.stdout, helps[1]!.stdout, "'help call' is 'call --help'");
   const testTool = await runCli(['help', 'sendbytes']);
   assert.equal(testTool.code, 0);
   assert.match(testTool.stdout.toString(), /^usage: simple-ipc sendbytes[\s\S]*Example:/);
@@ -103,11 +114,10 @@ test('status prints the active state; exit 0 only when listening', async (t) => 
   assert.deepEqual(JSON.parse(json.stdout.toString()), { path, state: 'listening' });
   assert.equal(server.stats().requests, 0, 'a status probe sends no request');
 
-  for (const args of [['status'], ['status', path, 'extra'], ['status', '--bogus', path]]) {
-    const r = await runCli(args);
-    assert.equal(r.code, 129, args.join(' '));
-    assert.match(r.stderr, /^error: .*\nusage: simple-ipc status/);
-  }
+  await usageErrors(
+    [['status'], ['status', path, 'extra'], ['status', '--bogus', path]],
+    /^error: .*\nusage: simple-ipc status/,
+  );
 });
 
 test('call writes the raw response; the request comes from MESSAGE or standard input', async (t) => {
@@ -159,11 +169,10 @@ test('call: errors and exit codes', async (t) => {
   assert.equal(slow.code, 1);
   assert.match(slow.stderr, /^error: no complete response from '.*' within 300 ms/);
 
-  for (const args of [['call'], ['call', '--timeout=abc', path], ['call', path, 'a', 'b']]) {
-    const r = await runCli(args);
-    assert.equal(r.code, 129, args.join(' '));
-    assert.match(r.stderr, /^error: /);
-  }
+  await usageErrors(
+    [['call'], ['call', '--timeout=abc', path], ['call', path, 'a', 'b']],
+    /^error: .*\nusage: simple-ipc call/,
+  );
 });
 
 test('call --wait waits for a server that is starting', async (t) => {
@@ -262,17 +271,16 @@ test('serve: --mode, a path in use, a path that is not a socket, usage errors', 
   assert.equal(refused.code, 1);
   assert.equal(readFileSync(file, 'utf8'), 'precious');
 
-  for (const args of [
-    ['serve', join(dir, 'u')],
-    ['serve', join(dir, 'u'), '--exec=cat', '--threads=0'],
-    ['serve', join(dir, 'u'), '--exec=cat', '--idle-timeout=-1'],
-    ['serve', join(dir, 'u'), '--exec=cat', '--mode=999'],
-    ['serve', join(dir, 'u'), '--exec=cat', '--log=x'],
-  ]) {
-    const r = await runCli(args);
-    assert.equal(r.code, 129, args.join(' '));
-    assert.match(r.stderr, /^error: .*\nusage: simple-ipc serve/);
-  }
+  await usageErrors(
+    [
+      ['serve', join(dir, 'u')],
+      ['serve', join(dir, 'u'), '--exec=cat', '--threads=0'],
+      ['serve', join(dir, 'u'), '--exec=cat', '--idle-timeout=-1'],
+      ['serve', join(dir, 'u'), '--exec=cat', '--mode=999'],
+      ['serve', join(dir, 'u'), '--exec=cat', '--log=x'],
+    ],
+    /^error: .*\nusage: simple-ipc serve/,
+  );
 });
 
 test('serve --detach: starts in the background, logs to a file, stops when idle', async (t) => {
