@@ -64,7 +64,7 @@ export async function serve(args: readonly string[]): Promise<number> {
     const forward = [`--exec=${command}`];
     if (threads !== undefined) forward.push(`--threads=${threads}`);
     if (idle > 0) forward.push(`--idle-timeout=${values['idle-timeout']}`);
-    if (mode !== undefined) forward.push(`--mode=${mode.toString(8)}`);
+    if (mode !== undefined) forward.push(`--mode=${mode.toString(8).padStart(3, '0')}`);
     if (quiet) forward.push('--quiet');
     return detach(path, forward, typeof values.log === 'string' ? values.log : undefined, say);
   }
@@ -109,7 +109,12 @@ export async function serve(args: readonly string[]): Promise<number> {
   );
   const reason = server.stopReason;
   if (reason?.kind === 'stolen') {
-    throw fail(`the socket '${path}' was ${reason.why}; stopped`);
+    const how = {
+      removed: 'removed',
+      replaced: 'replaced',
+      'not-a-socket': 'replaced by a non-socket',
+    };
+    throw fail(`the socket '${path}' was ${how[reason.why]} by someone else; stopped`);
   }
   if (reason?.kind === 'error') throw fail(`server failed: ${String(reason.error)}`);
   return EXIT_OK;
