@@ -255,6 +255,37 @@ test('serve: SIGTERM during a slow request lets it complete, drops the queued on
   assert.match(serving.stderr(), /SIGTERM: stopping/);
 });
 
+test('serve: Ctrl-C at a terminal (SIGINT to the process group) spares running commands', async (t) => {
+  const path = join(tempDir(t), 's');
+  // A process group of its own, as a terminal job would be.
+  const child = spawn(
+    process.execPath,
+    [CLI, 'serve', path, '--exec', 'for i in 1 2 3; do echo line$i; sleep 0.2; done'],
+    { stdio: ['ignore', 'ignore', 'pipe'], detached: true },
+  );
+  t.after(() => child.kill('SIGKILL'));
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  await until('the server to listen', () => stderr.includes('listening at'));
+  const connection = await connect(path);
+  let output = '';
+  let interrupted = false;
+  for await (const piece of connection.stream('go')) {
+    output += piece.toString();
+    if (!interrupted) {
+      interrupted = true;
+      process.kill(-child.pid!, 'SIGINT');
+    }
+  }
+  assert.equal(output, 'line1\nline2\nline3\n');
+  assert.equal(await exited, 0);
+  assert.match(stderr, /SIGINT: stopping/);
+  assert.equal(existsSync(path), false);
+});
+
 test('serve: --mode, a path in use, a path that is not a socket, usage errors', async (t) => {
   const dir = tempDir(t);
   const path = join(dir, 's');
