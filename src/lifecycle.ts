@@ -527,9 +527,11 @@ function procStat(pid: number): string[] | undefined {
 /**
  * Removes the socket at `path` only if it is still ours (same device and inode).
  *
- * The look and the unlink happen under the start-up lock, which every server (ours and Git's)
- * takes before it puts a socket at the path, so a successor's socket cannot slip in between.
- * If the lock is busy, a server is starting and will replace our dead socket: it is left.
+ * The final look and the unlink happen under the start-up lock, which every server (ours and
+ * Git's) takes before it puts a socket at the path, so a successor's socket cannot slip in
+ * between. If the lock is busy, a server is starting and will replace our dead socket: it is
+ * left. A socket that is already gone or not ours is left without taking the lock, so nothing
+ * is created in a directory that someone is removing.
  *
  * @returns true when it was removed.
  */
@@ -538,22 +540,31 @@ export async function removeIfOurs(
   identity: SocketIdentity,
   lockTimeout = LOCK_TIMEOUT_MS,
 ): Promise<boolean> {
+  if (!(await isOurs(path, identity))) return false;
   let lock: Lock | undefined;
   try {
     lock = await acquireLock(`${path}.lock`, lockTimeout);
   } catch (err) {
     if (isSimpleIpcError(err, ErrorCode.LOCKED)) return false;
-    // No lock can be made (read-only or vanished directory): look without it.
+    // No lock can be made (read-only or vanished directory): go on without it.
   }
   try {
-    const stats = await lstat(path);
-    if (stats.dev !== identity.dev || stats.ino !== identity.ino) return false;
+    if (!(await isOurs(path, identity))) return false;
     await unlink(path);
     return true;
   } catch {
     return false;
   } finally {
     await lock?.release();
+  }
+}
+
+async function isOurs(path: string, identity: SocketIdentity): Promise<boolean> {
+  try {
+    const stats = await lstat(path);
+    return stats.dev === identity.dev && stats.ino === identity.ino;
+  } catch {
+    return false;
   }
 }
 
