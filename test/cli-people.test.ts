@@ -5,11 +5,12 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test, { type TestContext } from 'node:test';
 import { connect, getActiveState, isSimpleIpcError, startServer } from '../src/index.js';
-import { CLI, delay, ROOT, runCli, runProcess, tempDir } from './helpers.js';
+import { CLI, delay, ROOT, runCli, runProcess } from './helpers.js';
 
 async function until(what: string, check: () => boolean | Promise<boolean>, ms = 15_000) {
   const deadline = Date.now() + ms;
@@ -28,6 +29,37 @@ async function usageErrors(lines: string[][], pattern: RegExp): Promise<void> {
   });
 }
 
+// Processes started by the current test (tests in a file run one after another).
+const children = new Set<ChildProcess>();
+
+/** Counts `child` as the current test's: it is killed before the test's directory goes. */
+function track(child: ChildProcess): void {
+  children.add(child);
+}
+
+/**
+ * A temp dir for one test. At the end the test's processes are killed and waited for first,
+ * so that none of them still works in the directory while it is removed.
+ */
+function tempDir(t: TestContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'sipc-people-'));
+  t.after(async () => {
+    const running = [...children].filter((c) => c.exitCode === null && c.signalCode === null);
+    children.clear();
+    await Promise.all(
+      running.map(
+        (child) =>
+          new Promise((resolve) => {
+            child.once('exit', resolve);
+            child.kill('SIGKILL');
+          }),
+      ),
+    );
+    rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
+  });
+  return dir;
+}
+
 interface Serving {
   child: ChildProcess;
   exited: Promise<number | null>;
@@ -35,11 +67,11 @@ interface Serving {
 }
 
 /** Runs `simple-ipc serve PATH ...args` and resolves once it listens. Killed after the test. */
-async function serve(t: TestContext, path: string, args: readonly string[]): Promise<Serving> {
+async function serve(path: string, args: readonly string[]): Promise<Serving> {
   const child = spawn(process.execPath, [CLI, 'serve', path, ...args], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
-  t.after(() => child.kill('SIGKILL'));
+  track(child);
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
@@ -188,7 +220,7 @@ test('call --wait waits for a server that is starting', async (t) => {
 
 test('serve --exec cat: 1 MiB of random bytes round trip, byte-identical', async (t) => {
   const path = join(tempDir(t), 's');
-  await serve(t, path, ['--exec', 'cat']);
+  await serve(path, ['--exec', 'cat']);
   const input = randomBytes(1 << 20);
   const r = await runCli(['call', path], { input });
   assert.equal(r.code, 0, r.stderr);
@@ -199,7 +231,7 @@ test('serve --exec cat: 1 MiB of random bytes round trip, byte-identical', async
 
 test('serve --exec: 20 parallel calls each get their own answer', async (t) => {
   const path = join(tempDir(t), 's');
-  await serve(t, path, ['--exec=tr a-z A-Z', '--threads=4']);
+  await serve(path, ['--exec=tr a-z A-Z', '--threads=4']);
   const results = await Promise.all(
     Array.from({ length: 20 }, (_, i) => runCli(['call', path, `request number ${i}`])),
   );
@@ -211,7 +243,7 @@ test('serve --exec: 20 parallel calls each get their own answer', async (t) => {
 
 test('serve --exec: a failing command ends the response with an error', async (t) => {
   const path = join(tempDir(t), 's');
-  const serving = await serve(t, path, ['--exec', 'cat >/dev/null; echo partial; exit 3']);
+  const serving = await serve(path, ['--exec', 'cat >/dev/null; echo partial; exit 3']);
   const r = await runCli(['call', path, 'x']);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /^error: the response from '.*' ended early/);
@@ -222,7 +254,7 @@ test('serve --exec: a failing command ends the response with an error', async (t
 
 test('serve --idle-timeout: the server exits by itself and removes its socket', async (t) => {
   const path = join(tempDir(t), 's');
-  const serving = await serve(t, path, ['--exec', 'cat', '--idle-timeout=0.5']);
+  const serving = await serve(path, ['--exec', 'cat', '--idle-timeout=0.5']);
   assert.equal(await serving.exited, 0);
   assert.equal(existsSync(path), false);
   assert.match(serving.stderr(), /no connection for 0\.5 s: stopping/);
@@ -231,11 +263,11 @@ test('serve --idle-timeout: the server exits by itself and removes its socket', 
 test('serve: SIGTERM during a slow request lets it complete, drops the queued one, then exits', async (t) => {
   const path = join(tempDir(t), 's');
   const slow = 'for i in 1 2 3 4 5; do echo line$i; sleep 0.2; done';
-  const serving = await serve(t, path, ['--exec', slow, '--threads=1']);
+  const serving = await serve(path, ['--exec', slow, '--threads=1']);
   const first = spawn(process.execPath, [CLI, 'call', path, 'go'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  t.after(() => first.kill('SIGKILL'));
+  track(first);
   let output = '';
   first.stdout.on('data', (chunk: Buffer) => {
     output += chunk.toString();
@@ -263,7 +295,7 @@ test('serve: Ctrl-C at a terminal (SIGINT to the process group) spares running c
     [CLI, 'serve', path, '--exec', 'for i in 1 2 3; do echo line$i; sleep 0.2; done'],
     { stdio: ['ignore', 'ignore', 'pipe'], detached: true },
   );
-  t.after(() => child.kill('SIGKILL'));
+  track(child);
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
@@ -289,7 +321,7 @@ test('serve: Ctrl-C at a terminal (SIGINT to the process group) spares running c
 test('serve: --mode, a path in use, a path that is not a socket, usage errors', async (t) => {
   const dir = tempDir(t);
   const path = join(dir, 's');
-  await serve(t, path, ['--exec', 'cat', '--mode=640']);
+  await serve(path, ['--exec', 'cat', '--mode=640']);
   assert.equal(statSync(path).mode & 0o777, 0o640);
   const taken = await runCli(['serve', path, '--exec', 'cat']);
   assert.equal(taken.code, 1);
@@ -315,10 +347,8 @@ test('serve: --mode, a path in use, a path that is not a socket, usage errors', 
 });
 
 test('serve --detach: starts in the background, logs to a file, stops when idle', async (t) => {
-  const dir = tempDir(t);
-  const path = join(dir, 's');
-  const log = join(dir, 'log');
   let pid: number | undefined;
+  // Registered before the directory's clean-up, so that it runs first.
   t.after(() => {
     if (pid !== undefined) {
       try {
@@ -328,6 +358,9 @@ test('serve --detach: starts in the background, logs to a file, stops when idle'
       }
     }
   });
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  const log = join(dir, 'log');
   const started = await runCli([
     'serve',
     path,
