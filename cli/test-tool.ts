@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import {
   ActiveState,
   type ConnectOptions,
+  describeTheft,
   getActiveState,
   isSimpleIpcError,
   LARGE_PACKET_DATA_MAX,
@@ -183,6 +184,9 @@ async function runDaemon(options: TestToolOptions): Promise<number> {
   await server.closed;
   process.off('SIGINT', stop);
   process.off('SIGTERM', stop);
+  // Git's daemon ends silently when its socket is taken; say why when asked to.
+  const reason = server.stopReason;
+  if (DEBUG && reason?.kind === 'stolen') debugLine(describeTheft(options.name, reason.why));
   return EXIT_OK;
 }
 

@@ -267,6 +267,9 @@ function stateOf(err: SimpleIpcError): Exclude<ActiveState, 'listening'> {
       return ActiveState.NOT_LISTENING;
     case ErrorCode.INVALID_PATH:
       return ActiveState.INVALID_PATH;
+    case ErrorCode.NAME_TOO_LONG:
+      // Git: ENAMETOOLONG is OTHER_ERROR on Unix; a pipe name it cannot build is INVALID_PATH.
+      return USES_NAMED_PIPES ? ActiveState.INVALID_PATH : ActiveState.OTHER_ERROR;
     default:
       return ActiveState.OTHER_ERROR;
   }
