@@ -11,9 +11,12 @@ export const EXIT_USAGE = 129;
 /** Thrown to end the program with a message on stderr and an exit code. */
 export class CliExit extends Error {
   readonly exitCode: number;
-  constructor(exitCode: number, message = '') {
+  /** Print the message on stdout rather than stderr (Git's `-h` usage). */
+  readonly toStdout: boolean;
+  constructor(exitCode: number, message = '', toStdout = false) {
     super(message);
     this.exitCode = exitCode;
+    this.toStdout = toStdout;
   }
 }
 

@@ -66,7 +66,7 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     process.exitCode = await main(argv);
   } catch (err) {
     if (err instanceof CliExit) {
-      if (err.message !== '') process.stderr.write(err.message);
+      if (err.message !== '') (err.toStdout ? process.stdout : process.stderr).write(err.message);
       process.exitCode = err.exitCode;
     } else {
       process.stderr.write(`fatal: ${err instanceof Error ? err.stack : String(err)}\n`);

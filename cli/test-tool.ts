@@ -72,6 +72,8 @@ export function parseTestToolOptions(args: readonly string[]): TestToolOptions {
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     if (arg === '--') break;
+    // Git's parse-options: -h / --help print the usage on stdout and exit 129.
+    if (arg === '-h' || arg === '--help') throw new CliExit(EXIT_USAGE, USAGE, true);
     if (!arg.startsWith('--')) {
       if (arg.startsWith('-') && arg.length > 1) {
         throw new CliExit(EXIT_USAGE, `error: unknown switch \`${arg[1]}'\n${USAGE}`);

@@ -13,7 +13,7 @@
  */
 
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -24,7 +24,7 @@ import {
   tryConnect,
 } from './client.js';
 import { abortError, ErrorCode, SimpleIpcError } from './errors.js';
-import { LOCK_STALE_MS, processIsAlive } from './lifecycle.js';
+import { isLockHeld } from './lifecycle.js';
 
 /** How to start a daemon, for {@link startDaemon} and {@link connectOrStart}. */
 export interface DaemonOptions {
@@ -98,7 +98,7 @@ export async function startDaemon(path: string, options: DaemonOptions): Promise
   for (;;) {
     // Read before looking: an exit seen here happened before the look below.
     const exited = child.exit;
-    const lockBusy = exited !== undefined && startupInProgress(`${path}.lock`);
+    const lockBusy = exited !== undefined && isLockHeld(`${path}.lock`);
     const state = await getActiveState(path, { signal });
     if (state === ActiveState.LISTENING) return { pid };
     if (state !== ActiveState.NOT_LISTENING && state !== ActiveState.PATH_NOT_FOUND) {
@@ -192,16 +192,6 @@ function unusable(path: string, state: ActiveState): SimpleIpcError {
 // True when a live process holds the start-up lock: a server is between taking the lock and
 // listening. Our servers write their pid in the lock; Git's write nothing, so a lock without
 // an owner counts until it is as old as a stale one.
-function startupInProgress(lockPath: string): boolean {
-  try {
-    const text = readFileSync(lockPath, 'latin1').trim();
-    if (/^[1-9][0-9]*$/.test(text)) return processIsAlive(Number(text));
-    return Date.now() - statSync(lockPath).mtimeMs <= LOCK_STALE_MS;
-  } catch {
-    return false;
-  }
-}
-
 // Starts in progress in this process, by absolute path, so that concurrent callers share one.
 const starting = new Map<string, Promise<unknown>>();
 

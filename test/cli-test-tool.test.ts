@@ -15,6 +15,12 @@ test('SUPPORTS_SIMPLE_IPC, unknown subcommands and bad options exit as Git does'
   const badOption = await runCli(['is-active', '--bogus']);
   assert.equal(badOption.code, 129);
   assert.match(badOption.stderr, /^error: unknown option `bogus'\n/);
+  for (const flag of ['-h', '--help']) {
+    const help = await runCli(['send', flag]);
+    assert.equal(help.code, 129);
+    assert.match(help.stdout.toString(), /^usage: simple-ipc is-active/);
+    assert.equal(help.stderr, '');
+  }
   const badNumber = await runCli(['is-active', '--threads=abc']);
   assert.equal(badNumber.code, 129);
   assert.match(badNumber.stderr, /^error: option `threads' expects a numerical value\n/);
