@@ -24,7 +24,7 @@ import {
   tryConnect,
 } from './client.js';
 import { abortError, ErrorCode, SimpleIpcError } from './errors.js';
-import { isLockHeld } from './lifecycle.js';
+import { isLockHeld } from './lock.js';
 
 /** How to start a daemon, for {@link startDaemon} and {@link connectOrStart}. */
 export interface DaemonOptions {

@@ -110,3 +110,36 @@ export function abortError(signal: AbortSignal): SimpleIpcError {
     cause: signal.reason,
   });
 }
+
+/** A file-system failure as a {@link SimpleIpcError} whose code tells the user what to fix. */
+export function fileSystemError(err: unknown, path: string, action: string): SimpleIpcError {
+  const message = (err as Error).message;
+  switch (systemCode(err)) {
+    case 'EACCES':
+    case 'EPERM':
+    case 'EROFS':
+      return new SimpleIpcError(
+        ErrorCode.ACCESS_DENIED,
+        `no permission to ${action} '${path}': ${message} (use a directory you may write to)`,
+        { path, cause: err },
+      );
+    case 'ENOENT':
+    case 'ENOTDIR':
+      return new SimpleIpcError(
+        ErrorCode.INVALID_PATH,
+        `cannot ${action} '${path}': its directory does not exist (${message})`,
+        { path, cause: err },
+      );
+    case 'ENAMETOOLONG':
+      return new SimpleIpcError(
+        ErrorCode.NAME_TOO_LONG,
+        `cannot ${action} '${path}': a name is too long (use a shorter path)`,
+        { path, cause: err },
+      );
+    default:
+      return new SimpleIpcError(ErrorCode.OTHER, `cannot ${action} '${path}': ${message}`, {
+        path,
+        cause: err,
+      });
+  }
+}

@@ -27,7 +27,7 @@ export {
   startDaemon,
 } from './daemon.js';
 export { ErrorCode, isSimpleIpcError, SimpleIpcError } from './errors.js';
-export { describeTheft, type TheftReason } from './lifecycle.js';
+export { describeTheft, type TheftReason } from './ownership.js';
 export {
   DELIM_PKT,
   encodeMessage,

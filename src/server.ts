@@ -13,16 +13,15 @@
 
 import type { Socket } from 'node:net';
 import { ErrorCode, SimpleIpcError } from './errors.js';
+import { installSocket, LISTEN_BACKLOG } from './lifecycle.js';
+import { LOCK_TIMEOUT_MS } from './lock.js';
+import { InboundMessage, OutboundMessage } from './message.js';
 import {
-  installSocket,
-  LISTEN_BACKLOG,
-  LOCK_TIMEOUT_MS,
   OwnershipWatch,
   removeIfOurs,
   type SocketIdentity,
   type TheftReason,
-} from './lifecycle.js';
-import { InboundMessage, OutboundMessage } from './message.js';
+} from './ownership.js';
 
 /**
  * Returned by a handler to stop the server (Git's `SIMPLE_IPC_QUIT`). The client that sent the

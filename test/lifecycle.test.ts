@@ -38,13 +38,8 @@ import {
   sendCommand,
   startServer,
 } from '../src/index.js';
-import {
-  acquireLock,
-  describeTheft,
-  isLockHeld,
-  LOCK_STALE_MS,
-  removeIfOurs,
-} from '../src/lifecycle.js';
+import { acquireLock, isLockHeld, LOCK_STALE_MS } from '../src/lock.js';
+import { describeTheft, removeIfOurs } from '../src/ownership.js';
 import { delay, tempDir } from './helpers.js';
 
 async function handler(request: Buffer, reply: (c: string) => Promise<void>) {

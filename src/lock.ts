@@ -1,0 +1,219 @@
+/**
+ * The start-up lock `<path>.lock`, as Git's lockfile takes it (exclusive create), holding its
+ * owner's pid so that a lock left by a killed server can be told from a live one and broken
+ * (Git's lock has no owner and blocks start-up forever).
+ *
+ * @module
+ */
+
+import { readFileSync, statSync } from 'node:fs';
+import { lstat, open, readFile, stat, unlink } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ErrorCode, fileSystemError, SimpleIpcError, systemCode } from './errors.js';
+
+/** How long start-up waits for the lock, in ms (Git's `DEFAULT_LOCK_TIMEOUT`). */
+export const LOCK_TIMEOUT_MS = 100;
+/**
+ * A lock with no readable owner (Git's servers write none) is stale after this many ms; so is
+ * a lock whose owner's process started this long after the lock was written (its pid was
+ * reused). Locks are held for milliseconds, so this is generous.
+ */
+export const LOCK_STALE_MS = 5000;
+/** A held start-up lock. */
+export interface Lock {
+  /** Removes the lock file if it is still ours. Never throws. */
+  release(): Promise<void>;
+}
+
+/**
+ * Takes the lock file `lockPath` (exclusive create, content: our pid and a newline), retrying
+ * for `timeout` ms. A lock whose owner is dead (or whose pid now names a younger process), or
+ * which has no readable owner and is older than {@link LOCK_STALE_MS}, is broken.
+ *
+ * @throws {SimpleIpcError} `ERR_IPC_LOCKED` when a live owner keeps it past the timeout;
+ *   `ERR_IPC_ACCESS_DENIED`, `ERR_IPC_INVALID_PATH`, `ERR_IPC_NAME_TOO_LONG`, `ERR_IPC_OTHER`
+ *   when it cannot be created.
+ */
+export async function acquireLock(lockPath: string, timeout: number): Promise<Lock> {
+  const deadline = performance.now() + Math.max(0, timeout);
+  let broken = 0;
+  for (;;) {
+    const lock = await createLock(lockPath);
+    if (lock !== undefined) return lock;
+    // Breaking is bounded too, in case something keeps putting stale locks back.
+    if (broken < 10 && (await breakIfStale(lockPath))) {
+      broken++;
+      continue;
+    }
+    if (performance.now() >= deadline) throw lockedError(lockPath);
+    // Jittered, as Git's lockfile.c backs off randomly, so that racers do not move in step.
+    await sleep(4 + Math.random() * 8);
+  }
+}
+
+async function createLock(lockPath: string): Promise<Lock | undefined> {
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    // 'wx' = O_CREAT | O_EXCL: fails on anything already there, a symbolic link included.
+    handle = await open(lockPath, 'wx', 0o644);
+  } catch (err) {
+    if (systemCode(err) === 'EEXIST') return undefined;
+    throw fileSystemError(err, lockPath, 'create the lock file');
+  }
+  let ino: number;
+  try {
+    await handle.writeFile(`${process.pid}\n`);
+    ino = (await handle.stat()).ino;
+  } catch (err) {
+    await handle.close().catch(ignore);
+    await unlink(lockPath).catch(ignore);
+    throw fileSystemError(err, lockPath, 'write the lock file');
+  }
+  await handle.close();
+  return { release: () => releaseLock(lockPath, ino) };
+}
+
+async function releaseLock(lockPath: string, ino: number): Promise<void> {
+  try {
+    if ((await lstat(lockPath)).ino === ino) await unlink(lockPath);
+  } catch {
+    // Already gone. Nothing of ours to remove.
+  }
+}
+
+function lockedError(lockPath: string): SimpleIpcError {
+  const owner = readLock(lockPath)?.owner;
+  const by = owner === undefined ? '' : ` by process ${owner}`;
+  return new SimpleIpcError(
+    ErrorCode.LOCKED,
+    `another server is starting here: the lock file '${lockPath}' is held${by} (try again; if no server is starting, the lock was left behind: remove it)`,
+    { path: lockPath },
+  );
+}
+
+/** What a lock file says. */
+interface LockInfo {
+  readonly ino: number;
+  readonly mtimeMs: number;
+  /** The pid written in it, if it is a well-formed one. */
+  readonly owner: number | undefined;
+}
+
+function readLock(lockPath: string): LockInfo | undefined {
+  try {
+    const stats = statSync(lockPath);
+    return { ino: stats.ino, mtimeMs: stats.mtimeMs, owner: parseOwner(readFileSync(lockPath)) };
+  } catch {
+    return undefined;
+  }
+}
+
+async function readLockAsync(lockPath: string): Promise<LockInfo | undefined> {
+  try {
+    const stats = await stat(lockPath);
+    return { ino: stats.ino, mtimeMs: stats.mtimeMs, owner: parseOwner(await readFile(lockPath)) };
+  } catch {
+    return undefined;
+  }
+}
+
+function parseOwner(content: Buffer): number | undefined {
+  const text = content.toString('latin1').trim();
+  return /^[1-9][0-9]{0,9}$/.test(text) ? Number(text) : undefined;
+}
+
+/**
+ * True while `lockPath` is a lock that start-up would respect: its owner runs (and is older
+ * than the lock), or it has no readable owner and is younger than {@link LOCK_STALE_MS}.
+ * False when it is absent or stale.
+ */
+export function isLockHeld(lockPath: string): boolean {
+  const lock = readLock(lockPath);
+  return lock !== undefined && !isStale(lock);
+}
+
+function isStale(lock: LockInfo): boolean {
+  // No readable owner: Git's servers write none, or a writer died before writing: go by age.
+  if (lock.owner === undefined) return Date.now() - lock.mtimeMs > LOCK_STALE_MS;
+  return !ownerIsAlive(lock.owner, lock.mtimeMs);
+}
+
+// Breaks the lock at `lockPath` if it is stale; true when it is gone. Breakers take turns
+// through `<lock>.break`, and the lock is judged again inside that turn: only an owner (who is
+// dead) or a breaker removes a lock, so the one judged stale is the one removed, never a fresh
+// lock that replaced it in between.
+async function breakIfStale(lockPath: string): Promise<boolean> {
+  const judged = await readLockAsync(lockPath);
+  if (judged === undefined) return true;
+  if (!isStale(judged)) return false;
+  const turn = await createLock(`${lockPath}.break`).catch(() => undefined);
+  if (turn === undefined) {
+    // Another breaker is at work; its turn file is stale only if it died in that instant.
+    const breaker = await readLockAsync(`${lockPath}.break`);
+    if (breaker !== undefined && isStale(breaker)) await unlink(`${lockPath}.break`).catch(ignore);
+    return false;
+  }
+  try {
+    const now = await readLockAsync(lockPath);
+    if (now === undefined) return true;
+    if (now.ino !== judged.ino || !isStale(now)) return false;
+    await unlink(lockPath);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await turn.release();
+  }
+}
+
+/** True when `pid` names a running process (one we may not signal counts as running). */
+export function processIsAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return systemCode(err) === 'EPERM';
+  }
+  return processState(pid) !== 'Z';
+}
+
+// The owner of a lock written at `writtenMs` is alive if its pid runs and that process is not
+// younger than the lock: a lock left by a killed server must not be kept alive forever by an
+// unrelated process that got the same pid later (after a reboot, or in a container, where the
+// same small pids come back).
+function ownerIsAlive(pid: number, writtenMs: number): boolean {
+  if (!processIsAlive(pid)) return false;
+  const started = processStartMs(pid);
+  return started === undefined || started <= writtenMs + 2000;
+}
+
+// Linux only: field 3 of /proc/<pid>/stat (Z for a zombie: dead, not yet reaped).
+function processState(pid: number): string | undefined {
+  return procStat(pid)?.[0];
+}
+
+// Linux only: when `pid` started, in ms since the epoch (boot time + field 22 of
+// /proc/<pid>/stat, in clock ticks of 1/100 s: USER_HZ is 100 on every Linux we run on).
+function processStartMs(pid: number): number | undefined {
+  const ticks = Number(procStat(pid)?.[19]);
+  if (!Number.isFinite(ticks)) return undefined;
+  try {
+    const boot = /^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'latin1'))?.[1];
+    return boot === undefined ? undefined : Number(boot) * 1000 + ticks * 10;
+  } catch {
+    return undefined;
+  }
+}
+
+// The fields of /proc/<pid>/stat after the command name (which may hold spaces and
+// parentheses), starting at field 3.
+function procStat(pid: number): string[] | undefined {
+  if (process.platform !== 'linux') return undefined;
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return text.slice(text.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined;
+  }
+}
+
+function ignore(): void {}
