@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { USES_NAMED_PIPES, withSocketAddress } from './address.js';
 import { abortError, ErrorCode, SimpleIpcError, systemCode } from './errors.js';
 import { InboundMessage, OutboundMessage } from './message.js';
+import { PacketBuilder, toBuffer } from './pkt-line.js';
 
 /**
  * What is at a path, in Git's words (`enum ipc_active_state`).
@@ -371,18 +372,17 @@ export class Connection {
       { maxSize: options.maxResponseSize ?? Number.POSITIVE_INFINITY, highWaterMark: 1 << 20 },
       socket,
     );
-    const outbound = new OutboundMessage(socket);
+    // A whole request goes out as one buffer; only chunked ones need the streaming writer.
+    const whole = typeof request === 'string' || request instanceof Uint8Array;
+    const outbound = whole ? undefined : new OutboundMessage(socket);
     const fail = (err: Error): void => {
       inbound.fail(err);
-      outbound.abort(err);
+      outbound?.abort(err);
       socket.destroy();
     };
     socket.on('data', (chunk: Buffer) => {
-      if (inbound.feed(chunk) >= 0 || inbound.error !== undefined) {
-        socket.pause();
-        if (inbound.error !== undefined) socket.destroy();
-        else socket.end();
-      }
+      // The response is complete (or broken): the conversation is over, hang up.
+      if (inbound.feed(chunk) >= 0 || inbound.error !== undefined) socket.destroy();
     });
     socket.on('end', () => inbound.end());
     socket.on('error', (err) =>
@@ -426,16 +426,33 @@ export class Connection {
         socket.once('close', () => signal.removeEventListener('abort', onAbort));
       }
     }
-    writeRequest(outbound, request).catch(fail);
+    if (outbound === undefined) writeWhole(socket, request as string | Uint8Array);
+    else writeRequest(outbound, request as Iterable<string | Uint8Array>).catch(fail);
     return inbound;
   }
 }
 
-async function writeRequest(outbound: OutboundMessage, request: Message): Promise<void> {
-  if (typeof request === 'string' || request instanceof Uint8Array) {
-    // A whole request: no need to wait for the socket before ending the message.
-    if (request.length > 0) void outbound.write(request).catch(noop);
-  } else if (Symbol.asyncIterator in request) {
+// Writes a whole request: its packets as views of the caller's bytes (no copy), then a flush,
+// in one corked burst.
+function writeWhole(socket: Socket, request: string | Uint8Array): void {
+  const builder = new PacketBuilder();
+  builder.add(toBuffer(request));
+  builder.addFlush();
+  const parts = builder.take();
+  if (parts.length === 1) {
+    socket.write(parts[0]!);
+    return;
+  }
+  socket.cork();
+  for (const part of parts) socket.write(part);
+  socket.uncork();
+}
+
+async function writeRequest(
+  outbound: OutboundMessage,
+  request: Iterable<string | Uint8Array> | AsyncIterable<string | Uint8Array>,
+): Promise<void> {
+  if (Symbol.asyncIterator in request) {
     for await (const chunk of request as AsyncIterable<string | Uint8Array>) {
       await outbound.write(chunk);
     }
@@ -444,5 +461,3 @@ async function writeRequest(outbound: OutboundMessage, request: Message): Promis
   }
   outbound.end(false);
 }
-
-function noop(): void {}

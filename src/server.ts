@@ -161,7 +161,9 @@ enum Phase {
   Reading = 0,
   Waiting = 1,
   Running = 2,
-  Done = 3,
+  /** The response is written; waiting for the client to hang up. */
+  Finishing = 3,
+  Done = 4,
 }
 
 const kConversation = Symbol('conversation');
@@ -325,10 +327,11 @@ export class Server {
   sweep(): void {
     const tick = ++this.#tick;
     for (const conversation of this.#conversations) {
+      const phase = conversation.phase;
       const limit =
-        conversation.phase === Phase.Reading
+        phase === Phase.Reading
           ? this.#requestTicks
-          : conversation.waitingForDrain
+          : phase === Phase.Finishing || conversation.waitingForDrain
             ? this.#responseTicks
             : 0;
       if (limit > 0 && tick - conversation.activeTick > limit) {
@@ -413,9 +416,13 @@ export class Server {
     let result: ReturnType<RequestHandler>;
     try {
       if (this.#handler !== undefined) {
-        result = this.#handler(conversation.inbound.takeWhole(), conversation.reply, conversation);
+        result = this.#handler(
+          conversation.inbound.takeWhole(),
+          conversation.reply(),
+          conversation,
+        );
       } else {
-        result = this.#streamHandler!(conversation.inbound, conversation.reply, conversation);
+        result = this.#streamHandler!(conversation.inbound, conversation.reply(), conversation);
       }
     } catch (err) {
       this.#handlerDone(conversation, undefined, err);
@@ -520,8 +527,7 @@ class Conversation implements RequestContext {
   readonly server: Server;
   readonly socket: TaggedSocket;
   readonly inbound: InboundMessage;
-  readonly outbound: OutboundMessage;
-  readonly reply: Reply;
+  #outbound: OutboundMessage | undefined;
   phase: Phase = Phase.Reading;
   activeTick: number;
   timedOut = false;
@@ -534,9 +540,18 @@ class Conversation implements RequestContext {
     this.socket = socket;
     this.activeTick = tick;
     this.inbound = new InboundMessage(server.requestLimits, socket);
-    this.outbound = new OutboundMessage(socket);
+  }
+
+  /** The response writer, made when the handler runs (a probe never needs one). */
+  get outbound(): OutboundMessage {
+    if (this.#outbound === undefined) this.#outbound = new OutboundMessage(this.socket);
+    return this.#outbound;
+  }
+
+  /** The handler's `reply`. */
+  reply(): Reply {
     const outbound = this.outbound;
-    this.reply = (chunk) => outbound.write(chunk);
+    return (chunk) => outbound.write(chunk);
   }
 
   get signal(): AbortSignal {
@@ -552,14 +567,15 @@ class Conversation implements RequestContext {
     return this.socket.writableNeedDrain;
   }
 
-  /** The handler ended: write the flush and close once it is written. */
+  /**
+   * The handler ended: write the flush and end our side. The client hangs up once it has read
+   * the flush (then Node destroys the socket); one that does not is closed by the sweeper.
+   */
   finish(): void {
-    const socket = this.socket;
-    socket.once('finish', destroySelf);
+    this.phase = Phase.Finishing;
     this.outbound.end(true);
-    // Read on so that a client's hang-up is seen (the request was complete: the rest of the
-    // input is ignored).
-    socket.resume();
+    // Reading stopped only if the client sent more after its flush; read on to see it leave.
+    if (this.socket.isPaused()) this.socket.resume();
   }
 
   fail(err: SimpleIpcError): void {
@@ -569,11 +585,14 @@ class Conversation implements RequestContext {
   }
 
   closed(): void {
-    if (this.phase === Phase.Running) this.clientGone = true;
-    const err = this.#closedError();
-    this.inbound.fail(err);
-    this.outbound.abort(err);
-    this.#controller?.abort(err);
+    // An error is built only for someone still waiting: most conversations end complete.
+    if (this.phase === Phase.Running || (this.phase !== Phase.Finishing && this.inbound.started)) {
+      if (this.phase === Phase.Running) this.clientGone = true;
+      const err = this.#closedError();
+      this.inbound.fail(err);
+      this.#outbound?.abort(err);
+      this.#controller?.abort(err);
+    }
     this.server.conversationClosed(this);
   }
 
@@ -586,25 +605,29 @@ function socketOnData(this: TaggedSocket, chunk: Buffer): void {
   const conversation = this[kConversation]!;
   const server = conversation.server;
   conversation.activeTick = server.tick;
-  if (conversation.phase === Phase.Done) return;
   const inbound = conversation.inbound;
-  if (inbound.complete) return; // bytes after the flush are not part of any message
-  const end = inbound.feed(chunk);
+  if (inbound.complete) {
+    // Bytes after the flush belong to no message: ignored, and no more are read while the
+    // handler runs (reading resumes at the end, to see the client hang up).
+    if (conversation.phase !== Phase.Finishing) this.pause();
+    return;
+  }
+  inbound.feed(chunk);
   if (inbound.error !== undefined) {
     // Malformed or too large: close without calling the handler (nothing is written).
     this.destroy();
     return;
   }
-  if (end >= 0) this.pause();
   server.requestProgress(conversation);
 }
 
 function socketOnEnd(this: TaggedSocket): void {
-  const conversation = this[kConversation]!;
+  const inbound = this[kConversation]!.inbound;
   // A client may half-close after its request; the response still goes out. Before the flush
-  // it is a cut-short request (or a probe when nothing came at all).
-  conversation.inbound.end();
-  if (!conversation.inbound.complete) this.destroy();
+  // it is a cut-short request, or a probe when nothing came at all (no error is built for a
+  // probe: every Git client command makes one).
+  if (inbound.started) inbound.end();
+  if (!inbound.complete) this.destroy();
 }
 
 function socketOnError(this: TaggedSocket): void {
@@ -615,10 +638,6 @@ function socketOnError(this: TaggedSocket): void {
 function socketOnClose(this: TaggedSocket): void {
   const conversation = this[kConversation]!;
   conversation.closed();
-}
-
-function destroySelf(this: Socket): void {
-  this.destroy();
 }
 
 function ignore(): void {}
