@@ -8,7 +8,8 @@
  * CLI's drop-in) against a test daemon (`run-daemon`, C or ours), timed from spawn to exit;
  * every client x server pair runs once per round, rounds alternate the order, and the figure is
  * the median. The result is each pair's time divided by the C client + C server time, so below
- * 1 is faster than C. Node's start-up time is in every run of our client; it is printed
+ * 1 is faster than C. A last column points Git's C client at the plain `node:net` baseline server
+ * of `npm run bench`: how far Node itself gets on this machine. Node's start-up time is in every run of our client; it is printed
  * separately so that it can be taken into account.
  *
  * Options: `--quick`, `--runs=N`.
@@ -26,6 +27,10 @@ const CLI = fileURLToPath(new URL('../../bin/simple-ipc.js', import.meta.url));
 const THREADS = 8;
 
 type Peer = 'C' | 'ours';
+/** A server: Git's, ours, or the benchmark's plain `node:net` baseline (a reference only). */
+type ServerPeer = Peer | 'baseline';
+
+const BASELINE_SERVER = fileURLToPath(new URL('./server.js', import.meta.url));
 
 interface Workload {
   readonly name: string;
@@ -87,12 +92,11 @@ function timeClient(file: string, args: string[], expect: RegExp): Promise<numbe
   });
 }
 
-async function startDaemon(peer: Peer, tool: string, path: string): Promise<ChildProcess> {
-  const [file, args] = command(peer, tool, [
-    'run-daemon',
-    `--name=${path}`,
-    `--threads=${THREADS}`,
-  ]);
+async function startDaemon(peer: ServerPeer, tool: string, path: string): Promise<ChildProcess> {
+  const [file, args] =
+    peer === 'baseline'
+      ? [process.execPath, [BASELINE_SERVER, 'baseline', 'ping', path]]
+      : command(peer, tool, ['run-daemon', `--name=${path}`, `--threads=${THREADS}`]);
   const child = spawn(file, args, { stdio: 'ignore' });
   for (let i = 0; i < 200; i++) {
     if ((await getActiveState(path)) === ActiveState.LISTENING) return child;
@@ -103,10 +107,11 @@ async function startDaemon(peer: Peer, tool: string, path: string): Promise<Chil
   throw new Error(`the ${peer} daemon did not start at ${path}`);
 }
 
-async function stopDaemon(child: ChildProcess, path: string): Promise<void> {
+async function stopDaemon(peer: ServerPeer, child: ChildProcess, path: string): Promise<void> {
   if (child.exitCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
-  await sendCommand(path, 'quit').catch(() => child.kill('SIGKILL'));
+  if (peer === 'baseline') child.kill('SIGTERM');
+  else await sendCommand(path, 'quit').catch(() => child.kill('SIGKILL'));
   const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
   await exited;
   clearTimeout(timer);
@@ -125,9 +130,9 @@ async function main(): Promise<void> {
   const runsArg = args.find((a) => a.startsWith('--runs='));
   const runs = runsArg ? Math.max(1, Number(runsArg.slice(7))) : quick ? 3 : 5;
   const dir = mkdtempSync(join(tmpdir(), 'sipc-gitcmp-'));
-  const daemons = new Map<Peer, { child: ChildProcess; path: string }>();
+  const daemons = new Map<ServerPeer, { child: ChildProcess; path: string }>();
   try {
-    for (const peer of ['C', 'ours'] as const) {
+    for (const peer of ['C', 'ours', 'baseline'] as const) {
       const path = join(dir, `${peer}.sock`);
       daemons.set(peer, { child: await startDaemon(peer, tool, path), path });
     }
@@ -141,21 +146,22 @@ async function main(): Promise<void> {
         startup[peer].push(await timeClient(file, a, /^$/));
       }
     }
-    const pairs: { client: Peer; server: Peer }[] = [
+    const pairs: { client: Peer; server: ServerPeer }[] = [
       { client: 'C', server: 'C' },
       { client: 'C', server: 'ours' },
       { client: 'ours', server: 'C' },
       { client: 'ours', server: 'ours' },
+      { client: 'C', server: 'baseline' },
     ];
     const lines = [
-      '| workload | C client, C server | C client, our server | our client, C server | our client, our server |',
-      '|---|---:|---:|---:|---:|',
+      '| workload | C client, C server | C client, our server | our client, C server | our client, our server | C client, node:net baseline server |',
+      '|---|---:|---:|---:|---:|---:|',
     ];
     for (const workload of workloads(quick)) {
       process.stderr.write(`git-compare: ${workload.name} ...\n`);
       const times = pairs.map(() => [] as number[]);
       for (let round = -1; round < runs; round++) {
-        const order = round % 2 === 0 ? [0, 1, 2, 3] : [3, 2, 1, 0];
+        const order = round % 2 === 0 ? [0, 1, 2, 3, 4] : [4, 3, 2, 1, 0];
         for (const i of order) {
           const pair = pairs[i]!;
           const path = daemons.get(pair.server)!.path;
@@ -177,7 +183,7 @@ async function main(): Promise<void> {
         `${median(startup.C).toFixed(0)} ms, ours (node) ${median(startup.ours).toFixed(0)} ms.\n`,
     );
   } finally {
-    for (const { child, path } of daemons.values()) await stopDaemon(child, path);
+    for (const [peer, { child, path }] of daemons) await stopDaemon(peer, child, path);
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -134,6 +134,7 @@ export function pairedRatio(side: readonly Run[], base: readonly Run[], metric: 
 export interface RowReport {
   id: string;
   title: string;
+  label: string;
   metric: Metric;
   target: number;
   /** Least MB/s end to end, where the issue sets one. */
@@ -228,21 +229,22 @@ function escapeXml(text: string): string {
  * baseline) and each scenario's target marked.
  */
 export function chart(rows: readonly RowReport[], subtitle: string): string {
-  const bars: { label: string; ratio: number; target: number; side: string }[] = [];
+  const bars: { label: string; ratio: number; target: number | undefined }[] = [];
   for (const row of rows) {
     for (const side of row.sides) {
       if (side.name === 'baseline') continue;
-      const label = side.name === 'project' ? row.title : `${row.title} [${side.name}]`;
-      bars.push({ label, ratio: side.ratio, target: row.target, side: side.name });
+      const project = side.name === 'project';
+      const label = project ? row.label : `${row.label} [${side.name}]`;
+      bars.push({ label, ratio: side.ratio, target: project ? row.target : undefined });
     }
   }
-  const left = 330;
-  const plot = 360;
+  const left = 20 + 7 * Math.max(10, ...bars.map((b) => b.label.length));
+  const plot = 420;
   const barHeight = 18;
   const gap = 8;
   const top = 58;
   const height = top + bars.length * (barHeight + gap) + 40;
-  const width = left + plot + 70;
+  const width = left + plot + 60;
   const max = Math.max(1.5, ...bars.map((b) => (Number.isFinite(b.ratio) ? b.ratio : 0))) * 1.05;
   const x = (ratio: number): number => left + (Math.max(0, ratio) / max) * plot;
   const out: string[] = [
@@ -250,6 +252,7 @@ export function chart(rows: readonly RowReport[], subtitle: string): string {
     `<rect width="${width}" height="${height}" fill="#fff"/>`,
     `<text x="10" y="20" font-size="15" font-weight="bold">simple-ipc / plain node:net, same run (higher is better)</text>`,
     `<text x="10" y="38" fill="#555">${escapeXml(subtitle)}</text>`,
+    `<text x="10" y="${height - 14}" fill="#555">red dashes: target (green: met)</text>`,
   ];
   for (let tick = 0; tick <= max; tick += 0.25) {
     const tx = x(tick).toFixed(1);
@@ -260,16 +263,25 @@ export function chart(rows: readonly RowReport[], subtitle: string): string {
   }
   bars.forEach((bar, i) => {
     const y = top + i * (barHeight + gap);
-    const ok = bar.ratio >= bar.target;
-    const fill = !Number.isFinite(bar.ratio) ? '#999' : ok ? '#2e8b57' : '#d2691e';
+    const fill = !Number.isFinite(bar.ratio)
+      ? '#999'
+      : bar.target === undefined
+        ? '#4682b4'
+        : bar.ratio >= bar.target
+          ? '#2e8b57'
+          : '#d2691e';
     const end = Number.isFinite(bar.ratio) ? x(bar.ratio) : left;
-    const tx = x(bar.target).toFixed(1);
     out.push(
       `<text x="${left - 8}" y="${y + 13}" text-anchor="end">${escapeXml(bar.label)}</text>`,
       `<rect x="${left}" y="${y}" width="${(end - left).toFixed(1)}" height="${barHeight}" fill="${fill}"/>`,
-      `<line x1="${tx}" y1="${y - 2}" x2="${tx}" y2="${y + barHeight + 2}" stroke="#c00" stroke-width="2" stroke-dasharray="3,2"/>`,
       `<text x="${(end + 4).toFixed(1)}" y="${y + 13}">${Number.isFinite(bar.ratio) ? bar.ratio.toFixed(2) : 'failed'}</text>`,
     );
+    if (bar.target !== undefined) {
+      const tx = x(bar.target).toFixed(1);
+      out.push(
+        `<line x1="${tx}" y1="${y - 2}" x2="${tx}" y2="${y + barHeight + 2}" stroke="#c00" stroke-width="2" stroke-dasharray="3,2"/>`,
+      );
+    }
   });
   out.push('</svg>', '');
   return out.join('\n');

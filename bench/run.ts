@@ -262,6 +262,7 @@ async function measure(
   const report: RowReport = {
     id: scenario.id,
     title: scenario.title,
+    label: scenario.label,
     metric: scenario.metric,
     target: scenario.target,
     minMbps: scenario.metric === 'mbps' ? 2000 : undefined,

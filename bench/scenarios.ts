@@ -50,6 +50,8 @@ export interface Scenario {
   /** The issue's letter, which `--only` selects by. */
   readonly letter: 'a' | 'b' | 'c' | 'd' | 'e';
   readonly title: string;
+  /** A short label for the chart. */
+  readonly label: string;
   readonly mode: ServerMode;
   readonly metric: Metric;
   /** Least acceptable project / baseline ratio of the metric (issue 6 "Targets"). */
@@ -82,6 +84,7 @@ export function scenarios(clients: number): Scenario[] {
   return [
     {
       id: 'a',
+      label: '(a) 8 clients, ping',
       letter: 'a',
       title: `(a) ${CONCURRENCY} concurrent clients, ping/pong, a connection each`,
       mode: 'ping',
@@ -95,6 +98,7 @@ export function scenarios(clients: number): Scenario[] {
     },
     {
       id: 'b',
+      label: '(b) 1 client, ping',
       letter: 'b',
       title: '(b) 1 client, sequential ping/pong (latency)',
       mode: 'ping',
@@ -108,6 +112,7 @@ export function scenarios(clients: number): Scenario[] {
     },
     {
       id: 'c-whole',
+      label: '(c) request, whole',
       letter: 'c',
       title: '(c) large request, handler gets one Buffer',
       mode: 'recv-whole',
@@ -121,6 +126,7 @@ export function scenarios(clients: number): Scenario[] {
     },
     {
       id: 'c-stream',
+      label: '(c) request, stream',
       letter: 'c',
       title: '(c) large request, { stream } handler',
       mode: 'recv-stream',
@@ -134,6 +140,7 @@ export function scenarios(clients: number): Scenario[] {
     },
     {
       id: 'd-whole',
+      label: '(d) response, whole',
       letter: 'd',
       title: '(d) large response, client gets one Buffer',
       mode: 'send-big',
@@ -147,6 +154,7 @@ export function scenarios(clients: number): Scenario[] {
     },
     {
       id: 'd-stream',
+      label: '(d) response, stream',
       letter: 'd',
       title: '(d) large response, Connection.stream()',
       mode: 'send-big',
@@ -160,6 +168,7 @@ export function scenarios(clients: number): Scenario[] {
     },
     {
       id: 'e',
+      label: '(e) chunk',
       letter: 'e',
       title: "(e) test daemon's chunk: 10,000 small replies",
       mode: 'chunk',

@@ -85,11 +85,38 @@ if (impl === 'baseline' && mode === 'send-big') {
   for (const size of sizes) prebuilt.set(size, wireOfRun(size, RESPONSE_BYTE));
 }
 
+const SENDBYTES = Buffer.from('sendbytes ', 'latin1');
+
+function isSendbytes(payload: Buffer): boolean {
+  return (
+    payload.length >= SENDBYTES.length && payload.subarray(0, SENDBYTES.length).equals(SENDBYTES)
+  );
+}
+
+/**
+ * The test daemon's answer to `sendbytes <ballast>` (`rcvd:%c%08d\n`, or `errs:%d\n`), so that
+ * Git's `test-tool simple-ipc multiple` can be pointed at the baseline (`git-compare.ts`).
+ */
+function sendbytesAnswer(payload: Buffer): Buffer {
+  const ballast = payload.subarray(SENDBYTES.length);
+  const first = ballast[0] ?? 0;
+  let errors = 0;
+  for (let i = 1; i < ballast.length; i++) if (ballast[i] !== first) errors++;
+  if (errors > 0) return Buffer.from(`errs:${errors}\n`, 'latin1');
+  const answer = Buffer.from(`rcvd:x${String(ballast.length).padStart(8, '0')}\n`, 'latin1');
+  answer[5] = first;
+  return answer;
+}
+
 function respond(socket: Socket, request: MessageEnd): void {
   switch (mode) {
-    case 'ping':
-      socket.end(request.payload().equals(PING) ? PONG_WIRE : UNKNOWN_WIRE);
+    case 'ping': {
+      const payload = request.payload();
+      if (payload.equals(PING)) socket.end(PONG_WIRE);
+      else if (isSendbytes(payload)) socket.end(wireOf(sendbytesAnswer(payload)));
+      else socket.end(UNKNOWN_WIRE);
       return;
+    }
     case 'recv-whole':
       socket.end(wireOf(Buffer.from(uploadAnswer(request.payload().length), 'latin1')));
       return;
@@ -133,12 +160,13 @@ async function startBaseline(): Promise<() => Promise<void>> {
 
 const stop = impl === 'project' ? await startProject() : await startBaseline();
 process.on('message', (message: Command) => {
-  if (message.cmd === 'rss') process.send!({ rss: peakRss() });
-  else if (message.cmd === 'cpu') process.send!({ cpuUs: cpuTime() });
+  if (message.cmd === 'rss') process.send?.({ rss: peakRss() });
+  else if (message.cmd === 'cpu') process.send?.({ cpuUs: cpuTime() });
   else if (message.cmd === 'exit') {
     // A clean exit, so that `--cpu-prof` writes its profile.
     void stop().finally(() => process.exit(0));
   }
 });
 process.on('disconnect', () => process.exit(0));
-process.send!({ ready: true });
+// Without an IPC channel (git-compare.ts runs it as a plain process) it serves until killed.
+process.send?.({ ready: true });
