@@ -330,13 +330,16 @@ export class Connection {
    * socket while the consumer is behind, so a response of any size takes bounded memory.
    * The iteration throws like {@link send} if the response ends early or is malformed.
    */
-  async *stream(request: Message, options: SendOptions = {}): AsyncGenerator<Buffer, void, void> {
-    const inbound = this.#exchange(request, options);
+  stream(request: Message, options: SendOptions = {}): AsyncIterable<Buffer> {
+    let inbound: InboundMessage;
     try {
-      yield* inbound;
-    } finally {
-      this.destroy();
+      inbound = this.#exchange(request, options);
+    } catch (err) {
+      return failedIterable(err);
     }
+    // Stopping early hangs up: the rest of the response is not wanted.
+    inbound.onReturn = () => this.destroy();
+    return inbound;
   }
 
   /** Closes the connection now. Idempotent. */
@@ -430,6 +433,12 @@ export class Connection {
     else writeRequest(outbound, request as Iterable<string | Uint8Array>).catch(fail);
     return inbound;
   }
+}
+
+function failedIterable(err: unknown): AsyncIterable<Buffer> {
+  return {
+    [Symbol.asyncIterator]: () => ({ next: () => Promise.reject(err) }),
+  };
 }
 
 // Writes a whole request: its packets as views of the caller's bytes (no copy), then a flush,

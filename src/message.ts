@@ -175,26 +175,40 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
     return Buffer.concat(pieces, this.#decoder.payloadBytes);
   }
 
-  /** Payload pieces as they arrive; the socket is paused while the consumer is behind. */
-  async *[Symbol.asyncIterator](): AsyncIterator<Buffer> {
+  /**
+   * Payload pieces as they arrive; the socket is paused while the consumer is behind.
+   *
+   * A hand-written iterator rather than an async generator: one settled Promise per piece and
+   * no generator machinery, which matters at 16,000 pieces per GiB.
+   */
+  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
     this.#claim('stream');
     this.#streaming = true;
-    for (;;) {
-      if (this.#error !== undefined) throw this.#error;
-      const piece = this.#pieces.shift();
-      if (piece !== undefined) {
-        this.#queued -= piece.length;
-        if (this.#paused && this.#queued <= this.#limits.highWaterMark >>> 1) {
-          this.#paused = false;
-          this.#flow.resume();
-        }
-        yield piece;
-        continue;
-      }
-      if (this.#decoder.done) return;
-      await this.#wait();
-    }
+    return new PieceIterator(this);
   }
+
+  /** @internal The next piece, `null` at the end, or undefined when none has arrived yet. */
+  takePiece(): Buffer | null | undefined {
+    if (this.#error !== undefined) throw this.#error;
+    const piece = this.#pieces.shift();
+    if (piece !== undefined) {
+      this.#queued -= piece.length;
+      if (this.#paused && this.#queued <= this.#limits.highWaterMark >>> 1) {
+        this.#paused = false;
+        this.#flow.resume();
+      }
+      return piece;
+    }
+    return this.#decoder.done ? null : undefined;
+  }
+
+  /** @internal Resolves when a piece, the end or an error has arrived. */
+  waitForPiece(): Promise<void> {
+    return this.#wait();
+  }
+
+  /** @internal Called when the consumer stops early (`break` in a `for await`). */
+  onReturn: (() => void) | undefined;
 
   #claim(how: string): void {
     if (this.#consumed) {
@@ -217,6 +231,34 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
     if (waiter === undefined) return;
     this.#waiter = undefined;
     waiter.resolve();
+  }
+}
+
+const DONE: IteratorResult<Buffer> = Object.freeze({ done: true, value: undefined });
+
+/** The iterator of an {@link InboundMessage}'s pieces. */
+class PieceIterator implements AsyncIterator<Buffer> {
+  readonly #message: InboundMessage;
+
+  constructor(message: InboundMessage) {
+    this.#message = message;
+  }
+
+  next(): Promise<IteratorResult<Buffer>> {
+    let piece: Buffer | null | undefined;
+    try {
+      piece = this.#message.takePiece();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (piece === null) return Promise.resolve(DONE);
+    if (piece !== undefined) return Promise.resolve({ done: false, value: piece });
+    return this.#message.waitForPiece().then(() => this.next());
+  }
+
+  return(): Promise<IteratorResult<Buffer>> {
+    this.#message.onReturn?.();
+    return Promise.resolve(DONE);
   }
 }
 

@@ -248,8 +248,29 @@ test('Connection.stream yields a large response in pieces; a connection carries 
   }
   assert.equal(total, 20 << 20);
   assert.ok(pieces > 20, 'pieces arrive as they come, not assembled');
-  await assert.rejects(connection.stream('again').next(), { code: 'ERR_IPC_INVALID_ARGUMENT' });
+  await assert.rejects(connection.stream('again')[Symbol.asyncIterator]().next(), {
+    code: 'ERR_IPC_INVALID_ARGUMENT',
+  });
   await assert.rejects(connection.send('again'), { code: 'ERR_IPC_INVALID_ARGUMENT' });
   await connection[Symbol.asyncDispose]();
   assert.equal(connection.closed, true);
+});
+
+test('leaving a response stream early hangs up; the server counts a vanished client', async (t) => {
+  const path = join(tempDir(t), 's');
+  const piece = Buffer.alloc(1 << 20, 1);
+  const server = await startServer(path, async (_request, reply) => {
+    for (let i = 0; i < 64; i++) await reply(piece);
+  });
+  t.after(() => server.destroy());
+  const connection = await connect(path);
+  for await (const chunk of connection.stream('go')) {
+    assert.ok(chunk.length > 0);
+    break;
+  }
+  assert.equal(connection.closed, true);
+  const end = performance.now() + 5000;
+  while (server.stats().clientGone === 0 && performance.now() < end) await delay(10);
+  assert.equal(server.stats().clientGone, 1);
+  assert.equal((await sendCommand(path, 'again')).length, 64 << 20);
 });
