@@ -18,9 +18,9 @@ import {
   LARGE_PACKET_MAX,
   MessageDecoder,
   PacketBuilder,
-  PktLineDecoder,
   SimpleIpcError,
 } from '../src/index.js';
+import { decodeAllPackets } from './helpers.js';
 
 const RUNS = Number.parseInt(process.env.SIMPLE_IPC_FUZZ_RUNS ?? '', 10);
 const SEED = Number.parseInt(process.env.SIMPLE_IPC_FUZZ_SEED ?? '', 10);
@@ -82,6 +82,10 @@ interface PacketsOutcome {
   error: string | undefined;
 }
 
+function decodePackets(chunks: Buffer[]): PacketsOutcome {
+  return decodeAllPackets(chunks, 'hex', codeOf);
+}
+
 function modelPackets(bytes: Buffer): PacketsOutcome {
   const packets: string[] = [];
   let pos = 0;
@@ -97,23 +101,6 @@ function modelPackets(bytes: Buffer): PacketsOutcome {
     if (bytes.length - pos < length) return { packets, error: 'ERR_IPC_TRUNCATED' };
     packets.push(`data:${bytes.toString('hex', pos + 4, pos + length)}`);
     pos += length;
-  }
-  return { packets, error: undefined };
-}
-
-function decodePackets(chunks: Buffer[]): PacketsOutcome {
-  const decoder = new PktLineDecoder();
-  const packets: string[] = [];
-  try {
-    for (const chunk of chunks) {
-      decoder.push(chunk);
-      for (let p = decoder.next(); p !== undefined; p = decoder.next()) {
-        packets.push(p.kind === 'data' ? `data:${p.payload.toString('hex')}` : p.kind);
-      }
-    }
-    decoder.end();
-  } catch (err) {
-    return { packets, error: codeOf(err) };
   }
   return { packets, error: undefined };
 }

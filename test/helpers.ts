@@ -4,12 +4,13 @@
  */
 
 import { type SpawnOptions, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { PktLineDecoder } from '../src/index.js';
 
 /** The project root (dist/test/.. /..). */
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -126,4 +127,48 @@ export async function rawExchange(
 /** Resolves after `ms`. */
 export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * A path of exactly `length` bytes ending in `name`, below `base`, with its directories made
+ * (for paths longer than a socket address holds).
+ */
+export function pathOfLength(base: string, length: number, name: string): string {
+  let dir = base;
+  let remaining = length - base.length - 1 - name.length;
+  while (remaining > 0) {
+    const segment = remaining > 62 ? 50 : remaining - 1;
+    dir = join(dir, 'p'.repeat(segment));
+    remaining -= segment + 1;
+  }
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, name);
+  if (Buffer.byteLength(path) !== length)
+    throw new Error(`made a path of the wrong length: ${path}`);
+  return path;
+}
+
+/**
+ * Runs a PktLineDecoder over `chunks`, then end(): the packets (`data:<payload>` in
+ * `encoding`, `flush`, `delim`, `response-end`) seen before any error, and the error.
+ */
+export function decodeAllPackets(
+  chunks: readonly Buffer[],
+  encoding: BufferEncoding,
+  codeOf: (err: unknown) => string,
+): { packets: string[]; error: string | undefined } {
+  const decoder = new PktLineDecoder();
+  const packets: string[] = [];
+  try {
+    for (const chunk of chunks) {
+      decoder.push(chunk);
+      for (let p = decoder.next(); p !== undefined; p = decoder.next()) {
+        packets.push(p.kind === 'data' ? `data:${p.payload.toString(encoding)}` : p.kind);
+      }
+    }
+    decoder.end();
+  } catch (err) {
+    return { packets, error: codeOf(err) };
+  }
+  return { packets, error: undefined };
 }

@@ -24,7 +24,7 @@ import { basename, dirname, join } from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { SOCKET_PATH_MAX } from '../src/address.js';
 import { ActiveState, getActiveState } from '../src/index.js';
-import { CLI, delay, runCli, runProcess, tempDir } from './helpers.js';
+import { CLI, delay, pathOfLength, runCli, runProcess, tempDir } from './helpers.js';
 
 /** A `run-daemon` process running in the background, killed when the test ends. */
 interface Daemon {
@@ -103,20 +103,6 @@ async function stop(path: string, daemon: Daemon): Promise<void> {
 }
 
 /** `base/.../name`, padded with subdirectories to exactly `length` bytes. */
-function pathOfLength(base: string, length: number, name: string): string {
-  let dir = base;
-  let remaining = length - base.length - 1 - name.length;
-  while (remaining > 0) {
-    const segment = remaining > 62 ? 50 : remaining - 1;
-    dir = join(dir, 'p'.repeat(segment));
-    remaining -= segment + 1;
-  }
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, name);
-  assert.equal(Buffer.byteLength(path), length);
-  return path;
-}
-
 test("a killed server's socket is replaced by the next one", async (t) => {
   const dir = tempDir(t);
   const path = join(dir, 's');

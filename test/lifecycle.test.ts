@@ -40,7 +40,7 @@ import {
 } from '../src/index.js';
 import { acquireLock, isLockHeld, LOCK_STALE_MS } from '../src/lock.js';
 import { describeTheft, removeIfOurs } from '../src/ownership.js';
-import { delay, tempDir } from './helpers.js';
+import { delay, pathOfLength, tempDir } from './helpers.js';
 
 async function handler(request: Buffer, reply: (c: string) => Promise<void>) {
   const text = request.toString();
@@ -511,20 +511,6 @@ test('describeTheft says what happened', () => {
 });
 
 /** `base/.../name`, padded with subdirectories to exactly `length` bytes. */
-function pathOfLength(base: string, length: number, name: string): string {
-  let dir = base;
-  let remaining = length - base.length - 1 - name.length;
-  while (remaining > 0) {
-    const segment = remaining > 62 ? 50 : remaining - 1;
-    dir = join(dir, 'p'.repeat(segment));
-    remaining -= segment + 1;
-  }
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, name);
-  assert.equal(Buffer.byteLength(path), length);
-  return path;
-}
-
 test('a 150-byte path is served at exactly that path', async (t) => {
   const path = pathOfLength(tempDir(t), 150, 'long.sock');
   const parent = join(path, '..');

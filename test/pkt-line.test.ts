@@ -20,6 +20,7 @@ import {
   SimpleIpcError,
   writePacketLength,
 } from '../src/index.js';
+import { decodeAllPackets } from './helpers.js';
 
 const wire = (text: string): Buffer => Buffer.from(text, 'latin1');
 
@@ -59,20 +60,8 @@ type Outcome = { packets: string[] } | { code: string };
 
 /** Runs a PktLineDecoder over `chunks`, then end(). Packets are `data:<payload>`, `flush`... */
 function decodePackets(chunks: Buffer[]): Outcome {
-  const decoder = new PktLineDecoder();
-  const packets: string[] = [];
-  try {
-    for (const chunk of chunks) {
-      decoder.push(chunk);
-      for (let p = decoder.next(); p !== undefined; p = decoder.next()) {
-        packets.push(p.kind === 'data' ? `data:${p.payload.toString('latin1')}` : p.kind);
-      }
-    }
-    decoder.end();
-  } catch (err) {
-    return { code: codeOf(err) };
-  }
-  return { packets };
+  const { packets, error } = decodeAllPackets(chunks, 'latin1', codeOf);
+  return error === undefined ? { packets } : { code: error };
 }
 
 /** What a MessageDecoder made of a stream: the payload and where the message ended, or the
