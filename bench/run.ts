@@ -265,7 +265,8 @@ async function measure(
     label: scenario.label,
     metric: scenario.metric,
     target: scenario.target,
-    minMbps: scenario.metric === 'mbps' ? 2000 : undefined,
+    // The 2 GB/s end to end is for 1 GiB transfers, not the quick run's small ones.
+    minMbps: scenario.metric === 'mbps' && !options.quick ? 2000 : undefined,
     error: undefined,
     sides: [],
   };

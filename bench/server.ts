@@ -159,14 +159,15 @@ async function startBaseline(): Promise<() => Promise<void>> {
 // --- process life --------------------------------------------------------------------------
 
 const stop = impl === 'project' ? await startProject() : await startBaseline();
+// A clean exit, so that `--cpu-prof` writes its profile.
+const exit = (): void => void stop().finally(() => process.exit(0));
 process.on('message', (message: Command) => {
   if (message.cmd === 'rss') process.send?.({ rss: peakRss() });
   else if (message.cmd === 'cpu') process.send?.({ cpuUs: cpuTime() });
-  else if (message.cmd === 'exit') {
-    // A clean exit, so that `--cpu-prof` writes its profile.
-    void stop().finally(() => process.exit(0));
-  }
+  else if (message.cmd === 'exit') exit();
 });
+process.once('SIGTERM', exit);
+process.once('SIGINT', exit);
 process.on('disconnect', () => process.exit(0));
 // Without an IPC channel (git-compare.ts runs it as a plain process) it serves until killed.
 process.send?.({ ready: true });
