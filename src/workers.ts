@@ -1,0 +1,664 @@
+/**
+ * Handlers on more than one core: a {@link RequestHandler} that runs each request in a pool of
+ * `node:worker_threads` workers, for handlers that are CPU-bound and need no state of the main
+ * thread. The server itself stays one thread (accepting, reading, packetizing, writing); only
+ * the handler's work moves. Git's C server gets its cores from `nr_threads` OS threads; this is
+ * the opt-in equivalent for Node. See docs/workers.md for what it costs and when it pays.
+ *
+ * The same file is the workers' entry point: loaded in a worker thread started by a pool, it
+ * imports the application's module and serves requests posted to it.
+ *
+ * @module
+ */
+
+import { availableParallelism } from 'node:os';
+import { pathToFileURL } from 'node:url';
+import {
+  isMainThread,
+  type MessagePort,
+  parentPort,
+  type ResourceLimits,
+  Worker,
+  workerData,
+} from 'node:worker_threads';
+import { ErrorCode, SimpleIpcError } from './errors.js';
+import type { HandlerResult, QUIT, Reply, RequestHandler } from './server.js';
+
+// The registered symbol behind server.ts's QUIT (Symbol.for is shared by all modules of a
+// thread), named here so that a worker does not load the whole server just to recognise it.
+const QUIT_SIGNAL: typeof QUIT = Symbol.for('simple-ipc.quit') as typeof QUIT;
+
+/** One piece of a worker's reply. */
+export type WorkerChunk = string | Uint8Array;
+
+/**
+ * What a worker module's handler may return (or resolve to): nothing (an empty response), one
+ * chunk, an `Iterable` or `AsyncIterable` of chunks (a generator: one packet run per chunk, as
+ * a `reply()` each), or `QUIT` to stop the server after an empty response. A generator that
+ * `return`s `QUIT` stops the server after the chunks it yielded.
+ */
+export type WorkerResult =
+  | undefined
+  | void
+  | typeof QUIT
+  | WorkerChunk
+  | Iterable<WorkerChunk>
+  | AsyncIterable<WorkerChunk>;
+
+/**
+ * The default export of a worker module: called in a worker thread with the whole request.
+ * A `Uint8Array` it returns or yields is handed to the main thread without a copy when it spans
+ * its whole `ArrayBuffer` (which is then transferred: empty in the worker afterwards), so never
+ * return the same such buffer twice; any other chunk is copied once.
+ *
+ * @example
+ * ```ts
+ * // hash.js
+ * import { createHash } from 'node:crypto';
+ * export default (request: Buffer) => createHash('sha256').update(request).digest('hex');
+ * ```
+ */
+export type WorkerTask = (request: Buffer) => WorkerResult | Promise<WorkerResult>;
+
+/** Options of {@link workerHandler}. */
+export interface WorkerHandlerOptions {
+  /**
+   * Worker threads at most; each is started when a request first needs it and then kept.
+   * Default `os.availableParallelism() - 1`, at least 1: the main thread keeps one core for
+   * the server's I/O.
+   */
+  workers?: number | undefined;
+  /** Memory limits of each worker (see `node:worker_threads`). Default: Node's. */
+  resourceLimits?: ResourceLimits | undefined;
+}
+
+/**
+ * A {@link RequestHandler} backed by a pool of worker threads, from {@link workerHandler}.
+ * Pass it to `startServer` like any handler. Idle workers never keep the process alive; close
+ * the pool to free their memory (`await using`, or `server.closed.then(() => handler.close())`).
+ */
+export interface WorkerHandler extends RequestHandler, AsyncDisposable {
+  /** The most worker threads the pool runs. */
+  readonly workers: number;
+  /**
+   * Starts every worker now and resolves once each has loaded the module, instead of on the
+   * first requests. Useful at start-up to fail early on a broken module.
+   * @throws {SimpleIpcError} `ERR_IPC_HANDLER_FAILED` if the module cannot be loaded or has no
+   *   default export function.
+   */
+  ready(): Promise<void>;
+  /**
+   * Graceful: takes no new requests (they fail with `ERR_IPC_HANDLER_FAILED`), lets queued and
+   * running ones finish, then ends the threads. Idempotent; resolves once all have exited.
+   */
+  close(): Promise<void>;
+  /** Now: ends the threads at once; queued and running requests fail. Idempotent. */
+  destroy(): Promise<void>;
+}
+
+/**
+ * Makes a handler that runs each request in a pool of worker threads, so that CPU-bound work
+ * uses more than one core. `moduleUrl` names an ES module (a `file:` URL, or a path resolved
+ * against the current directory) whose default export is a {@link WorkerTask}.
+ *
+ * Requests wait in order when every worker is busy. Each reply chunk is passed to `reply()` in
+ * order, with backpressure: a worker is held back once 256 KiB of its chunks wait for the
+ * client. If the task throws or rejects, the handler rejects with `ERR_IPC_HANDLER_FAILED`
+ * (the client sees a truncated response, as for any failing handler) and the worker goes on.
+ * If a worker dies (`process.exit`, an uncaught error, out of memory), its request fails the
+ * same way and another worker is started when one is next needed.
+ *
+ * The server's `threads` bounds how many requests are handed to the pool at once: make it at
+ * least `workers`, or some workers never get work.
+ *
+ * @example
+ * ```ts
+ * await using handler = workerHandler(new URL('./hash.js', import.meta.url), { workers: 2 });
+ * const server = await startServer(path, handler, { threads: 8 });
+ * await server.closed;
+ * ```
+ * @throws {SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` if `workers` is not a whole number of
+ *   at least 1, or `moduleUrl` is neither a path nor a `file:` URL.
+ */
+export function workerHandler(
+  moduleUrl: string | URL,
+  options: WorkerHandlerOptions = {},
+): WorkerHandler {
+  const pool = new WorkerPool(moduleHref(moduleUrl), poolSize(options.workers), options);
+  const handler = (request: Buffer, reply: Reply): Promise<HandlerResult> =>
+    pool.run(request, reply);
+  return Object.assign(handler, {
+    workers: pool.size,
+    ready: () => pool.ready(),
+    close: () => pool.close(),
+    destroy: () => pool.destroy(),
+    [Symbol.asyncDispose]: () => pool.close(),
+  });
+}
+
+function moduleHref(moduleUrl: string | URL): string {
+  const href = moduleUrl instanceof URL ? moduleUrl.href : moduleUrl;
+  if (typeof href === 'string' && href !== '') {
+    if (!/^[a-z][a-z0-9+.-]*:/i.test(href) || /^[a-z]:[\\/]/i.test(href)) {
+      return pathToFileURL(href).href; // a path (also a Windows one, `C:\...`)
+    }
+    if (href.startsWith('file:')) return href;
+  }
+  throw new SimpleIpcError(
+    ErrorCode.INVALID_ARGUMENT,
+    `the worker module must be a path or a file: URL, not ${String(moduleUrl)}`,
+  );
+}
+
+function poolSize(workers: number | undefined): number {
+  if (workers === undefined) return Math.max(1, availableParallelism() - 1);
+  if (!Number.isInteger(workers) || workers < 1) {
+    throw new SimpleIpcError(
+      ErrorCode.INVALID_ARGUMENT,
+      `workers must be a whole number of at least 1, not ${workers}`,
+    );
+  }
+  return workers;
+}
+
+// Messages between the threads: small arrays, a tag first. Main to worker:
+const RUN = 0; // [RUN, id, request]
+const ACK = 1; // [ACK, id, cost]: that much of the reply has been taken by reply()
+const CANCEL = 2; // [CANCEL, id]: the client is gone, stop producing
+// Worker to main:
+const READY = 3; // [READY]
+const LOAD_FAILED = 4; // [LOAD_FAILED, error]
+const CHUNK = 5; // [CHUNK, id, chunk]
+const END = 6; // [END, id, lastChunk | undefined, quit]
+const FAIL = 7; // [FAIL, id, error]
+
+/**
+ * How much of its reply a worker may have in flight (posted, not yet taken by `reply()`)
+ * before it waits: enough to keep the socket busy, little enough to bound the main thread's
+ * memory when the client reads slowly. Acknowledged in halves, so not one message per chunk.
+ */
+const WINDOW = 256 * 1024;
+const ACK_AT = WINDOW / 2;
+/** Counted per chunk on top of its bytes, so that tiny chunks are bounded in number too. */
+const CHUNK_COST = 64;
+
+function costOf(chunk: WorkerChunk): number {
+  return (typeof chunk === 'string' ? chunk.length : chunk.byteLength) + CHUNK_COST;
+}
+
+/** An error as plain data: a worker's exceptions cross the thread boundary as this. */
+interface ErrorData {
+  name: string;
+  message: string;
+  stack: string | undefined;
+  code: unknown;
+}
+
+function errorData(err: unknown): ErrorData {
+  if (typeof err === 'object' && err !== null) {
+    const e = err as Partial<Error> & { code?: unknown };
+    return {
+      name: String(e.name ?? 'Error'),
+      message: String(e.message ?? err),
+      stack: typeof e.stack === 'string' ? e.stack : undefined,
+      code: typeof e.code === 'string' || typeof e.code === 'number' ? e.code : undefined,
+    };
+  }
+  return { name: 'Error', message: String(err), stack: undefined, code: undefined };
+}
+
+function errorFromData(data: ErrorData): Error {
+  const err = new Error(data.message) as Error & { code?: unknown };
+  err.name = data.name;
+  if (data.stack !== undefined) err.stack = data.stack;
+  if (data.code !== undefined) err.code = data.code;
+  return err;
+}
+
+function failed(message: string, cause?: unknown): SimpleIpcError {
+  return new SimpleIpcError(
+    ErrorCode.HANDLER_FAILED,
+    message,
+    cause === undefined ? {} : { cause },
+  );
+}
+
+/**
+ * The bytes of `view` as something that can be transferred: the view itself when it spans its
+ * whole (transferable) ArrayBuffer, else an exact copy. Posting a partial view untransferred
+ * would copy its entire backing store instead (a pooled 8 KiB slab for a 10-byte Buffer).
+ */
+function transferable(view: Uint8Array): Uint8Array {
+  const buffer = view.buffer;
+  if (
+    buffer instanceof ArrayBuffer &&
+    view.byteOffset === 0 &&
+    view.byteLength === buffer.byteLength
+  ) {
+    return view;
+  }
+  return new Uint8Array(view);
+}
+
+/** Posts `message`, transferring `bytes` if it can; falls back to a copy (e.g. wasm memory). */
+function post(port: MessagePort | Worker, message: unknown[], bytes: Uint8Array | undefined): void {
+  if (bytes === undefined) {
+    port.postMessage(message);
+    return;
+  }
+  try {
+    port.postMessage(message, [bytes.buffer as ArrayBuffer]);
+  } catch {
+    port.postMessage(message);
+  }
+}
+
+interface Job {
+  readonly id: number;
+  readonly request: Buffer;
+  readonly reply: Reply;
+  readonly resolve: (result: HandlerResult) => void;
+  readonly reject: (err: unknown) => void;
+  /** Reply Promises not settled yet. */
+  pending: number;
+  /** Reply cost taken and not yet acknowledged to the worker. */
+  unacked: number;
+  /** The worker has finished (END seen); the job resolves once `pending` is 0. */
+  ended: boolean;
+  quit: boolean;
+  /** Resolved or rejected: later messages of this job are ignored. */
+  settled: boolean;
+}
+
+/** One worker thread and the job it runs. */
+interface Slot {
+  readonly worker: Worker;
+  /** Set once the module has loaded. */
+  ready: boolean;
+  job: Job | undefined;
+  /** Settles when the module has loaded (or failed to). */
+  readonly booted: Promise<void>;
+  readonly markBooted: (err?: unknown) => void;
+  /** Why the worker died, if it reported it ('error' comes before 'exit'). */
+  death: unknown;
+}
+
+class WorkerPool {
+  readonly size: number;
+  readonly #href: string;
+  readonly #resourceLimits: ResourceLimits | undefined;
+  readonly #slots = new Set<Slot>();
+  readonly #idle: Slot[] = [];
+  readonly #queue: Job[] = [];
+  #booting = 0;
+  #nextId = 0;
+  #closing = false;
+  #destroyed = false;
+  #whenDrained: (() => void) | undefined;
+  #exited: Promise<void> | undefined;
+
+  constructor(href: string, size: number, options: WorkerHandlerOptions) {
+    this.#href = href;
+    this.size = size;
+    this.#resourceLimits = options.resourceLimits;
+  }
+
+  run(request: Buffer, reply: Reply): Promise<HandlerResult> {
+    if (this.#closing) return Promise.reject(failed('the worker pool is closed'));
+    return new Promise<HandlerResult>((resolve, reject) => {
+      this.#queue.push({
+        id: this.#nextId++,
+        request,
+        reply,
+        resolve,
+        reject,
+        pending: 0,
+        unacked: 0,
+        ended: false,
+        quit: false,
+        settled: false,
+      });
+      this.#dispatch();
+    });
+  }
+
+  async ready(): Promise<void> {
+    if (this.#closing) throw failed('the worker pool is closed');
+    while (this.#slots.size < this.size) this.#spawn();
+    await Promise.all(Array.from(this.#slots, (slot) => slot.booted));
+  }
+
+  close(): Promise<void> {
+    this.#closing = true;
+    if (this.#exited === undefined) {
+      this.#exited = this.#drained().then(() => this.#terminateAll());
+    }
+    return this.#exited;
+  }
+
+  destroy(): Promise<void> {
+    this.#closing = true;
+    this.#destroyed = true;
+    const queued = this.#queue.splice(0);
+    for (const job of queued) this.#settle(job, failed('the worker pool was destroyed'));
+    this.#exited = this.#terminateAll();
+    return this.#exited;
+  }
+
+  #drained(): Promise<void> {
+    if (this.#idleNow()) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#whenDrained = resolve;
+    });
+  }
+
+  #idleNow(): boolean {
+    if (this.#queue.length > 0) return false;
+    for (const slot of this.#slots) if (slot.job !== undefined) return false;
+    return true;
+  }
+
+  async #terminateAll(): Promise<void> {
+    await Promise.all(Array.from(this.#slots, (slot) => slot.worker.terminate()));
+  }
+
+  #dispatch(): void {
+    const queue = this.#queue;
+    while (queue.length > 0 && this.#idle.length > 0)
+      this.#start(this.#idle.pop()!, queue.shift()!);
+    while (queue.length > this.#booting && this.#slots.size < this.size && !this.#destroyed) {
+      this.#spawn();
+    }
+    if (this.#whenDrained !== undefined && this.#idleNow()) {
+      this.#whenDrained();
+      this.#whenDrained = undefined;
+    }
+  }
+
+  #spawn(): void {
+    let markBooted!: (err?: unknown) => void;
+    const booted = new Promise<void>((resolve, reject) => {
+      markBooted = (err) => (err === undefined ? resolve() : reject(err));
+    });
+    booted.catch(noop); // seen by ready(), if anyone waits
+    const worker = new Worker(new URL(import.meta.url), {
+      workerData: { [WORKER_MARK]: this.#href },
+      ...(this.#resourceLimits === undefined ? {} : { resourceLimits: this.#resourceLimits }),
+    });
+    const slot: Slot = {
+      worker,
+      ready: false,
+      job: undefined,
+      booted,
+      markBooted,
+      death: undefined,
+    };
+    this.#slots.add(slot);
+    this.#booting++;
+    worker.on('message', (message: unknown[]) => this.#onMessage(slot, message));
+    worker.on('error', (err) => {
+      slot.death = err;
+    });
+    worker.on('exit', (code) => this.#onExit(slot, code));
+    // A booting worker stays ref'd: someone waits for it. An idle one is unref'd in #release
+    // (after the listeners above: adding a 'message' listener refs a worker again).
+  }
+
+  #start(slot: Slot, job: Job): void {
+    slot.job = job;
+    slot.worker.ref();
+    const request = transferable(job.request);
+    post(slot.worker, [RUN, job.id, request], request);
+  }
+
+  #onMessage(slot: Slot, message: unknown[]): void {
+    const job = slot.job;
+    switch (message[0]) {
+      case CHUNK:
+        if (job !== undefined && !job.settled) this.#write(slot, job, message[2] as WorkerChunk);
+        return;
+      case END:
+        if (job === undefined) return;
+        this.#release(slot);
+        if (job.settled) return;
+        if (message[2] !== undefined) this.#write(slot, job, message[2] as WorkerChunk);
+        job.ended = true;
+        job.quit = message[3] === true;
+        if (job.pending === 0) this.#settle(job);
+        return;
+      case FAIL:
+        if (job === undefined) return;
+        this.#release(slot);
+        this.#settle(
+          job,
+          failed(
+            `the worker handler failed: ${(message[2] as ErrorData).message}`,
+            errorFromData(message[2] as ErrorData),
+          ),
+        );
+        return;
+      case READY:
+        slot.ready = true;
+        this.#booting--;
+        slot.markBooted();
+        this.#release(slot);
+        return;
+      case LOAD_FAILED: {
+        const data = message[1] as ErrorData;
+        slot.death = failed(
+          `cannot load the worker module ${this.#href}: ${data.message}`,
+          errorFromData(data),
+        );
+        slot.worker.terminate();
+        return;
+      }
+    }
+  }
+
+  /** Hands one chunk to `reply()`; acknowledges it to the worker once taken. */
+  #write(slot: Slot, job: Job, chunk: WorkerChunk): void {
+    job.pending++;
+    const cost = costOf(chunk);
+    job.reply(chunk).then(
+      () => {
+        job.pending--;
+        if (job.settled) return;
+        job.unacked += cost;
+        if (job.unacked >= ACK_AT && slot.job === job) {
+          slot.worker.postMessage([ACK, job.id, job.unacked]);
+          job.unacked = 0;
+        }
+        if (job.ended && job.pending === 0) this.#settle(job);
+      },
+      (err: unknown) => {
+        job.pending--;
+        if (job.settled) return;
+        // The client is gone: fail now, and tell the worker to stop producing. It stays busy
+        // until it says it has stopped.
+        this.#settle(job, err);
+        if (slot.job === job) slot.worker.postMessage([CANCEL, job.id]);
+      },
+    );
+  }
+
+  #settle(job: Job, err?: unknown): void {
+    if (job.settled) return;
+    job.settled = true;
+    if (err !== undefined) job.reject(err);
+    else job.resolve(job.quit ? QUIT_SIGNAL : undefined);
+  }
+
+  /** The slot's worker is free: give it the next job, or let the process exit without it. */
+  #release(slot: Slot): void {
+    slot.job = undefined;
+    if (this.#destroyed) return;
+    const next = this.#queue.shift();
+    if (next !== undefined) {
+      this.#start(slot, next);
+      return;
+    }
+    slot.worker.unref();
+    this.#idle.push(slot);
+    this.#dispatch();
+  }
+
+  #onExit(slot: Slot, code: number): void {
+    this.#slots.delete(slot);
+    const idle = this.#idle.indexOf(slot);
+    if (idle >= 0) this.#idle.splice(idle, 1);
+    const death =
+      slot.death instanceof SimpleIpcError
+        ? slot.death
+        : this.#destroyed
+          ? failed('the worker pool was destroyed')
+          : slot.death !== undefined
+            ? failed(
+                `the worker thread died: ${(slot.death as Error)?.message ?? slot.death}`,
+                slot.death,
+              )
+            : failed(`the worker thread exited with code ${code}`);
+    if (!slot.ready) {
+      this.#booting--;
+      slot.markBooted(death);
+      // A worker that dies before its module has loaded (a load error, or the module exits or
+      // throws at the top level) will do so again: fail what waits instead of starting worker
+      // after worker.
+      if (!this.#destroyed) {
+        for (const job of this.#queue.splice(0)) this.#settle(job, death);
+      }
+    }
+    const job = slot.job;
+    slot.job = undefined;
+    if (job !== undefined) this.#settle(job, death);
+    if (!this.#destroyed) this.#dispatch();
+  }
+}
+
+function noop(): void {}
+
+// ---------------------------------------------------------------------------------------------
+// The worker side.
+
+const WORKER_MARK = 'simple-ipc:worker-module';
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | null | undefined)?.then === 'function';
+}
+
+/** Runs in a worker thread: loads the task module and serves the requests posted to it. */
+async function serveInWorker(port: MessagePort, href: string): Promise<void> {
+  let task: WorkerTask;
+  try {
+    const module = (await import(href)) as { default?: unknown };
+    if (typeof module.default !== 'function') {
+      throw new TypeError('its default export is not a function');
+    }
+    task = module.default as WorkerTask;
+  } catch (err) {
+    port.postMessage([LOAD_FAILED, errorData(err)]);
+    return;
+  }
+  // One job at a time: the pool sends the next one only after END or FAIL.
+  let current = -1;
+  let inFlight = 0;
+  let cancelled = false;
+  let wake: (() => void) | undefined;
+
+  const send = (id: number, chunk: unknown): void => {
+    if (typeof chunk === 'string') {
+      if (chunk === '') return;
+      inFlight += costOf(chunk);
+      port.postMessage([CHUNK, id, chunk]);
+    } else if (chunk instanceof Uint8Array) {
+      if (chunk.byteLength === 0) return;
+      inFlight += costOf(chunk);
+      const bytes = transferable(chunk);
+      post(port, [CHUNK, id, bytes], bytes);
+    } else {
+      throw new TypeError(`a reply chunk must be a string or a Uint8Array, not ${typeof chunk}`);
+    }
+  };
+
+  const serve = async (id: number, request: Uint8Array): Promise<void> => {
+    current = id;
+    inFlight = 0;
+    cancelled = false;
+    try {
+      let result: unknown = task(
+        Buffer.from(request.buffer, request.byteOffset, request.byteLength),
+      );
+      if (isThenable(result)) result = await result;
+      if (result === undefined || result === null || result === QUIT_SIGNAL) {
+        port.postMessage([END, id, undefined, result === QUIT_SIGNAL]);
+      } else if (typeof result === 'string') {
+        port.postMessage([END, id, result === '' ? undefined : result, false]);
+      } else if (result instanceof Uint8Array) {
+        const bytes = result.byteLength === 0 ? undefined : transferable(result);
+        post(port, [END, id, bytes, false], bytes);
+      } else {
+        const quit = await iterate(id, result);
+        port.postMessage([END, id, undefined, quit]);
+      }
+    } catch (err) {
+      port.postMessage([FAIL, id, errorData(err)]);
+    }
+  };
+
+  /** Sends what `result` yields, waiting for credit; true if it returned QUIT. */
+  const iterate = async (id: number, result: unknown): Promise<boolean> => {
+    const source = result as Partial<AsyncIterable<unknown> & Iterable<unknown>>;
+    const asyncIterator = source[Symbol.asyncIterator];
+    const syncIterator = source[Symbol.iterator];
+    const iterator: Iterator<unknown> | AsyncIterator<unknown> | undefined =
+      typeof asyncIterator === 'function'
+        ? asyncIterator.call(source)
+        : typeof syncIterator === 'function'
+          ? syncIterator.call(source)
+          : undefined;
+    if (iterator === undefined) {
+      throw new TypeError(
+        'the worker handler must return a string, a Uint8Array, an iterable of them, or QUIT',
+      );
+    }
+    for (;;) {
+      let step = iterator.next();
+      if (isThenable(step)) step = await step;
+      if (step.done) return step.value === QUIT_SIGNAL;
+      send(id, step.value);
+      while (inFlight >= WINDOW && !cancelled) {
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+      }
+      if (cancelled) {
+        await iterator.return?.();
+        return false;
+      }
+    }
+  };
+
+  port.on('message', (message: unknown[]) => {
+    switch (message[0]) {
+      case RUN:
+        serve(message[1] as number, message[2] as Uint8Array);
+        return;
+      case ACK:
+        if (message[1] === current) inFlight -= message[2] as number;
+        break;
+      case CANCEL:
+        if (message[1] === current) cancelled = true;
+        break;
+    }
+    if (wake !== undefined && (inFlight < WINDOW || cancelled)) {
+      const resolve = wake;
+      wake = undefined;
+      resolve();
+    }
+  });
+  port.postMessage([READY]);
+}
+
+if (!isMainThread && parentPort !== null) {
+  const href = (workerData as Record<string, unknown> | null)?.[WORKER_MARK];
+  if (typeof href === 'string') serveInWorker(parentPort, href);
+}

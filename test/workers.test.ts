@@ -1,0 +1,372 @@
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { encodeMessage, type SimpleIpcError, sendCommand, startServer } from '../src/index.js';
+import { workerHandler } from '../src/workers.js';
+import { delay, rawConnect, runProcess, tempDir } from './helpers.js';
+
+// Worker modules are written to a temp dir; they reach the library by absolute URL, as an
+// application's module would by package name.
+const LIBRARY = new URL('../src/index.js', import.meta.url).href;
+const WORKERS = new URL('../src/workers.js', import.meta.url).href;
+
+function writeModule(dir: string, name: string, source: string): string {
+  const file = join(dir, name);
+  writeFileSync(file, source);
+  return file;
+}
+
+test('many concurrent requests: every client gets its own answer', async (t) => {
+  const dir = tempDir(t);
+  const module = writeModule(
+    dir,
+    'hash.mjs',
+    `import { createHash } from 'node:crypto';
+     export default async (request) => {
+       if (request[0] === 0x73) await new Promise((resolve) => setTimeout(resolve, 2)); // 's'
+       return createHash('sha256').update(request).digest('hex') + ':' + request.length;
+     };`,
+  );
+  await using handler = workerHandler(module, { workers: 2 });
+  const server = await startServer(join(dir, 's'), handler, { threads: 4 });
+  t.after(() => server.destroy());
+  // Sizes from empty to several packets (a request assembled from packets is transferred).
+  const requests = Array.from({ length: 60 }, (_, i) =>
+    Buffer.alloc((i * 7919) % 150_000, i % 2 === 0 ? 's' : String.fromCharCode(65 + (i % 26))),
+  );
+  const answers = await Promise.all(
+    requests.map((request) => sendCommand(server.path, request, { waitIfBusy: true })),
+  );
+  answers.forEach((answer, i) => {
+    const request = requests[i]!;
+    const expected = `${createHash('sha256').update(request).digest('hex')}:${request.length}`;
+    assert.equal(answer.toString(), expected, `request ${i}`);
+  });
+  assert.equal(server.stats().handlerErrors, 0);
+});
+
+test('two workers run two requests at the same time', async (t) => {
+  const dir = tempDir(t);
+  // Each request marks that it started, then waits (blocking its thread) until the other has
+  // started too. With one request at a time the first would wait out its deadline.
+  const module = writeModule(
+    dir,
+    'barrier.mjs',
+    `import { existsSync, writeFileSync } from 'node:fs';
+     const nap = new Int32Array(new SharedArrayBuffer(4));
+     export default (request) => {
+       const [mine, other] = request.toString().split(' ');
+       writeFileSync(mine, '');
+       const end = Date.now() + 10000;
+       while (!existsSync(other)) {
+         if (Date.now() > end) return 'alone';
+         Atomics.wait(nap, 0, 0, 5);
+       }
+       return 'together';
+     };`,
+  );
+  await using handler = workerHandler(module, { workers: 2 });
+  const server = await startServer(join(dir, 's'), handler, { threads: 2 });
+  t.after(() => server.destroy());
+  const [a, b] = [join(dir, 'a'), join(dir, 'b')];
+  const answers = await Promise.all([
+    sendCommand(server.path, `${a} ${b}`),
+    sendCommand(server.path, `${b} ${a}`),
+  ]);
+  assert.deepEqual(answers.map(String), ['together', 'together']);
+});
+
+test('chunked replies arrive whole and in order, from sync and async generators', async (t) => {
+  const dir = tempDir(t);
+  const module = writeModule(
+    dir,
+    'chunks.mjs',
+    `export default (request) => {
+       const kind = request.toString();
+       if (kind === 'one') return Buffer.alloc(100_000, 'w'); // owns its buffer: transferred
+       if (kind === 'view') return Buffer.alloc(100_000, 'v').subarray(10, 20); // copied
+       if (kind === 'empty') return '';
+       if (kind === 'nothing') return undefined;
+       if (kind === 'async') return (async function* () {
+         for (let i = 0; i < 100; i++) {
+           if (i % 10 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+           yield i % 2 ? 'a' + i + ',' : Buffer.from('b' + i + ',');
+         }
+       })();
+       return (function* () {
+         for (let i = 0; i < 10000; i++) yield 'line ' + i + '\\n';
+         yield Buffer.alloc(300_000, 'x');
+         yield new Uint8Array(0);
+         yield Buffer.from('pooled');
+         yield Buffer.alloc(70_000, 'y').subarray(1, 69_999);
+       })();
+     };`,
+  );
+  await using handler = workerHandler(module, { workers: 1 });
+  const server = await startServer(join(dir, 's'), handler);
+  t.after(() => server.destroy());
+  const lines = Array.from({ length: 10000 }, (_, i) => `line ${i}\n`).join('');
+  const expected = Buffer.concat([
+    Buffer.from(lines),
+    Buffer.alloc(300_000, 'x'),
+    Buffer.from('pooled'),
+    Buffer.alloc(69_998, 'y'),
+  ]);
+  assert.ok((await sendCommand(server.path, 'many')).equals(expected));
+  const asyncExpected = Array.from({ length: 100 }, (_, i) => `${i % 2 ? 'a' : 'b'}${i},`).join('');
+  assert.equal((await sendCommand(server.path, 'async')).toString(), asyncExpected);
+  assert.ok((await sendCommand(server.path, 'one')).equals(Buffer.alloc(100_000, 'w')));
+  assert.equal((await sendCommand(server.path, 'view')).toString(), 'v'.repeat(10));
+  assert.equal((await sendCommand(server.path, 'empty')).length, 0);
+  assert.equal((await sendCommand(server.path, 'nothing')).length, 0);
+});
+
+test('a worker is held back while its client does not read', async (t) => {
+  const dir = tempDir(t);
+  const progress = join(dir, 'progress');
+  const module = writeModule(
+    dir,
+    'flood.mjs',
+    `import { writeFileSync } from 'node:fs';
+     export default function* () {
+       for (let i = 1; i <= 512; i++) {
+         yield Buffer.alloc(65536, i & 0xff);
+         writeFileSync(${JSON.stringify(progress)}, String(i));
+       }
+     }`,
+  );
+  await using handler = workerHandler(module, { workers: 1 });
+  const server = await startServer(join(dir, 's'), handler);
+  t.after(() => server.destroy());
+  const socket = await rawConnect(server.path);
+  t.after(() => socket.destroy());
+  socket.pause();
+  socket.write(encodeMessage('go'));
+  await delay(1000);
+  // 32 MiB are due; the socket buffers and the worker's window hold about 1 MiB of it.
+  const produced = Number(readFileSync(progress, 'utf8'));
+  assert.ok(produced >= 1 && produced < 128, `the worker produced ${produced} of 512 chunks`);
+  const chunks: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  socket.resume();
+  await new Promise((resolve) => socket.on('close', resolve));
+  // Decode the pkt-lines: the payload must be the 512 chunks in order, then a flush.
+  const wire = Buffer.concat(chunks);
+  const payload: Buffer[] = [];
+  let at = 0;
+  for (;;) {
+    const length = Number.parseInt(wire.subarray(at, at + 4).toString('latin1'), 16);
+    if (length === 0) break;
+    payload.push(wire.subarray(at + 4, at + length));
+    at += length;
+  }
+  assert.equal(at + 4, wire.length, 'nothing after the flush');
+  const all = Buffer.concat(payload);
+  assert.equal(all.length, 512 * 65536);
+  for (let i = 1; i <= 512; i++) assert.equal(all[(i - 1) * 65536 + 100], i & 0xff);
+});
+
+test('a throwing worker module fails its request only; the server and worker go on', async (t) => {
+  const dir = tempDir(t);
+  const module = writeModule(
+    dir,
+    'throws.mjs',
+    `import { threadId } from 'node:worker_threads';
+     export default (request) => {
+       switch (request.toString()) {
+         case 'throw': throw Object.assign(new Error('thrown'), { code: 'E_APP' });
+         case 'reject': return Promise.reject(new Error('rejected'));
+         case 'midway': return (function* () { yield 'half'; throw new Error('midway'); })();
+         case 'number': return 42;
+         default: return 'ok ' + threadId;
+       }
+     };`,
+  );
+  const errors: unknown[] = [];
+  await using handler = workerHandler(module, { workers: 1 });
+  const server = await startServer(join(dir, 's'), handler, {
+    onHandlerError: (err) => errors.push(err),
+  });
+  t.after(() => server.destroy());
+  const first = (await sendCommand(server.path, 'hello')).toString();
+  assert.match(first, /^ok \d+$/);
+  for (const request of ['throw', 'reject', 'midway', 'number']) {
+    await assert.rejects(sendCommand(server.path, request), { code: 'ERR_IPC_TRUNCATED' });
+  }
+  // The same worker still answers: a thrown error does not cost a thread.
+  assert.equal((await sendCommand(server.path, 'hello')).toString(), first);
+  assert.equal(errors.length, 4);
+  const [thrown, rejected, midway, number] = errors as SimpleIpcError[];
+  for (const err of errors) assert.equal((err as SimpleIpcError).code, 'ERR_IPC_HANDLER_FAILED');
+  assert.equal((thrown!.cause as Error).message, 'thrown');
+  assert.equal((thrown!.cause as { code?: string }).code, 'E_APP');
+  assert.equal((rejected!.cause as Error).message, 'rejected');
+  assert.equal((midway!.cause as Error).message, 'midway');
+  assert.match((number!.cause as Error).message, /must return a string/);
+  assert.equal(server.stats().handlerErrors, 4);
+});
+
+test('a worker that dies is replaced; its request fails, the next one is served', async (t) => {
+  const dir = tempDir(t);
+  const module = writeModule(
+    dir,
+    'dies.mjs',
+    `import { threadId } from 'node:worker_threads';
+     export default (request) => {
+       switch (request.toString()) {
+         case 'exit': process.exit(3);
+         case 'uncaught':
+           return new Promise(() => setTimeout(() => { throw new Error('uncaught boom'); }, 1));
+         default: return String(threadId);
+       }
+     };`,
+  );
+  const errors: SimpleIpcError[] = [];
+  await using handler = workerHandler(module, { workers: 1 });
+  const server = await startServer(join(dir, 's'), handler, {
+    onHandlerError: (err) => errors.push(err as SimpleIpcError),
+  });
+  t.after(() => server.destroy());
+  const seen = new Set<string>();
+  const id = async (): Promise<string> => {
+    const thread = (await sendCommand(server.path, 'id')).toString();
+    assert.ok(!seen.has(thread), `thread ${thread} answered after it died`);
+    seen.add(thread);
+    return thread;
+  };
+  await id();
+  await assert.rejects(sendCommand(server.path, 'exit'), { code: 'ERR_IPC_TRUNCATED' });
+  const second = await id();
+  // Several in a row: still one worker, the replacement.
+  assert.equal((await sendCommand(server.path, 'id')).toString(), second);
+  await assert.rejects(sendCommand(server.path, 'uncaught'), { code: 'ERR_IPC_TRUNCATED' });
+  await id();
+  assert.deepEqual(
+    errors.map((err) => err.code),
+    ['ERR_IPC_HANDLER_FAILED', 'ERR_IPC_HANDLER_FAILED'],
+  );
+  assert.match(errors[0]!.message, /exited with code 3/);
+  assert.equal((errors[1]!.cause as Error).message, 'uncaught boom');
+});
+
+test('a worker module can return QUIT, alone or after its chunks', async (t) => {
+  const dir = tempDir(t);
+  const module = writeModule(
+    dir,
+    'quit.mjs',
+    `import { QUIT } from ${JSON.stringify(LIBRARY)};
+     export default (request) => {
+       if (request.toString() === 'quit') return QUIT;
+       return (function* () { yield 'bye'; yield ' now'; return QUIT; })();
+     };`,
+  );
+  // One pool serving two servers in turn.
+  await using handler = workerHandler(module, { workers: 1 });
+  for (const [request, answer] of [
+    ['bye', 'bye now'],
+    ['quit', ''],
+  ] as const) {
+    const server = await startServer(join(dir, request), handler);
+    t.after(() => server.destroy());
+    assert.equal((await sendCommand(server.path, request)).toString(), answer);
+    await server.closed;
+    assert.equal(server.stopReason?.kind, 'quit');
+  }
+});
+
+test('close() lets running requests finish; destroy() fails them; both are final', async (t) => {
+  const dir = tempDir(t);
+  const module = writeModule(
+    dir,
+    'slow.mjs',
+    `export default async (request) => {
+       await new Promise((resolve) => setTimeout(resolve, Number(request.toString())));
+       return 'done';
+     };`,
+  );
+  const gentle = workerHandler(module, { workers: 1 });
+  const server = await startServer(join(dir, 'a'), gentle, { threads: 4 });
+  t.after(() => server.destroy());
+  await gentle.ready();
+  const running = [sendCommand(server.path, '300'), sendCommand(server.path, '10')];
+  while (server.stats().running < 2) await delay(5);
+  await gentle.close();
+  assert.deepEqual((await Promise.all(running)).map(String), ['done', 'done']);
+  await assert.rejects(sendCommand(server.path, '1'), { code: 'ERR_IPC_TRUNCATED' });
+  await assert.rejects(gentle.ready(), { code: 'ERR_IPC_HANDLER_FAILED' });
+
+  const abrupt = workerHandler(module, { workers: 1 });
+  const other = await startServer(join(dir, 'b'), abrupt);
+  t.after(() => other.destroy());
+  const cut = assert.rejects(sendCommand(other.path, '10000'), { code: 'ERR_IPC_TRUNCATED' });
+  while (other.stats().running < 1) await delay(5);
+  const started = performance.now();
+  await abrupt.destroy();
+  await cut;
+  assert.ok(performance.now() - started < 5000, 'destroy did not wait for the request');
+  await assert.rejects(sendCommand(other.path, '1'), { code: 'ERR_IPC_TRUNCATED' });
+});
+
+test('a module that cannot be loaded fails ready() and its requests, without respawning', async (t) => {
+  const dir = tempDir(t);
+  const noDefault = writeModule(dir, 'named.mjs', 'export const handler = () => "x";');
+  const exits = writeModule(dir, 'exits.mjs', 'process.exit(7);');
+  for (const module of [join(dir, 'missing.mjs'), noDefault, exits]) {
+    await using handler = workerHandler(module, { workers: 2 });
+    await assert.rejects(handler.ready(), { code: 'ERR_IPC_HANDLER_FAILED' });
+    const server = await startServer(join(dir, 's'), handler);
+    t.after(() => server.destroy());
+    const results = await Promise.allSettled(
+      Array.from({ length: 4 }, () => sendCommand(server.path, 'x')),
+    );
+    for (const result of results) {
+      assert.equal(result.status, 'rejected');
+      assert.equal((result.reason as SimpleIpcError).code, 'ERR_IPC_TRUNCATED');
+    }
+    await server.stop();
+  }
+});
+
+test('bad arguments are refused at once', () => {
+  for (const workers of [0, -1, 1.5, Number.NaN]) {
+    assert.throws(() => workerHandler('/x.mjs', { workers }), { code: 'ERR_IPC_INVALID_ARGUMENT' });
+  }
+  assert.throws(() => workerHandler('https://example.com/x.mjs'), {
+    code: 'ERR_IPC_INVALID_ARGUMENT',
+  });
+  assert.throws(() => workerHandler(''), { code: 'ERR_IPC_INVALID_ARGUMENT' });
+  const handler = workerHandler(new URL('file:///x.mjs'));
+  assert.ok(handler.workers >= 1);
+});
+
+test('the pool never keeps the process alive after the server stops', async (t) => {
+  const dir = tempDir(t);
+  // The module keeps a timer running in its worker: only the pool's unref lets the process go.
+  const module = writeModule(
+    dir,
+    'busy.mjs',
+    `setInterval(() => {}, 1000);
+     export default (request) => 'echo ' + request;`,
+  );
+  const script = writeModule(
+    dir,
+    'app.mjs',
+    `import { sendCommand, startServer } from ${JSON.stringify(LIBRARY)};
+     import { workerHandler } from ${JSON.stringify(WORKERS)};
+     const handler = workerHandler(${JSON.stringify(module)}, { workers: 2 });
+     const server = await startServer(${JSON.stringify(join(dir, 's'))}, handler);
+     const answers = await Promise.all([1, 2, 3, 4].map((i) => sendCommand(server.path, String(i))));
+     await server.stop();
+     console.log(answers.join(','));
+     if (process.argv[2] === 'close') await handler.close();
+     // No close() otherwise: idle workers must not hold the process.`,
+  );
+  for (const mode of ['leave', 'close']) {
+    const result = await runProcess(process.execPath, [script, mode], { timeoutMs: 15_000 });
+    assert.equal(result.signal, null, `${mode}: the process had to be killed`);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout.toString().trim(), 'echo 1,echo 2,echo 3,echo 4');
+  }
+});
