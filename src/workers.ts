@@ -64,8 +64,9 @@ export type WorkerTask = (request: Buffer) => WorkerResult | Promise<WorkerResul
 export interface WorkerHandlerOptions {
   /**
    * Worker threads at most; each is started when a request first needs it and then kept.
-   * Default `os.availableParallelism() - 1`, at least 1: the main thread keeps one core for
-   * the server's I/O.
+   * Default `os.availableParallelism()`: one per core. The server's own thread needs little
+   * CPU beside a handler worth moving (a few percent for a 2 ms handler), so leaving it a core
+   * of its own wastes one: on 2 cores, 1 worker serves no faster than no worker at all.
    */
   workers?: number | undefined;
   /** Memory limits of each worker (see `node:worker_threads`). Default: Node's. */
@@ -151,7 +152,7 @@ function moduleHref(moduleUrl: string | URL): string {
 }
 
 function poolSize(workers: number | undefined): number {
-  if (workers === undefined) return Math.max(1, availableParallelism() - 1);
+  if (workers === undefined) return Math.max(1, availableParallelism());
   if (!Number.isInteger(workers) || workers < 1) {
     throw new SimpleIpcError(
       ErrorCode.INVALID_ARGUMENT,
@@ -341,8 +342,12 @@ class WorkerPool {
     this.#destroyed = true;
     const queued = this.#queue.splice(0);
     for (const job of queued) this.#settle(job, failed('the worker pool was destroyed'));
-    this.#exited = this.#terminateAll();
-    return this.#exited;
+    const exited = this.#terminateAll();
+    // A close() waiting for the pool to drain waits for this instead.
+    this.#whenDrained?.();
+    this.#whenDrained = undefined;
+    this.#exited = exited;
+    return exited;
   }
 
   #drained(): Promise<void> {
@@ -364,8 +369,9 @@ class WorkerPool {
 
   #dispatch(): void {
     const queue = this.#queue;
-    while (queue.length > 0 && this.#idle.length > 0)
+    while (queue.length > 0 && this.#idle.length > 0) {
       this.#start(this.#idle.pop()!, queue.shift()!);
+    }
     while (queue.length > this.#booting && this.#slots.size < this.size && !this.#destroyed) {
       this.#spawn();
     }

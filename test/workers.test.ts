@@ -303,7 +303,10 @@ test('close() lets running requests finish; destroy() fails them; both are final
   const cut = assert.rejects(sendCommand(other.path, '10000'), { code: 'ERR_IPC_TRUNCATED' });
   while (other.stats().running < 1) await delay(5);
   const started = performance.now();
+  // A close() would wait for the request; a destroy() while it waits ends both at once.
+  const closing = abrupt.close();
   await abrupt.destroy();
+  await closing;
   await cut;
   assert.ok(performance.now() - started < 5000, 'destroy did not wait for the request');
   await assert.rejects(sendCommand(other.path, '1'), { code: 'ERR_IPC_TRUNCATED' });
