@@ -229,20 +229,21 @@ function escapeXml(text: string): string {
  * baseline) and each scenario's target marked.
  */
 export function chart(rows: readonly RowReport[], subtitle: string): string {
-  const bars: { label: string; ratio: number; target: number | undefined }[] = [];
+  const bars: { label: string; ratio: number; target: number | undefined; met: boolean }[] = [];
   for (const row of rows) {
     for (const side of row.sides) {
       if (side.name === 'baseline') continue;
       const project = side.name === 'project';
       const label = project ? row.label : `${row.label} [${side.name}]`;
-      bars.push({ label, ratio: side.ratio, target: project ? row.target : undefined });
+      const met = verdict(row, side.ratio, side.figures.mbps) === 'met';
+      bars.push({ label, ratio: side.ratio, target: project ? row.target : undefined, met });
     }
   }
   const left = 20 + 7 * Math.max(10, ...bars.map((b) => b.label.length));
   const plot = 420;
   const barHeight = 18;
   const gap = 8;
-  const top = 58;
+  const top = 72;
   const height = top + bars.length * (barHeight + gap) + 40;
   const width = left + plot + 60;
   const max = Math.max(1.5, ...bars.map((b) => (Number.isFinite(b.ratio) ? b.ratio : 0))) * 1.05;
@@ -252,7 +253,7 @@ export function chart(rows: readonly RowReport[], subtitle: string): string {
     `<rect width="${width}" height="${height}" fill="#fff"/>`,
     `<text x="10" y="20" font-size="15" font-weight="bold">simple-ipc / plain node:net, same run (higher is better)</text>`,
     `<text x="10" y="38" fill="#555">${escapeXml(subtitle)}</text>`,
-    `<text x="10" y="${height - 14}" fill="#555">red dashes: target (green: met)</text>`,
+    `<text x="10" y="56" fill="#555">red dashes: target; green: met, orange: missed ((c), (d): also 2 GB/s)</text>`,
   ];
   for (let tick = 0; tick <= max; tick += 0.25) {
     const tx = x(tick).toFixed(1);
@@ -267,7 +268,7 @@ export function chart(rows: readonly RowReport[], subtitle: string): string {
       ? '#999'
       : bar.target === undefined
         ? '#4682b4'
-        : bar.ratio >= bar.target
+        : bar.met
           ? '#2e8b57'
           : '#d2691e';
     const end = Number.isFinite(bar.ratio) ? x(bar.ratio) : left;
