@@ -23,8 +23,13 @@ export interface FlowControl {
 export interface InboundLimits {
   /** Most payload bytes accepted; more fails with `ERR_IPC_TOO_LARGE`. */
   maxSize: number;
-  /** Bytes queued for a streaming consumer before the socket is paused. */
+  /** Bytes queued before the socket is paused, until a streaming consumer iterates. */
   highWaterMark: number;
+  /**
+   * The high-water mark once a streaming consumer iterates (default: `highWaterMark`). Larger
+   * than one socket read, so that a steady stream does not pause and resume at every read.
+   */
+  streamingHighWaterMark?: number;
 }
 
 interface Waiter {
@@ -41,6 +46,7 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
   readonly #decoder = new MessageDecoder();
   readonly #limits: InboundLimits;
   readonly #flow: FlowControl;
+  #highWaterMark: number;
   #pieces: Buffer[] = [];
   #queued = 0;
   #paused = false;
@@ -53,6 +59,7 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
   /** @internal */
   constructor(limits: InboundLimits, flow: FlowControl) {
     this.#limits = limits;
+    this.#highWaterMark = limits.highWaterMark;
     this.#flow = flow;
   }
 
@@ -107,7 +114,7 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
     // Until a consumer claims the message, and while a streaming one is behind, the socket
     // is paused past the high-water mark. A whole-message consumer takes everything (its
     // bound is maxSize).
-    if (this.#queued > this.#limits.highWaterMark && !this.#paused && !this.#collecting) {
+    if (this.#queued > this.#highWaterMark && !this.#paused && !this.#collecting) {
       this.#paused = true;
       this.#flow.pause();
     }
@@ -184,6 +191,7 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
   [Symbol.asyncIterator](): AsyncIterator<Buffer> {
     this.#claim('stream');
     this.#streaming = true;
+    this.#highWaterMark = this.#limits.streamingHighWaterMark ?? this.#limits.highWaterMark;
     return new PieceIterator(this);
   }
 
@@ -193,7 +201,7 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
     const piece = this.#pieces.shift();
     if (piece !== undefined) {
       this.#queued -= piece.length;
-      if (this.#paused && this.#queued <= this.#limits.highWaterMark >>> 1) {
+      if (this.#paused && this.#queued <= this.#highWaterMark / 2) {
         this.#paused = false;
         this.#flow.resume();
       }
@@ -304,8 +312,12 @@ export class OutboundMessage {
     if (socket.destroyed) {
       return rejected(new SimpleIpcError(ErrorCode.CONNECTION_CLOSED, 'the connection is closed'));
     }
-    const buffer = toBuffer(data);
     const builder = this.#builder;
+    if (typeof data === 'string') {
+      builder.addString(data);
+      return this.#afterSmall();
+    }
+    const buffer = toBuffer(data);
     if (buffer.length >= 4096) {
       // Referenced, not copied: write now, and let the caller go on only once the socket has
       // taken the bytes, so that reusing its buffer afterwards is safe.
@@ -313,12 +325,19 @@ export class OutboundMessage {
       return this.#writeOut(true);
     }
     builder.add(buffer);
-    if (builder.pendingBytes >= WRITE_AT) return this.#writeOut(false);
+    return this.#afterSmall();
+  }
+
+  // After copying a small chunk: write once enough is queued, else soon. "Soon" is a
+  // process.nextTick scheduled from a microtask, so that it runs after the handler's own
+  // microtasks: a handler that replies and returns gets its reply and the flush in one write.
+  #afterSmall(): Promise<void> {
+    if (this.#builder.pendingBytes >= WRITE_AT) return this.#writeOut(false);
     if (!this.#scheduled) {
       this.#scheduled = true;
-      process.nextTick(flushOutbound, this);
+      Promise.resolve(this).then(scheduleFlush);
     }
-    return socket.writableNeedDrain ? this.#drained() : RESOLVED;
+    return this.#socket.writableNeedDrain ? this.#drained() : RESOLVED;
   }
 
   /**
@@ -415,6 +434,10 @@ function rejected(err: Error): Promise<void> {
 }
 
 function noop(): void {}
+
+function scheduleFlush(message: OutboundMessage): void {
+  process.nextTick(flushOutbound, message);
+}
 
 function flushOutbound(message: OutboundMessage): void {
   message.flushPending();

@@ -190,6 +190,31 @@ export class PacketBuilder {
     }
   }
 
+  /**
+   * Adds a string as UTF-8. A short one is encoded straight into the shared packet, with no
+   * Buffer of its own (many small string replies are the common case of chunked answers).
+   */
+  addString(text: string): void {
+    const most = text.length * 3; // UTF-8 bytes per UTF-16 unit, at most
+    if (most === 0) return;
+    if (most >= COPY_BELOW) {
+      this.add(Buffer.from(text, 'utf8'));
+      return;
+    }
+    const open = this.#cursor - this.#packetStart;
+    if (
+      open > 0 &&
+      (open + most > LARGE_PACKET_MAX || this.#scratch!.length - this.#cursor < most)
+    ) {
+      this.#closePacket();
+    }
+    if (this.#cursor === this.#packetStart) {
+      this.#reserve(4 + most);
+      this.#cursor += 4; // room for the header
+    }
+    this.#cursor += this.#scratch!.write(text, this.#cursor, 'utf8');
+  }
+
   /** Adds a flush packet (the end of a message). */
   addFlush(): void {
     this.#closePacket();

@@ -15,7 +15,7 @@ import type { Socket } from 'node:net';
 import { ErrorCode, SimpleIpcError } from './errors.js';
 import { installSocket, LISTEN_BACKLOG } from './lifecycle.js';
 import { LOCK_TIMEOUT_MS } from './lock.js';
-import { InboundMessage, OutboundMessage } from './message.js';
+import { type InboundLimits, InboundMessage, OutboundMessage } from './message.js';
 import {
   OwnershipWatch,
   removeIfOurs,
@@ -369,10 +369,16 @@ export class Server {
   }
 
   /** @internal The options an {@link InboundMessage} of a request is made with. */
-  get requestLimits(): { maxSize: number; highWaterMark: number } {
+  get requestLimits(): InboundLimits {
     return this.#streamHandler === undefined
       ? { maxSize: this.#maxRequestSize, highWaterMark: Number.POSITIVE_INFINITY }
-      : { maxSize: Number.POSITIVE_INFINITY, highWaterMark: this.#streamThreshold };
+      : {
+          maxSize: Number.POSITIVE_INFINITY,
+          // Little is buffered for a request waiting for its handler; once the handler reads,
+          // a steady stream flows without pausing at every socket read.
+          highWaterMark: this.#streamThreshold,
+          streamingHighWaterMark: Math.max(this.#streamThreshold, STREAMING_HIGH_WATER_MARK),
+        };
   }
 
   /** @internal Called as request bytes arrive; dispatches once enough is there. */
@@ -501,6 +507,9 @@ export class Server {
     done.then(() => this.#resolveClosed());
   }
 }
+
+/** Bytes of a streamed request queued for its handler before reading pauses. */
+const STREAMING_HIGH_WATER_MARK = 1 << 20;
 
 // The sweeper's period. Timeouts are counted in ticks so that a chunk's arrival only stores
 // the current tick number: no timer per connection, no clock read per chunk.

@@ -692,3 +692,36 @@ describe('MessageDecoder', () => {
     );
   });
 });
+
+describe('PacketBuilder.addString', () => {
+  test('encodes strings straight into packets, in order with buffers, within packet limits', () => {
+    const pieces: (string | Buffer)[] = [];
+    for (let i = 0; i < 5000; i++) {
+      if (i % 7 === 0) pieces.push(Buffer.alloc(i % 5000, i & 255));
+      else if (i % 3 === 0) pieces.push(`é€😀${i}`.repeat(1 + (i % 40)));
+      else pieces.push(`row ${i}\n`);
+    }
+    pieces.push('x'.repeat(3000)); // over the short-string bound: encoded separately
+    const builder = new PacketBuilder();
+    for (const piece of pieces) {
+      if (typeof piece === 'string') builder.addString(piece);
+      else builder.add(piece);
+    }
+    builder.addString('');
+    builder.addFlush();
+    const wire = Buffer.concat(builder.take());
+    const decoder = new PktLineDecoder();
+    decoder.push(wire);
+    const payloads: Buffer[] = [];
+    for (let p = decoder.next(); p !== undefined; p = decoder.next()) {
+      if (p.kind === 'data') {
+        assert.ok(p.payload.length <= LARGE_PACKET_DATA_MAX);
+        payloads.push(p.payload);
+      } else assert.equal(p.kind, 'flush');
+    }
+    const expected = Buffer.concat(pieces.map((p) => (typeof p === 'string' ? Buffer.from(p) : p)));
+    assert.ok(Buffer.concat(payloads).equals(expected));
+    // Coalesced: far fewer packets than pieces (each large buffer still has its own).
+    assert.ok(payloads.length * 10 < pieces.length, `${payloads.length} packets`);
+  });
+});
