@@ -157,31 +157,39 @@ async function measure(
   }
 }
 
-/** The memory role: RSS growth as workers start, one pool of one worker at a time. */
+/** What starting one worker costs: RSS growth in MiB, and ms until its module has loaded. */
+interface WorkerCost {
+  rssMiB: number[];
+  startMs: number[];
+}
+
+/** The memory role: starts four workers, one pool of one worker at a time. */
 async function memoryMain(): Promise<void> {
   const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 300));
   await settle();
-  const steps: number[] = [];
+  const cost: WorkerCost = { rssMiB: [], startMs: [] };
   const pools = [];
   let rss = process.memoryUsage().rss;
   for (let i = 0; i < 4; i++) {
     const pool = workerHandler(SELF, { workers: 1 });
     pools.push(pool);
+    const started = performance.now();
     await pool.ready();
+    cost.startMs.push(performance.now() - started);
     await settle();
     const now = process.memoryUsage().rss;
-    steps.push((now - rss) / 2 ** 20);
+    cost.rssMiB.push((now - rss) / 2 ** 20);
     rss = now;
   }
   await Promise.all(pools.map((pool) => pool.close()));
-  process.stdout.write(JSON.stringify(steps));
+  process.stdout.write(JSON.stringify(cost));
 }
 
-function memoryPerWorker(): Promise<number[]> {
+function workerCost(): Promise<WorkerCost> {
   return new Promise((resolve, reject) => {
     execFile(process.execPath, [SELF, 'memory'], { timeout: 60_000 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`memory probe failed: ${err.message}\n${stderr}`));
-      else resolve(JSON.parse(stdout) as number[]);
+      else resolve(JSON.parse(stdout) as WorkerCost);
     });
   });
 }
@@ -308,11 +316,12 @@ async function driverMain(args: readonly string[]): Promise<void> {
       }
     }
     const memory =
-      options.only === undefined || options.only.has('memory') ? await memoryPerWorker() : [];
-    if (memory.length > 0) {
+      options.only === undefined || options.only.has('memory') ? await workerCost() : undefined;
+    if (memory !== undefined) {
       console.log(
-        `\nRSS per started worker: ${memory.map((mb) => fmt(mb, 1)).join(', ')} MB ` +
-          `(median ${fmt(median(memory), 1)} MB)`,
+        `\neach started worker: RSS +${memory.rssMiB.map((mb) => fmt(mb, 1)).join(', ')} MiB ` +
+          `(median ${fmt(median(memory.rssMiB), 1)}), ready in ` +
+          `${memory.startMs.map((ms) => fmt(ms)).join(', ')} ms`,
       );
     }
     console.log(`load ${load.toFixed(1)} -> ${loadavg()[0]!.toFixed(1)}`);

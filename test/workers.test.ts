@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { encodeMessage, type SimpleIpcError, sendCommand, startServer } from '../src/index.js';
@@ -166,6 +166,40 @@ test('a worker is held back while its client does not read', async (t) => {
   const all = Buffer.concat(payload);
   assert.equal(all.length, 512 * 65536);
   for (let i = 1; i <= 512; i++) assert.equal(all[(i - 1) * 65536 + 100], i & 0xff);
+});
+
+test('a client that hangs up stops its generator; the worker serves the next request', async (t) => {
+  const dir = tempDir(t);
+  const stopped = join(dir, 'stopped');
+  const module = writeModule(
+    dir,
+    'endless.mjs',
+    `import { writeFileSync } from 'node:fs';
+     export default function* (request) {
+       if (request.toString() === 'short') {
+         yield 'short';
+         return;
+       }
+       try {
+         for (;;) yield Buffer.alloc(65536, 'e');
+       } finally {
+         writeFileSync(${JSON.stringify(stopped)}, 'stopped');
+       }
+     }`,
+  );
+  await using handler = workerHandler(module, { workers: 1 });
+  const server = await startServer(join(dir, 's'), handler);
+  t.after(() => server.destroy());
+  const socket = await rawConnect(server.path);
+  socket.write(encodeMessage('endless'));
+  await new Promise((resolve) => socket.once('data', resolve));
+  socket.destroy();
+  const end = performance.now() + 10_000;
+  while (!existsSync(stopped)) {
+    assert.ok(performance.now() < end, 'the generator was not stopped');
+    await delay(10);
+  }
+  assert.equal((await sendCommand(server.path, 'short')).toString(), 'short');
 });
 
 test('a throwing worker module fails its request only; the server and worker go on', async (t) => {
