@@ -256,7 +256,8 @@ function post(port: MessagePort | Worker, message: unknown[], bytes: Uint8Array 
 
 interface Job {
   readonly id: number;
-  readonly request: Buffer;
+  /** Until the job starts: then it belongs to the worker. */
+  request: Buffer | undefined;
   readonly reply: Reply;
   readonly resolve: (result: HandlerResult) => void;
   readonly reject: (err: unknown) => void;
@@ -413,7 +414,8 @@ class WorkerPool {
   #start(slot: Slot, job: Job): void {
     slot.job = job;
     slot.worker.ref();
-    const request = transferable(job.request);
+    const request = transferable(job.request!);
+    job.request = undefined;
     post(slot.worker, [RUN, job.id, request], request);
   }
 
