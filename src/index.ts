@@ -65,3 +65,11 @@ export {
   type StreamingRequestHandler,
   startServer,
 } from './server.js';
+export {
+  type WorkerChunk,
+  type WorkerHandler,
+  type WorkerHandlerOptions,
+  type WorkerResult,
+  type WorkerTask,
+  workerHandler,
+} from './workers.js';
