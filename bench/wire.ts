@@ -29,7 +29,7 @@ export function wireOfRun(size: number, byte: number): Buffer {
   const packets = Math.ceil(size / PACKET_DATA_MAX);
   const wire = Buffer.allocUnsafe(size + packets * 4 + 4);
   let at = 0;
-  for (let left = size; left > 0; ) {
+  for (let left = size; left > 0;) {
     const take = Math.min(left, PACKET_DATA_MAX);
     writeLength(wire, at, take + 4);
     wire.fill(byte, at + 4, at + 4 + take);

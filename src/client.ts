@@ -79,10 +79,7 @@ export interface SendOptions {
  * or a readable stream, for requests too large to hold at once.
  */
 export type Message =
-  | string
-  | Uint8Array
-  | Iterable<string | Uint8Array>
-  | AsyncIterable<string | Uint8Array>;
+  string | Uint8Array | Iterable<string | Uint8Array> | AsyncIterable<string | Uint8Array>;
 
 /** The result of {@link tryConnect}: a connection, or the state that prevented one. */
 export type ConnectResult =

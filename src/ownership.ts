@@ -185,5 +185,3 @@ function theftReason(
 function checkOwnership(watch: OwnershipWatch): void {
   watch.check();
 }
-
-function _ignore(): void {}

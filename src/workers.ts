@@ -38,12 +38,7 @@ export type WorkerChunk = string | Uint8Array;
  * `return`s `QUIT` stops the server after the chunks it yielded.
  */
 export type WorkerResult =
-  | undefined
-  | void
-  | typeof QUIT
-  | WorkerChunk
-  | Iterable<WorkerChunk>
-  | AsyncIterable<WorkerChunk>;
+  undefined | void | typeof QUIT | WorkerChunk | Iterable<WorkerChunk> | AsyncIterable<WorkerChunk>;
 
 /**
  * The default export of a worker module: called in a worker thread with the whole request.

@@ -76,23 +76,27 @@ test('withSocketAddress: a path that fits is used as it is', () => {
   );
 });
 
-test('withSocketAddress: a long path goes through its directory, exactly', {
-  skip: process.platform !== 'linux' && 'the /proc/self/fd alias is Linux only',
-}, (t) => {
-  const dir = dirOfLength(tempDir(t), 140);
-  const path = join(dir, 'long.sock');
-  assert.ok(Buffer.byteLength(path) > SOCKET_PATH_MAX);
-  const cwd = process.cwd();
-  const seen = withSocketAddress(path, { disallowChdir: true }, (address) => {
-    assert.ok(Buffer.byteLength(address) <= SOCKET_PATH_MAX);
-    assert.match(address, /^\/proc\/self\/fd\/[0-9]+\/long\.sock$/);
-    // The alias names the very directory, not a shortened path.
-    assert.equal(realpathSync(dirname(address)), realpathSync(dir));
-    return address;
-  });
-  assert.ok(seen.endsWith('/long.sock'));
-  assert.equal(process.cwd(), cwd);
-});
+test(
+  'withSocketAddress: a long path goes through its directory, exactly',
+  {
+    skip: process.platform !== 'linux' && 'the /proc/self/fd alias is Linux only',
+  },
+  (t) => {
+    const dir = dirOfLength(tempDir(t), 140);
+    const path = join(dir, 'long.sock');
+    assert.ok(Buffer.byteLength(path) > SOCKET_PATH_MAX);
+    const cwd = process.cwd();
+    const seen = withSocketAddress(path, { disallowChdir: true }, (address) => {
+      assert.ok(Buffer.byteLength(address) <= SOCKET_PATH_MAX);
+      assert.match(address, /^\/proc\/self\/fd\/[0-9]+\/long\.sock$/);
+      // The alias names the very directory, not a shortened path.
+      assert.equal(realpathSync(dirname(address)), realpathSync(dir));
+      return address;
+    });
+    assert.ok(seen.endsWith('/long.sock'));
+    assert.equal(process.cwd(), cwd);
+  },
+);
 
 test('withSocketAddress: the chdir route binds the bare name and restores the directory', (t) => {
   const dir = dirOfLength(tempDir(t), 140);

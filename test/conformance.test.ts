@@ -143,44 +143,51 @@ function recordingsSuite(): void {
 }
 
 function serverSuite(): void {
-  describe('our server (the test daemon) answers each recorded request', {
-    concurrency: true,
-  }, () => {
-    for (const exchange of EXCHANGES) {
-      test(exchange.name, async (t) => {
-        const path = join(tempDir(t), 'ipc');
-        const server = await startServer(path, testDaemon);
-        t.after(() => server.destroy());
-        const recorded = recording(`${exchange.name}.response`);
-        const { response, error } = await rawExchange(path, recording(`${exchange.name}.request`));
-        assert.equal(error, undefined);
-        if (exchange.identical) {
-          assert.ok(
-            response.equals(recorded),
-            `byte-identical response (${response.length} vs ${recorded.length} bytes)`,
+  describe(
+    'our server (the test daemon) answers each recorded request',
+    {
+      concurrency: true,
+    },
+    () => {
+      for (const exchange of EXCHANGES) {
+        test(exchange.name, async (t) => {
+          const path = join(tempDir(t), 'ipc');
+          const server = await startServer(path, testDaemon);
+          t.after(() => server.destroy());
+          const recorded = recording(`${exchange.name}.response`);
+          const { response, error } = await rawExchange(
+            path,
+            recording(`${exchange.name}.request`),
           );
-        } else {
-          // Same payload; packet boundaries may differ (they carry no meaning): Git writes one
-          // packet per reply, we pack small replies together.
-          const ours = referenceParse(response);
-          const git = referenceParse(recorded);
-          assert.ok(ours.payload.equals(git.payload), 'same payload');
-          assert.ok(ours.sizes.length <= git.sizes.length);
-          if (exchange.name === 'chunk') {
-            assert.ok(ours.sizes.length < 100, `${ours.sizes.length} packets for 10,000 replies`);
+          assert.equal(error, undefined);
+          if (exchange.identical) {
+            assert.ok(
+              response.equals(recorded),
+              `byte-identical response (${response.length} vs ${recorded.length} bytes)`,
+            );
+          } else {
+            // Same payload; packet boundaries may differ (they carry no meaning): Git writes one
+            // packet per reply, we pack small replies together.
+            const ours = referenceParse(response);
+            const git = referenceParse(recorded);
+            assert.ok(ours.payload.equals(git.payload), 'same payload');
+            assert.ok(ours.sizes.length <= git.sizes.length);
+            if (exchange.name === 'chunk') {
+              assert.ok(ours.sizes.length < 100, `${ours.sizes.length} packets for 10,000 replies`);
+            }
           }
-        }
-        if (exchange.name === 'quit') {
-          await server.closed;
-          assert.equal(server.stopReason?.kind, 'quit');
-          assert.equal(existsSync(path), false, 'the socket is removed');
-        } else {
-          assert.equal(server.stopping, false);
-          assert.equal(server.stats().responses, 1);
-        }
-      });
-    }
-  });
+          if (exchange.name === 'quit') {
+            await server.closed;
+            assert.equal(server.stopReason?.kind, 'quit');
+            assert.equal(existsSync(path), false, 'the socket is removed');
+          } else {
+            assert.equal(server.stopping, false);
+            assert.equal(server.stats().responses, 1);
+          }
+        });
+      }
+    },
+  );
 }
 
 /** A raw server that answers every request with recorded bytes, and notes what it got. */
@@ -425,7 +432,7 @@ function decodeSuite(): void {
         // Tiny random chunks all the way through, and socket-sized ones.
         const random = lcg(bytes.length + 7);
         const tiny: Buffer[] = [];
-        for (let pos = 0; pos < bytes.length; ) {
+        for (let pos = 0; pos < bytes.length;) {
           const n = 1 + Math.floor(random() * 16);
           tiny.push(bytes.subarray(pos, pos + n));
           pos += n;

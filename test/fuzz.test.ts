@@ -346,7 +346,7 @@ test('every corrupted message fails with the right code, however it is cut', () 
       } else {
         // Replace the length of one packet (the flush included) with a bad one.
         const starts: number[] = [];
-        for (let pos = 0; ; ) {
+        for (let pos = 0; ;) {
           starts.push(pos);
           const length = Number.parseInt(bytes.toString('latin1', pos, pos + 4), 16);
           if (length === 0) break;

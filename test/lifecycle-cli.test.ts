@@ -322,33 +322,37 @@ test("Git's client reaches our server at a 150-byte path", { skip: gitSkip }, as
   assert.deepEqual(readdirSync(dirname(path)), []);
 });
 
-test("our client and server next to Git's server at a 150-byte path", {
-  skip: gitSkip,
-}, async (t) => {
-  const path = pathOfLength(tempDir(t), 150, 'git.sock');
-  const gitServer = spawnDaemon(t, GIT!, ['simple-ipc', 'run-daemon', `--name=${path}`]);
-  await listening(path, gitServer);
-  const ino = lstatSync(path).ino;
-  assert.equal(await send(path, 'ping'), 'pong\n');
+test(
+  "our client and server next to Git's server at a 150-byte path",
+  {
+    skip: gitSkip,
+  },
+  async (t) => {
+    const path = pathOfLength(tempDir(t), 150, 'git.sock');
+    const gitServer = spawnDaemon(t, GIT!, ['simple-ipc', 'run-daemon', `--name=${path}`]);
+    await listening(path, gitServer);
+    const ino = lstatSync(path).ino;
+    assert.equal(await send(path, 'ping'), 'pong\n');
 
-  // Our server never replaces a live Git server.
-  const refused = await runCli(['run-daemon', `--name=${path}`]);
-  assert.equal(refused.code, 1);
-  assert.equal(refused.stderr, `error: socket/pipe already in use: '${path}'\n`);
-  assert.equal(lstatSync(path).ino, ino);
-  assert.equal(await send(path, 'ping'), 'pong\n');
+    // Our server never replaces a live Git server.
+    const refused = await runCli(['run-daemon', `--name=${path}`]);
+    assert.equal(refused.code, 1);
+    assert.equal(refused.stderr, `error: socket/pipe already in use: '${path}'\n`);
+    assert.equal(lstatSync(path).ino, ino);
+    assert.equal(await send(path, 'ping'), 'pong\n');
 
-  // A killed Git server's socket is replaced by ours.
-  gitServer.child.kill('SIGKILL');
-  await gitServer.exit;
-  const ours = runDaemon(t, path);
-  await listening(path, ours);
-  assert.notEqual(lstatSync(path).ino, ino);
-  assert.deepEqual(await git(['send', `--name=${path}`, '--token=ping']), {
-    code: 0,
-    out: 'pong\n',
-  });
-  await stop(path, ours);
-  assert.deepEqual(readdirSync(dirname(path)), []);
-  assert.equal(basename(path), 'git.sock');
-});
+    // A killed Git server's socket is replaced by ours.
+    gitServer.child.kill('SIGKILL');
+    await gitServer.exit;
+    const ours = runDaemon(t, path);
+    await listening(path, ours);
+    assert.notEqual(lstatSync(path).ino, ino);
+    assert.deepEqual(await git(['send', `--name=${path}`, '--token=ping']), {
+      code: 0,
+      out: 'pong\n',
+    });
+    await stop(path, ours);
+    assert.deepEqual(readdirSync(dirname(path)), []);
+    assert.equal(basename(path), 'git.sock');
+  },
+);

@@ -275,19 +275,23 @@ test('a lock whose owner is dead is broken at once', async (t) => {
   assert.deepEqual(readdirSync(dir), ['s']);
 });
 
-test('a lock whose pid now names a younger process (pid reuse) is broken', {
-  skip: process.platform !== 'linux' && 'process start times are read from /proc',
-}, async (t) => {
-  const dir = tempDir(t);
-  const path = join(dir, 's');
-  // Our own pid, in a lock written long before this process started.
-  writeFileSync(`${path}.lock`, `${process.pid}\n`);
-  const old = (Date.now() - 3_600_000) / 1000;
-  utimesSync(`${path}.lock`, old, old);
-  assert.equal(isLockHeld(`${path}.lock`), false);
-  await serve(t, path);
-  assert.deepEqual(readdirSync(dir), ['s']);
-});
+test(
+  'a lock whose pid now names a younger process (pid reuse) is broken',
+  {
+    skip: process.platform !== 'linux' && 'process start times are read from /proc',
+  },
+  async (t) => {
+    const dir = tempDir(t);
+    const path = join(dir, 's');
+    // Our own pid, in a lock written long before this process started.
+    writeFileSync(`${path}.lock`, `${process.pid}\n`);
+    const old = (Date.now() - 3_600_000) / 1000;
+    utimesSync(`${path}.lock`, old, old);
+    assert.equal(isLockHeld(`${path}.lock`), false);
+    await serve(t, path);
+    assert.deepEqual(readdirSync(dir), ['s']);
+  },
+);
 
 test('the lock admits one holder at a time, also while racers break a stale lock', async (t) => {
   const lock = join(tempDir(t), 's.lock');
