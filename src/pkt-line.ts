@@ -431,7 +431,8 @@ export interface PieceSink {
  * stop there; no reference writer sends one). Delim and response-end are protocol errors.
  */
 export class MessageDecoder {
-  #header = Buffer.alloc(4);
+  // A length field split across chunks; made only when one is (most messages never need it).
+  #header: Buffer | undefined;
   #headerBytes = 0;
   #remaining = 0;
   #done = false;
@@ -492,12 +493,13 @@ export class MessageDecoder {
         pos += 4;
       } else {
         const take = Math.min(4 - this.#headerBytes, size - pos);
-        chunk.copy(this.#header, this.#headerBytes, pos, pos + take);
+        const header = (this.#header ??= Buffer.alloc(4));
+        chunk.copy(header, this.#headerBytes, pos, pos + take);
         this.#headerBytes += take;
         pos += take;
         if (this.#headerBytes < 4) break;
         this.#headerBytes = 0;
-        length = parsePacketLength(this.#header, 0);
+        length = parsePacketLength(header, 0);
       }
       if (length === 0) {
         this.#done = true;
