@@ -71,6 +71,57 @@ const none = (): number[] => [];
 /** Warm-up size of the large transfers: enough to warm the JIT, cheap to allocate. */
 const warmBytes = (scale: Scale): number => Math.min(scale.largeBytes, 16 << 20);
 
+// (c): one large request, to a whole-request or a streaming handler.
+function upload(form: 'whole' | 'stream', mode: ServerMode, what: string): Scenario {
+  return {
+    ...large('c', form, `(c) large request, ${what}`, mode),
+    responseSizes: none,
+    warmup: (s) => ({ kind: 'upload', size: warmBytes(s) }),
+    job: (s) => ({ kind: 'upload', size: s.largeBytes }),
+  };
+}
+
+// (d): one large response, read whole or as a stream.
+function download(form: 'whole' | 'stream', what: string): Scenario {
+  const stream = form === 'stream';
+  return {
+    ...large('d', form, `(d) large response, ${what}`, 'send-big'),
+    responseSizes: (s) => [warmBytes(s), s.largeBytes],
+    warmup: (s) => ({ kind: 'download', size: warmBytes(s), stream }),
+    job: (s) => ({ kind: 'download', size: s.largeBytes, stream }),
+  };
+}
+
+function large(
+  letter: 'c' | 'd',
+  form: 'whole' | 'stream',
+  title: string,
+  mode: ServerMode,
+): Pick<
+  Scenario,
+  | 'id'
+  | 'label'
+  | 'letter'
+  | 'title'
+  | 'mode'
+  | 'metric'
+  | 'target'
+  | 'clientProcesses'
+  | 'timeoutMs'
+> {
+  return {
+    id: `${letter}-${form}`,
+    label: `(${letter}) ${letter === 'c' ? 'request' : 'response'}, ${form}`,
+    letter,
+    title,
+    mode,
+    metric: 'mbps',
+    target: 0.9,
+    clientProcesses: 1,
+    timeoutMs: 120_000,
+  };
+}
+
 function ping(requests: number, concurrency: number, processes: number): Job {
   return {
     kind: 'ping',
@@ -110,62 +161,10 @@ export function scenarios(clients: number): Scenario[] {
       job: (s) => ping(s.sequentialRequests, 1, 1),
       timeoutMs: 120_000,
     },
-    {
-      id: 'c-whole',
-      label: '(c) request, whole',
-      letter: 'c',
-      title: '(c) large request, handler gets one Buffer',
-      mode: 'recv-whole',
-      metric: 'mbps',
-      target: 0.9,
-      clientProcesses: 1,
-      responseSizes: none,
-      warmup: (s) => ({ kind: 'upload', size: warmBytes(s) }),
-      job: (s) => ({ kind: 'upload', size: s.largeBytes }),
-      timeoutMs: 120_000,
-    },
-    {
-      id: 'c-stream',
-      label: '(c) request, stream',
-      letter: 'c',
-      title: '(c) large request, { stream } handler',
-      mode: 'recv-stream',
-      metric: 'mbps',
-      target: 0.9,
-      clientProcesses: 1,
-      responseSizes: none,
-      warmup: (s) => ({ kind: 'upload', size: warmBytes(s) }),
-      job: (s) => ({ kind: 'upload', size: s.largeBytes }),
-      timeoutMs: 120_000,
-    },
-    {
-      id: 'd-whole',
-      label: '(d) response, whole',
-      letter: 'd',
-      title: '(d) large response, client gets one Buffer',
-      mode: 'send-big',
-      metric: 'mbps',
-      target: 0.9,
-      clientProcesses: 1,
-      responseSizes: (s) => [warmBytes(s), s.largeBytes],
-      warmup: (s) => ({ kind: 'download', size: warmBytes(s), stream: false }),
-      job: (s) => ({ kind: 'download', size: s.largeBytes, stream: false }),
-      timeoutMs: 120_000,
-    },
-    {
-      id: 'd-stream',
-      label: '(d) response, stream',
-      letter: 'd',
-      title: '(d) large response, Connection.stream()',
-      mode: 'send-big',
-      metric: 'mbps',
-      target: 0.9,
-      clientProcesses: 1,
-      responseSizes: (s) => [warmBytes(s), s.largeBytes],
-      warmup: (s) => ({ kind: 'download', size: warmBytes(s), stream: true }),
-      job: (s) => ({ kind: 'download', size: s.largeBytes, stream: true }),
-      timeoutMs: 120_000,
-    },
+    upload('whole', 'recv-whole', 'handler gets one Buffer'),
+    upload('stream', 'recv-stream', '{ stream } handler'),
+    download('whole', 'client gets one Buffer'),
+    download('stream', 'Connection.stream()'),
     {
       id: 'e',
       label: '(e) chunk',
