@@ -90,13 +90,6 @@ export type ConnectResult =
       readonly error: SimpleIpcError;
     };
 
-const STATE_CODES = {
-  'not-listening': ErrorCode.NOT_LISTENING,
-  'invalid-path': ErrorCode.INVALID_PATH,
-  'path-not-found': ErrorCode.PATH_NOT_FOUND,
-  'other-error': ErrorCode.OTHER,
-} as const;
-
 /**
  * Probes `path` as Git's `ipc_get_active_state()` does: look at the file, then make one
  * connection attempt without waiting, and hang up at once without sending anything (servers
@@ -271,11 +264,6 @@ function stateOf(err: SimpleIpcError): Exclude<ActiveState, 'listening'> {
     default:
       return ActiveState.OTHER_ERROR;
   }
-}
-
-/** The error code that goes with a non-listening state. */
-export function errorCodeForState(state: Exclude<ActiveState, 'listening'>): ErrorCode {
-  return STATE_CODES[state];
 }
 
 /**

@@ -37,10 +37,6 @@ export const ErrorCode = {
   LOCKED: 'ERR_IPC_LOCKED',
   /** The socket path does not fit in a socket address and no safe way around it is allowed. */
   NAME_TOO_LONG: 'ERR_IPC_NAME_TOO_LONG',
-  /** The server's socket was removed or replaced by someone else. */
-  SOCKET_STOLEN: 'ERR_IPC_SOCKET_STOLEN',
-  /** The server is stopping or stopped. */
-  SERVER_STOPPED: 'ERR_IPC_SERVER_STOPPED',
   /** The connection was closed or destroyed before the exchange completed. */
   CONNECTION_CLOSED: 'ERR_IPC_CONNECTION_CLOSED',
   /** The request handler threw or rejected; the client sees this as a truncated response. */

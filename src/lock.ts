@@ -167,7 +167,7 @@ async function breakIfStale(lockPath: string): Promise<boolean> {
 }
 
 /** True when `pid` names a running process (one we may not signal counts as running). */
-export function processIsAlive(pid: number): boolean {
+function processIsAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
   } catch (err) {

@@ -158,11 +158,7 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
       await this.#wait();
     }
     if (this.#error !== undefined) throw this.#error;
-    const pieces = this.#pieces;
-    this.#pieces = [];
-    this.#queued = 0;
-    if (pieces.length === 1) return pieces[0]!;
-    return Buffer.concat(pieces, this.#decoder.payloadBytes);
+    return this.#join();
   }
 
   /**
@@ -175,6 +171,11 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
     if (!this.#decoder.done) {
       throw new SimpleIpcError(ErrorCode.TRUNCATED, 'the message is not complete yet');
     }
+    return this.#join();
+  }
+
+  // The payload as one Buffer: the single piece itself, or all pieces joined once.
+  #join(): Buffer {
     const pieces = this.#pieces;
     this.#pieces = [];
     this.#queued = 0;

@@ -181,6 +181,8 @@ export class Server {
   readonly #queueSize: number;
   readonly #maxRequestSize: number;
   readonly #streamThreshold: number;
+  // What each request's InboundMessage is made with: the same for every connection.
+  readonly #requestLimits: InboundLimits;
   readonly #requestTicks: number;
   readonly #responseTicks: number;
   readonly #onHandlerError: ((error: unknown) => void) | undefined;
@@ -235,6 +237,16 @@ export class Server {
     this.#queueSize = positive(options.queueSize, this.#threads * 100);
     this.#maxRequestSize = positive(options.maxRequestSize, 64 * 1024 * 1024);
     this.#streamThreshold = positive(options.streamThreshold, 64 * 1024);
+    this.#requestLimits =
+      this.#streamHandler === undefined
+        ? { maxSize: this.#maxRequestSize, highWaterMark: Number.POSITIVE_INFINITY }
+        : {
+            maxSize: Number.POSITIVE_INFINITY,
+            // Little is buffered for a request waiting for its handler; once the handler
+            // reads, a steady stream flows without pausing at every socket read.
+            highWaterMark: this.#streamThreshold,
+            streamingHighWaterMark: Math.max(this.#streamThreshold, STREAMING_HIGH_WATER_MARK),
+          };
     this.#requestTicks = ticks(options.requestTimeout ?? 10_000);
     this.#responseTicks = ticks(options.responseTimeout ?? 30_000);
     this.#onHandlerError = options.onHandlerError;
@@ -370,15 +382,7 @@ export class Server {
 
   /** @internal The options an {@link InboundMessage} of a request is made with. */
   get requestLimits(): InboundLimits {
-    return this.#streamHandler === undefined
-      ? { maxSize: this.#maxRequestSize, highWaterMark: Number.POSITIVE_INFINITY }
-      : {
-          maxSize: Number.POSITIVE_INFINITY,
-          // Little is buffered for a request waiting for its handler; once the handler reads,
-          // a steady stream flows without pausing at every socket read.
-          highWaterMark: this.#streamThreshold,
-          streamingHighWaterMark: Math.max(this.#streamThreshold, STREAMING_HIGH_WATER_MARK),
-        };
+    return this.#requestLimits;
   }
 
   /** @internal Called as request bytes arrive; dispatches once enough is there. */
