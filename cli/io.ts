@@ -33,6 +33,36 @@ export function writeOut(stream: NodeJS.WritableStream, data: string | Uint8Arra
 }
 
 /**
+ * Many short lines to a stream, as C's stdio does it: written at once to a terminal, gathered
+ * into writes of about 64 KiB otherwise (one write per line costs more than a small request).
+ * Nothing is lost: call {@link flush} at the end.
+ */
+export class LineOutput {
+  readonly #stream: NodeJS.WritableStream;
+  readonly #immediate: boolean;
+  #pending = '';
+
+  constructor(stream: NodeJS.WritableStream & { isTTY?: boolean }) {
+    this.#stream = stream;
+    this.#immediate = stream.isTTY === true;
+  }
+
+  /** Adds a line; resolves at once, or once a gathered write has been taken. */
+  add(line: string): Promise<void> | undefined {
+    if (this.#immediate) return writeOut(this.#stream, line);
+    this.#pending += line;
+    return this.#pending.length >= 1 << 16 ? this.flush() : undefined;
+  }
+
+  /** Writes what has been gathered. */
+  flush(): Promise<void> {
+    const text = this.#pending;
+    this.#pending = '';
+    return text === '' ? Promise.resolve() : writeOut(this.#stream, Buffer.from(text, 'latin1'));
+  }
+}
+
+/**
  * A progress line on stderr, only when stderr is a terminal (never in piped output). Redraws
  * at most ten times a second.
  */

@@ -15,7 +15,16 @@ import {
   startDaemon,
   startServer,
 } from '../src/index.js';
-import { CliExit, EXIT_FATAL, EXIT_OK, EXIT_USAGE, fail, Progress, writeOut } from './io.js';
+import {
+  CliExit,
+  EXIT_FATAL,
+  EXIT_OK,
+  EXIT_USAGE,
+  fail,
+  LineOutput,
+  Progress,
+  writeOut,
+} from './io.js';
 import { testDaemon } from './test-daemon.js';
 
 /** The subcommands of Git's test tool. */
@@ -242,7 +251,8 @@ async function send(options: TestToolOptions): Promise<number> {
 const NEWLINE = Buffer.from('\n');
 const SENDBYTES_PREFIX = Buffer.from('sendbytes ', 'latin1');
 
-// One sendbytes exchange: the request is generated in pieces, never held whole.
+// One sendbytes exchange. A request of up to one block is built and sent whole; a larger one is
+// generated in blocks, never held whole.
 async function sendbytesOnce(
   path: string,
   byte: number,
@@ -252,7 +262,11 @@ async function sendbytesOnce(
 ): Promise<string> {
   let answer: Buffer;
   try {
-    answer = await sendCommand(path, ballast(byte, count, progress), connect);
+    const request =
+      count + SENDBYTES_PREFIX.length <= BALLAST_BLOCK
+        ? smallBallast(byte, count)
+        : ballast(byte, count, progress);
+    answer = await sendCommand(path, request, connect);
   } catch {
     throw fail(`client failed to sendbytes(${count}, '${String.fromCharCode(byte)}') to '${path}'`);
   } finally {
@@ -261,11 +275,19 @@ async function sendbytesOnce(
   return `sent:${String.fromCharCode(byte)}${String(count).padStart(8, '0')} ${rtrim(answer)}\n`;
 }
 
-// The request `sendbytes ` + `count` bytes, generated in blocks that are whole numbers of full
-// packets, so that it is packetized exactly as Git's client packetizes the same request.
+// Whole numbers of full packets, so that a streamed request is packetized exactly as Git's
+// client packetizes the same request (and as a whole one is).
+const BALLAST_BLOCK = LARGE_PACKET_DATA_MAX * 16;
+
+function smallBallast(byte: number, count: number): Buffer {
+  const request = Buffer.allocUnsafe(SENDBYTES_PREFIX.length + count);
+  SENDBYTES_PREFIX.copy(request);
+  return request.fill(byte, SENDBYTES_PREFIX.length);
+}
+
+// The request `sendbytes ` + `count` bytes, generated in blocks.
 function* ballast(byte: number, count: number, progress?: Progress): Generator<Buffer> {
-  const blockSize = LARGE_PACKET_DATA_MAX * 16;
-  const block = Buffer.alloc(Math.min(count + SENDBYTES_PREFIX.length, blockSize), byte);
+  const block = Buffer.alloc(Math.min(count + SENDBYTES_PREFIX.length, BALLAST_BLOCK), byte);
   SENDBYTES_PREFIX.copy(block);
   const total = count + SENDBYTES_PREFIX.length;
   let sent = 0;
@@ -310,6 +332,7 @@ async function multiple(options: TestToolOptions): Promise<number> {
   let errors = 0;
   const total = options.threads * options.batchsize;
   const progress = new Progress('multiple');
+  const output = new LineOutput(process.stdout);
   const sender = async (k: number): Promise<void> => {
     const letter = 0x41 + (k % 26);
     const base = options.bytecount + options.batchsize * Math.floor(k / 26);
@@ -322,7 +345,7 @@ async function multiple(options: TestToolOptions): Promise<number> {
         });
         good++;
         progress.done();
-        await writeOut(process.stdout, Buffer.from(line, 'latin1'));
+        await output.add(line);
       } catch (err) {
         errors++;
         progress.done();
@@ -335,6 +358,7 @@ async function multiple(options: TestToolOptions): Promise<number> {
   for (let k = 0; k < options.threads; k++) senders.push(sender(k));
   await Promise.all(senders);
   progress.done();
-  await writeOut(process.stdout, `client (good ${good}) (join 0), (errors ${errors})\n`);
+  await output.add(`client (good ${good}) (join 0), (errors ${errors})\n`);
+  await output.flush();
   return errors > 0 ? 1 : EXIT_OK;
 }

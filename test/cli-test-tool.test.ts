@@ -91,6 +91,24 @@ test('start-daemon, send, sendbytes, multiple, run-daemon in use, stop-daemon', 
   assert.ok(at(5) < at(6), 'sender 0 in order');
   assert.ok(at(7) < at(8), 'sender 26 in order');
 
+  // Over 64 KiB of output: written in gathered pieces, every line there once, in sender order.
+  const many = await runCli(['multiple', name, '--threads=3', '--batchsize=1000', '--bytecount=1']);
+  assert.equal(many.code, 0);
+  assert.ok(many.stdout.length > 1 << 16);
+  const manyLines = many.stdout.toString().trimEnd().split('\n');
+  assert.equal(manyLines.pop(), 'client (good 3000) (join 0), (errors 0)');
+  assert.equal(manyLines.length, 3000);
+  for (const letter of ['A', 'B', 'C']) {
+    const counts = manyLines
+      .filter((line) => line.startsWith(`sent:${letter}`))
+      .map((line) => Number(line.slice(6, 14)));
+    assert.deepEqual(
+      counts,
+      Array.from({ length: 1000 }, (_, j) => 1 + j),
+      `sender ${letter}`,
+    );
+  }
+
   const second = await runCli(['run-daemon', name]);
   assert.equal(second.code, 1);
   assert.equal(second.stderr, `error: socket/pipe already in use: '${path}'\n`);
