@@ -99,6 +99,8 @@ export interface AddressOptions {
 }
 
 let procAliasKnown: boolean | undefined;
+// The last path found short enough to be its own address (never set with named pipes).
+let lastShortPath: string | undefined;
 
 // The alias needs Linux with /proc mounted (it is not in some containers and chroots).
 function procAliasAvailable(): boolean {
@@ -123,9 +125,14 @@ export function withSocketAddress<T>(
   options: AddressOptions,
   use: (address: string) => T,
 ): T {
+  // A client sending many requests passes the same path each time: checked once.
+  if (path === lastShortPath) return use(path);
   if (path === '' || path.includes('\0')) throw invalidPath(path);
   if (USES_NAMED_PIPES) return use(checkedPipeName(path));
-  if (Buffer.byteLength(path) <= SOCKET_PATH_MAX) return use(path);
+  if (Buffer.byteLength(path) <= SOCKET_PATH_MAX) {
+    lastShortPath = path;
+    return use(path);
+  }
 
   const dir = dirname(path);
   const name = basename(path);

@@ -132,9 +132,9 @@ export async function tryConnect(
   options: ConnectOptions = {},
 ): Promise<ConnectResult> {
   const timeout = options.timeout ?? CONNECT_TIMEOUT_MS;
-  const interval = Math.max(1, options.retryInterval ?? CONNECT_RETRY_INTERVAL_MS);
   const signal = options.signal;
-  const deadline = performance.now() + timeout;
+  // The clock is read only once a retry is needed (the first attempt takes microseconds).
+  let deadline: number | undefined;
   for (;;) {
     if (signal?.aborted) throw abortError(signal);
     let outcome: Socket | SimpleIpcError;
@@ -154,6 +154,7 @@ export async function tryConnect(
       (state === ActiveState.PATH_NOT_FOUND && options.waitIfNotFound === true) ||
       (state === ActiveState.NOT_LISTENING && options.waitIfBusy === true);
     if (!retry) return { state, error: outcome };
+    deadline ??= performance.now() + timeout;
     const left = deadline - performance.now();
     if (left <= 0) {
       return {
@@ -166,6 +167,7 @@ export async function tryConnect(
       };
     }
     try {
+      const interval = Math.max(1, options.retryInterval ?? CONNECT_RETRY_INTERVAL_MS);
       await sleep(Math.min(interval, left), undefined, { signal });
     } catch {
       throw abortError(signal!);
@@ -201,30 +203,46 @@ export async function sendCommand(
   request: Message,
   options: ConnectOptions & SendOptions = {},
 ): Promise<Buffer> {
-  const connection = await connect(path, options);
-  try {
-    return await connection.send(request, options);
-  } finally {
-    connection.destroy();
-  }
+  const result = await tryConnect(path, options);
+  if (result.state !== ActiveState.LISTENING) throw result.error;
+  // send() hangs up whatever happens.
+  return result.connection.send(request, options);
 }
+
+// A socket being connected carries what its shared listeners need: no closures per attempt.
+const kPending = Symbol('pending connect');
+interface PendingConnect {
+  readonly path: string;
+  resolve(socket: Socket): void;
+  reject(err: SimpleIpcError): void;
+}
+type ConnectingSocket = Socket & { [kPending]?: PendingConnect | undefined };
 
 function connectOnce(path: string, disallowChdir: boolean): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
-    const socket = withSocketAddress(path, { disallowChdir }, (address) =>
+    const socket: ConnectingSocket = withSocketAddress(path, { disallowChdir }, (address) =>
       netConnect({ path: address }),
     );
-    const onError = (err: Error): void => {
-      socket.off('connect', onConnect);
-      reject(connectError(err, path));
-    };
-    const onConnect = (): void => {
-      socket.off('error', onError);
-      resolve(socket);
-    };
-    socket.once('error', onError);
-    socket.once('connect', onConnect);
+    socket[kPending] = { path, resolve, reject };
+    socket.on('error', connectingOnError);
+    socket.on('connect', connectingOnConnect);
   });
+}
+
+function connectingOnConnect(this: ConnectingSocket): void {
+  const pending = this[kPending]!;
+  this[kPending] = undefined;
+  this.off('error', connectingOnError);
+  this.off('connect', connectingOnConnect);
+  pending.resolve(this);
+}
+
+function connectingOnError(this: ConnectingSocket, err: Error): void {
+  const pending = this[kPending]!;
+  this[kPending] = undefined;
+  this.off('error', connectingOnError);
+  this.off('connect', connectingOnConnect);
+  pending.reject(connectError(err, pending.path));
 }
 
 function connectError(err: Error, path: string): SimpleIpcError {
@@ -355,48 +373,22 @@ export class Connection {
       );
     }
     this.#used = true;
-    const socket = this.#socket;
+    const socket = this.#socket as ExchangingSocket;
     const inbound = new InboundMessage(
       { maxSize: options.maxResponseSize ?? Number.POSITIVE_INFINITY, highWaterMark: 1 << 20 },
       socket,
     );
     // A whole request goes out as one buffer; only chunked ones need the streaming writer.
     const whole = typeof request === 'string' || request instanceof Uint8Array;
-    const outbound = whole ? undefined : new OutboundMessage(socket);
-    const fail = (err: Error): void => {
-      inbound.fail(err);
-      outbound?.abort(err);
-      socket.destroy();
-    };
-    socket.on('data', (chunk: Buffer) => {
-      // The response is complete (or broken): the conversation is over, hang up.
-      if (inbound.feed(chunk) >= 0 || inbound.error !== undefined) socket.destroy();
-    });
-    socket.on('end', () => inbound.end());
-    socket.on('error', (err) =>
-      fail(
-        new SimpleIpcError(
-          ErrorCode.CONNECTION_CLOSED,
-          `connection to '${this.#path}' failed: ${err.message}`,
-          { cause: err, path: this.#path },
-        ),
-      ),
-    );
-    socket.on('close', () => {
-      inbound.end();
-      if (!inbound.complete) {
-        fail(
-          new SimpleIpcError(
-            ErrorCode.TRUNCATED,
-            `the server at '${this.#path}' hung up before the end of its response`,
-            { path: this.#path },
-          ),
-        );
-      }
-    });
+    const exchange = new Exchange(socket, this.#path, inbound, whole);
+    socket[kExchange] = exchange;
+    socket.on('data', exchangeOnData);
+    socket.on('end', exchangeOnEnd);
+    socket.on('error', exchangeOnError);
+    socket.on('close', exchangeOnClose);
     if (options.timeout !== undefined && options.timeout > 0) {
       socket.setTimeout(options.timeout, () =>
-        fail(
+        exchange.fail(
           new SimpleIpcError(
             ErrorCode.TIMEOUT,
             `the server at '${this.#path}' sent nothing for ${options.timeout} ms`,
@@ -407,16 +399,81 @@ export class Connection {
     }
     const signal = options.signal;
     if (signal !== undefined) {
-      if (signal.aborted) fail(abortError(signal));
+      if (signal.aborted) exchange.fail(abortError(signal));
       else {
-        const onAbort = (): void => fail(abortError(signal));
+        const onAbort = (): void => exchange.fail(abortError(signal));
         signal.addEventListener('abort', onAbort, { once: true });
         socket.once('close', () => signal.removeEventListener('abort', onAbort));
       }
     }
-    if (outbound === undefined) writeWhole(socket, request as string | Uint8Array);
-    else writeRequest(outbound, request as Iterable<string | Uint8Array>).catch(fail);
+    if (whole) writeWhole(socket, request);
+    else {
+      writeRequest(exchange.outbound!, request as Iterable<string | Uint8Array>).catch((err) =>
+        exchange.fail(err as Error),
+      );
+    }
     return inbound;
+  }
+}
+
+// The state of one request/response on a client socket, found by the socket's shared
+// listeners (no closures per connection).
+const kExchange = Symbol('exchange');
+type ExchangingSocket = Socket & { [kExchange]?: Exchange };
+
+class Exchange {
+  readonly socket: Socket;
+  readonly path: string;
+  readonly inbound: InboundMessage;
+  readonly outbound: OutboundMessage | undefined;
+
+  constructor(socket: Socket, path: string, inbound: InboundMessage, whole: boolean) {
+    this.socket = socket;
+    this.path = path;
+    this.inbound = inbound;
+    this.outbound = whole ? undefined : new OutboundMessage(socket);
+  }
+
+  fail(err: Error): void {
+    this.inbound.fail(err);
+    this.outbound?.abort(err);
+    this.socket.destroy();
+  }
+}
+
+function exchangeOnData(this: ExchangingSocket, chunk: Buffer): void {
+  const inbound = this[kExchange]!.inbound;
+  // The response is complete (or broken): the conversation is over, hang up.
+  if (inbound.feed(chunk) >= 0 || inbound.error !== undefined) this.destroy();
+}
+
+function exchangeOnEnd(this: ExchangingSocket): void {
+  this[kExchange]!.inbound.end();
+}
+
+function exchangeOnError(this: ExchangingSocket, err: Error): void {
+  const exchange = this[kExchange]!;
+  exchange.fail(
+    new SimpleIpcError(
+      ErrorCode.CONNECTION_CLOSED,
+      `connection to '${exchange.path}' failed: ${err.message}`,
+      { cause: err, path: exchange.path },
+    ),
+  );
+}
+
+function exchangeOnClose(this: ExchangingSocket): void {
+  const exchange = this[kExchange]!;
+  const inbound = exchange.inbound;
+  inbound.end();
+  if (!inbound.complete) {
+    exchange.fail(
+      new SimpleIpcError(
+        ErrorCode.TRUNCATED,
+        `the server at '${exchange.path}' hung up before the end of its response`,
+        { path: exchange.path },
+      ),
+    );
   }
 }
 
@@ -426,11 +483,13 @@ function failedIterable(err: unknown): AsyncIterable<Buffer> {
   };
 }
 
-// Writes a whole request: its packets as views of the caller's bytes (no copy), then a flush,
-// in one corked burst.
+// Writes a whole request: its packets (views of the caller's bytes, no copy, unless short
+// enough to pack), then a flush, in one corked burst. A short string is encoded straight into
+// its packet.
 function writeWhole(socket: Socket, request: string | Uint8Array): void {
   const builder = new PacketBuilder();
-  builder.add(toBuffer(request));
+  if (typeof request === 'string') builder.addString(request);
+  else builder.add(toBuffer(request));
   builder.addFlush();
   const parts = builder.take();
   if (parts.length === 1) {
