@@ -30,15 +30,18 @@ export function bigAnswer(): Buffer {
   return Buffer.from(rows.join(''), 'latin1');
 }
 
-// A run of one byte value to compare ballast against, shared by all requests: a fresh one per
-// request was a tenth of the daemon's time under many small sendbytes.
-let sameRun: Buffer = Buffer.alloc(0);
+// Runs of one byte value to compare ballast against, one per byte value, shared by all
+// requests: a fresh one per request was a tenth of the daemon's time under many small
+// sendbytes, and one shared run refilled for each letter of Git's `multiple` not much less.
+const sameRuns: (Buffer | undefined)[] = [];
 
 function runOf(byte: number, length: number): Buffer {
-  if (sameRun.length < length || sameRun[0] !== byte) {
-    sameRun = Buffer.alloc(Math.max(length, 65536), byte);
+  let run = sameRuns[byte];
+  if (run === undefined || run.length < length) {
+    run = Buffer.alloc(Math.max(length, 65536), byte);
+    sameRuns[byte] = run;
   }
-  return sameRun;
+  return run;
 }
 
 /** Counts a `sendbytes` ballast as it streams by, as Git's handler does with `strlen`. */
@@ -75,12 +78,9 @@ class BallastCheck {
 
   answer(): Buffer {
     if (this.errors > 0) return Buffer.from(`errs:${this.errors}\n`, 'latin1');
-    const first = Buffer.from([Math.max(this.first, 0)]);
-    return Buffer.concat([
-      Buffer.from('rcvd:', 'latin1'),
-      first,
-      Buffer.from(`${String(this.length).padStart(8, '0')}\n`, 'latin1'),
-    ]);
+    // latin1: the first byte goes out as that one byte, whatever its value.
+    const first = String.fromCharCode(Math.max(this.first, 0));
+    return Buffer.from(`rcvd:${first}${String(this.length).padStart(8, '0')}\n`, 'latin1');
   }
 }
 
@@ -145,3 +145,6 @@ export const testDaemon: { readonly stream: StreamingRequestHandler } = {
     return answer(Buffer.concat(head, headBytes), reply);
   },
 };
+
+/** The same, as the default export: the handler module of `run-daemon --processes=N`. */
+export default testDaemon;
