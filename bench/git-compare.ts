@@ -8,9 +8,11 @@
  * CLI's drop-in) against a test daemon (`run-daemon`, C or ours), timed from spawn to exit;
  * every client x server pair runs once per round, rounds alternate the order, and the figure is
  * the median. The result is each pair's time divided by the C client + C server time, so below
- * 1 is faster than C. A last column points Git's C client at the plain `node:net` baseline server
- * of `npm run bench`: how far Node itself gets on this machine. Node's start-up time is in every run of our client; it is printed
- * separately so that it can be taken into account.
+ * 1 is faster than C. Three more columns: our daemon in two processes sharing its socket
+ * (`run-daemon --processes=2`), and the plain `node:net` server and client of the benchmarks
+ * (`server.ts`, `git-compare-client.ts`) facing Git's C peers: how far Node itself gets on this
+ * machine. Node's start-up time is in every run of a Node client; it is printed separately so
+ * that it can be taken into account.
  *
  * Options: `--quick`, `--runs=N`.
  */
@@ -27,10 +29,16 @@ const CLI = fileURLToPath(new URL('../../bin/simple-ipc.js', import.meta.url));
 const THREADS = 8;
 
 type Peer = 'C' | 'ours';
-/** A server: Git's, ours, or the benchmark's plain `node:net` baseline (a reference only). */
-type ServerPeer = Peer | 'baseline';
+/** A client: Git's, ours, or a plain `node:net` client doing the same bytes (a reference). */
+type ClientPeer = Peer | 'baseline';
+/**
+ * A server: Git's, ours, ours in two processes sharing the socket (`--processes=2`), or the
+ * benchmark's plain `node:net` baseline server (a reference only).
+ */
+type ServerPeer = Peer | 'ours-2' | 'baseline';
 
 const BASELINE_SERVER = fileURLToPath(new URL('./server.js', import.meta.url));
+const BASELINE_CLIENT = fileURLToPath(new URL('./git-compare-client.js', import.meta.url));
 
 interface Workload {
   readonly name: string;
@@ -66,8 +74,9 @@ function workloads(quick: boolean): Workload[] {
   ];
 }
 
-function command(peer: Peer, tool: string, args: readonly string[]): [string, string[]] {
-  return peer === 'C' ? [tool, ['simple-ipc', ...args]] : [process.execPath, [CLI, ...args]];
+function command(peer: ClientPeer, tool: string, args: readonly string[]): [string, string[]] {
+  if (peer === 'C') return [tool, ['simple-ipc', ...args]];
+  return [process.execPath, [peer === 'ours' ? CLI : BASELINE_CLIENT, ...args]];
 }
 
 /** Runs a client command; resolves with its wall time in ms, or rejects if it failed. */
@@ -93,10 +102,13 @@ function timeClient(file: string, args: string[], expect: RegExp): Promise<numbe
 }
 
 async function startDaemon(peer: ServerPeer, tool: string, path: string): Promise<ChildProcess> {
+  const daemon = ['run-daemon', `--name=${path}`, `--threads=${THREADS}`];
   const [file, args] =
     peer === 'baseline'
       ? [process.execPath, [BASELINE_SERVER, 'baseline', 'ping', path]]
-      : command(peer, tool, ['run-daemon', `--name=${path}`, `--threads=${THREADS}`]);
+      : peer === 'ours-2'
+        ? command('ours', tool, [...daemon, '--processes=2'])
+        : command(peer, tool, daemon);
   const child = spawn(file, args, { stdio: 'ignore' });
   for (let i = 0; i < 200; i++) {
     if ((await getActiveState(path)) === ActiveState.LISTENING) return child;
@@ -132,7 +144,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'sipc-gitcmp-'));
   const daemons = new Map<ServerPeer, { child: ChildProcess; path: string }>();
   try {
-    for (const peer of ['C', 'ours', 'baseline'] as const) {
+    for (const peer of ['C', 'ours', 'ours-2', 'baseline'] as const) {
       const path = join(dir, `${peer}.sock`);
       daemons.set(peer, { child: await startDaemon(peer, tool, path), path });
     }
@@ -146,22 +158,25 @@ async function main(): Promise<void> {
         startup[peer].push(await timeClient(file, a, /^$/));
       }
     }
-    const pairs: { client: Peer; server: ServerPeer }[] = [
-      { client: 'C', server: 'C' },
-      { client: 'C', server: 'ours' },
-      { client: 'ours', server: 'C' },
-      { client: 'ours', server: 'ours' },
-      { client: 'C', server: 'baseline' },
+    const pairs: { client: ClientPeer; server: ServerPeer; title: string }[] = [
+      { client: 'C', server: 'C', title: 'C client, C server' },
+      { client: 'C', server: 'ours', title: 'C client, our server' },
+      { client: 'C', server: 'ours-2', title: 'C client, our server in 2 processes' },
+      { client: 'ours', server: 'C', title: 'our client, C server' },
+      { client: 'ours', server: 'ours', title: 'our client, our server' },
+      { client: 'C', server: 'baseline', title: 'C client, node:net server' },
+      { client: 'baseline', server: 'C', title: 'node:net client, C server' },
     ];
     const lines = [
-      '| workload | C client, C server | C client, our server | our client, C server | our client, our server | C client, node:net baseline server |',
-      '|---|---:|---:|---:|---:|---:|',
+      `| workload | ${pairs.map((pair) => pair.title).join(' | ')} |`,
+      `|---|${pairs.map(() => '---:').join('|')}|`,
     ];
     for (const workload of workloads(quick)) {
       process.stderr.write(`git-compare: ${workload.name} ...\n`);
       const times = pairs.map(() => [] as number[]);
       for (let round = -1; round < runs; round++) {
-        const order = round % 2 === 0 ? [0, 1, 2, 3, 4] : [4, 3, 2, 1, 0];
+        const forward = pairs.map((_, i) => i);
+        const order = round % 2 === 0 ? forward : forward.reverse();
         for (const i of order) {
           const pair = pairs[i]!;
           const path = daemons.get(pair.server)!.path;

@@ -7,11 +7,13 @@ import { fileURLToPath } from 'node:url';
 import {
   ActiveState,
   type ConnectOptions,
+  type ServerOptions,
   describeTheft,
   getActiveState,
   isSimpleIpcError,
   LARGE_PACKET_DATA_MAX,
   sendCommand,
+  startClusteredServer,
   startDaemon,
   startServer,
 } from '../src/index.js';
@@ -47,6 +49,8 @@ export interface TestToolOptions {
   batchsize: number;
   byte: number;
   token: string | undefined;
+  /** Processes of `run-daemon` (an extension: Git's daemon is one process with threads). */
+  processes: number;
 }
 
 const USAGE = `usage: simple-ipc is-active [<name>] [<options>]
@@ -67,9 +71,10 @@ const USAGE = `usage: simple-ipc is-active [<name>] [<options>]
                           number of requests per thread
     --byte <byte>         ballast character
     --token <token>       command token to send to the server
+    --processes <n>       processes sharing the server socket (not in Git's tool; default 1)
 `;
 
-const INTEGER_OPTIONS = new Set(['threads', 'max-wait', 'bytecount', 'batchsize']);
+const INTEGER_OPTIONS = new Set(['threads', 'max-wait', 'bytecount', 'batchsize', 'processes']);
 const STRING_OPTIONS = new Set(['name', 'byte', 'token']);
 
 /**
@@ -119,6 +124,7 @@ export function parseTestToolOptions(args: readonly string[]): TestToolOptions {
     batchsize: Math.max(1, int('batchsize', 10)),
     byte: byte !== undefined && byte.length > 0 ? Buffer.from(byte, 'utf8')[0]! : 0x78,
     token: raw.get('token'),
+    processes: Math.max(1, int('processes', 1)),
   };
 }
 
@@ -165,6 +171,8 @@ async function probe(path: string): Promise<void> {
   }
 }
 
+const TEST_DAEMON_MODULE = new URL('./test-daemon.js', import.meta.url);
+
 const DEBUG = process.env.SIMPLE_IPC_DEBUG !== undefined && process.env.SIMPLE_IPC_DEBUG !== '0';
 
 function debugLine(message: string): void {
@@ -174,14 +182,21 @@ function debugLine(message: string): void {
 async function runDaemon(options: TestToolOptions): Promise<number> {
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
-    server = await startServer(options.name, testDaemon, {
+    const serverOptions: ServerOptions = {
       threads: options.threads,
       // The test daemon streams sendbytes; other requests are small.
       maxRequestSize: Number.MAX_SAFE_INTEGER,
       // Quiet by default, whatever clients do; SIMPLE_IPC_DEBUG=1 tells about each one.
       onHandlerError: DEBUG ? (err) => debugLine(`handler failed: ${String(err)}`) : undefined,
       debug: DEBUG ? debugLine : undefined,
-    });
+    };
+    server =
+      options.processes > 1
+        ? await startClusteredServer(options.name, TEST_DAEMON_MODULE, {
+            ...serverOptions,
+            processes: options.processes,
+          })
+        : await startServer(options.name, testDaemon, serverOptions);
   } catch (err) {
     if (isSimpleIpcError(err, 'ERR_IPC_IN_USE')) {
       throw fail(`socket/pipe already in use: '${options.name}'`);
@@ -206,7 +221,13 @@ async function startDaemonCommand(options: TestToolOptions): Promise<number> {
   try {
     await startDaemon(options.name, {
       command: process.execPath,
-      args: [program, 'run-daemon', `--name=${options.name}`, `--threads=${options.threads}`],
+      args: [
+        program,
+        'run-daemon',
+        `--name=${options.name}`,
+        `--threads=${options.threads}`,
+        `--processes=${options.processes}`,
+      ],
       timeout: options.maxWait * 1000,
     });
   } catch (err) {

@@ -26,6 +26,7 @@ export {
   type StartedDaemon,
   startDaemon,
 } from './daemon.js';
+export { type ClusteredServerOptions, startClusteredServer } from './cluster.js';
 export { ErrorCode, isSimpleIpcError, SimpleIpcError } from './errors.js';
 export { describeTheft, type TheftReason } from './ownership.js';
 export {

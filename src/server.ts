@@ -11,7 +11,7 @@
  * @module
  */
 
-import type { Socket } from 'node:net';
+import type { Server as NetServer, Socket } from 'node:net';
 import { ErrorCode, SimpleIpcError } from './errors.js';
 import { installSocket, LISTEN_BACKLOG } from './lifecycle.js';
 import { LOCK_TIMEOUT_MS } from './lock.js';
@@ -166,6 +166,14 @@ enum Phase {
   Done = 4,
 }
 
+/** @internal The other processes of a clustered server, as its first process sees them. */
+export interface ServerGroup {
+  /** Tells them to stop (gracefully, or at once when `hard`). Repeatable. */
+  stop(hard: boolean): void;
+  /** Resolves once every one of them has exited. Never rejects. */
+  readonly closed: Promise<void>;
+}
+
 const kConversation = Symbol('conversation');
 type TaggedSocket = Socket & { [kConversation]?: Conversation };
 
@@ -192,7 +200,8 @@ export class Server {
   #readyHead = 0;
   #running = 0;
   #queued = 0;
-  #listener: import('node:net').Server | undefined;
+  #listener: NetServer | undefined;
+  #group: ServerGroup | undefined;
   #identity: SocketIdentity | undefined;
   #watch: OwnershipWatch | undefined;
   #sweeper: NodeJS.Timeout | undefined;
@@ -289,6 +298,7 @@ export class Server {
   /** Stops now: like {@link stop}, but running conversations are cut off too. */
   destroy(): Promise<void> {
     this.#beginStop({ kind: 'requested' });
+    this.#group?.stop(true);
     for (const conversation of this.#conversations) conversation.socket.destroy();
     return this.closed;
   }
@@ -298,7 +308,7 @@ export class Server {
     return this.stop();
   }
 
-  /** @internal */
+  /** @internal Installs the socket at the path and starts serving. */
   async start(options: ServerOptions): Promise<void> {
     const installed = await installSocket(this.#path, {
       mode: options.mode ?? 0o600,
@@ -307,28 +317,63 @@ export class Server {
       lockTimeout: options.lockTimeout ?? LOCK_TIMEOUT_MS,
       onConnection: (socket) => this.#accept(socket as TaggedSocket),
     });
-    this.#listener = installed.listener;
     this.#identity = installed.identity;
-    installed.listener.on('close', () => {
-      this.#listenerClosed = true;
-      this.#maybeFinish();
-    });
-    // After listen() the only errors are accept errors (EMFILE, ENFILE, ...). libuv keeps
-    // accepting once descriptors free up, so they are counted, never fatal.
-    installed.listener.on('error', (err) => {
-      this.#stats.acceptErrors++;
-      this.#debug?.(`accept failed: ${(err as Error).message}`);
-    });
+    this.#serve(installed.listener);
     if (installed.identity !== undefined) {
       this.#watch = new OwnershipWatch(this.#path, installed.identity, (why) =>
         this.#beginStop({ kind: 'stolen', why }),
       );
     }
+    this.#stopOnAbort(options.signal);
+  }
+
+  /**
+   * @internal Serves on a listening socket that another process installed and owns (a
+   * process of {@link startClusteredServer}): no lock, no ownership watch, and the socket file
+   * is never removed from here.
+   */
+  attach(listener: NetServer): void {
+    listener.on('connection', (socket: Socket) => this.#accept(socket as TaggedSocket));
+    this.#serve(listener);
+  }
+
+  /**
+   * @internal Other processes serving the same socket: told to stop when this server stops,
+   * and waited for before {@link closed} resolves.
+   */
+  setGroup(group: ServerGroup): void {
+    this.#group = group;
+  }
+
+  /** @internal The listening socket, once listening. */
+  get listener(): NetServer | undefined {
+    return this.#listener;
+  }
+
+  /** @internal Stops for `reason` (a QUIT or theft seen by another process of the group). */
+  stopFor(reason: StopReason): void {
+    this.#beginStop(reason);
+  }
+
+  #serve(listener: NetServer): void {
+    this.#listener = listener;
+    listener.on('close', () => {
+      this.#listenerClosed = true;
+      this.#maybeFinish();
+    });
+    // After listen() the only errors are accept errors (EMFILE, ENFILE, ...). libuv keeps
+    // accepting once descriptors free up, so they are counted, never fatal.
+    listener.on('error', (err) => {
+      this.#stats.acceptErrors++;
+      this.#debug?.(`accept failed: ${(err as Error).message}`);
+    });
     if (this.#requestTicks > 0 || this.#responseTicks > 0) {
       this.#sweeper = setInterval(sweep, TICK_MS, this);
       this.#sweeper.unref();
     }
-    const signal = options.signal;
+  }
+
+  #stopOnAbort(signal: AbortSignal | undefined): void {
     if (signal !== undefined) {
       if (signal.aborted) this.#beginStop({ kind: 'requested' });
       else signal.addEventListener('abort', () => this.stop(), { once: true });
@@ -487,6 +532,7 @@ export class Server {
   #beginStop(reason: StopReason): void {
     if (this.#stopReason !== undefined) return;
     this.#stopReason = reason;
+    this.#group?.stop(false);
     this.#watch?.stop();
     if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
     const listener = this.#listener;
@@ -508,7 +554,7 @@ export class Server {
     const identity = this.#identity;
     const done =
       identity === undefined ? Promise.resolve(false) : removeIfOurs(this.#path, identity);
-    done.then(() => this.#resolveClosed());
+    Promise.all([done, this.#group?.closed]).then(() => this.#resolveClosed());
   }
 }
 

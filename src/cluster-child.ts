@@ -1,0 +1,81 @@
+/**
+ * A process of a clustered server other than the first (see {@link startClusteredServer}):
+ * forked by the first process, it receives the listening socket and the handler module, and
+ * serves on that socket until told to stop, or until the first process is gone.
+ *
+ * Not part of the public API.
+ *
+ * @module
+ */
+
+import type { Server as NetServer } from 'node:net';
+import { type ClusterMessage, loadHandler, summarize } from './cluster.js';
+import { Server } from './server.js';
+
+function tell(message: ClusterMessage): void {
+  if (process.connected) process.send!(message);
+}
+
+let server: Server | undefined;
+let stopAsked: boolean | undefined; // hard or gentle, if asked before the server was up
+
+// Signals are the first process's business: it tells this one when to stop (a Ctrl-C reaches
+// the whole process group, and must not cut this process's conversations short).
+process.on('SIGINT', () => {});
+process.on('SIGTERM', () => {});
+
+async function serve(message: ClusterMessage & { kind: 'simple-ipc:serve' }, listener: NetServer) {
+  const options = message.options;
+  let handler;
+  try {
+    handler = await loadHandler(message.module);
+  } catch (err) {
+    tell({ kind: 'simple-ipc:failed', message: (err as Error).message });
+    process.exit(1);
+  }
+  const running = new Server(message.path, handler, {
+    threads: options.threads,
+    queueSize: options.queueSize,
+    maxRequestSize: options.maxRequestSize,
+    streamThreshold: options.streamThreshold,
+    requestTimeout: options.requestTimeout,
+    responseTimeout: options.responseTimeout,
+    onHandlerError: options.handlerErrors
+      ? (error) => tell({ kind: 'simple-ipc:handler-error', error: summarize(error) })
+      : undefined,
+    debug: options.debug ? (line) => tell({ kind: 'simple-ipc:debug', message: line }) : undefined,
+  });
+  // A stop of this process's own making (a QUIT) is the whole group's: tell the first process.
+  running.setGroup({
+    stop: () => {
+      const reason = running.stopReason?.kind;
+      if (reason !== undefined) tell({ kind: 'simple-ipc:stopping', reason });
+    },
+    closed: Promise.resolve(),
+  });
+  running.attach(listener);
+  server = running;
+  void running.closed.then(() => process.exit(0));
+  tell({ kind: 'simple-ipc:ready' });
+  if (stopAsked !== undefined) stop(stopAsked);
+}
+
+function stop(hard: boolean): void {
+  if (server === undefined) {
+    stopAsked = hard || stopAsked === true;
+    return;
+  }
+  if (hard) void server.destroy();
+  else void server.stop();
+}
+
+process.on('message', (message: ClusterMessage, handle: unknown) => {
+  if (message.kind === 'simple-ipc:serve') void serve(message, handle as NetServer);
+  else if (message.kind === 'simple-ipc:stop') stop(message.hard);
+});
+
+// The first process is gone (it exited or was killed): finish what is running, then leave.
+process.on('disconnect', () => {
+  if (server === undefined) process.exit(0);
+  else void server.stop();
+});

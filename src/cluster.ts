@@ -1,0 +1,314 @@
+/**
+ * One server socket, several processes: {@link startClusteredServer}.
+ *
+ * The first process installs the socket as {@link startServer} does (lock, permissions,
+ * ownership watch) and serves on it; it then hands the listening socket to the other
+ * processes, which accept on the same descriptor, each with its own handler pool. The kernel
+ * gives each new connection to one of them. Nothing about the wire changes: clients see one
+ * server.
+ *
+ * @module
+ */
+
+import { type ChildProcess, fork } from 'node:child_process';
+import type { Server as NetServer } from 'node:net';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { ErrorCode, SimpleIpcError } from './errors.js';
+import { type Handler, type ServerOptions, type StopReason, Server } from './server.js';
+
+/** Options of {@link startClusteredServer}: those of {@link startServer}, and `processes`. */
+export interface ClusteredServerOptions extends ServerOptions {
+  /**
+   * How many processes serve, this one included. Default: the number of cores
+   * (`os.availableParallelism()`). 1 is an ordinary {@link startServer}.
+   */
+  processes?: number | undefined;
+}
+
+/** @internal What the first process sends to each other one, with the listening socket. */
+export interface ServeMessage {
+  readonly kind: 'simple-ipc:serve';
+  readonly path: string;
+  readonly module: string;
+  readonly options: ChildServerOptions;
+}
+
+/** @internal The options that cross to the other processes (functions cannot). */
+export interface ChildServerOptions {
+  readonly threads?: number | undefined;
+  readonly queueSize?: number | undefined;
+  readonly maxRequestSize?: number | undefined;
+  readonly streamThreshold?: number | undefined;
+  readonly requestTimeout?: number | undefined;
+  readonly responseTimeout?: number | undefined;
+  /** Forward handler errors (the first process has `onHandlerError`). */
+  readonly handlerErrors: boolean;
+  /** Forward debug lines (the first process has `debug`). */
+  readonly debug: boolean;
+}
+
+/** @internal Messages between the processes of a clustered server. */
+export type ClusterMessage =
+  | ServeMessage
+  | { readonly kind: 'simple-ipc:stop'; readonly hard: boolean }
+  | { readonly kind: 'simple-ipc:ready' }
+  | { readonly kind: 'simple-ipc:failed'; readonly message: string }
+  | { readonly kind: 'simple-ipc:stopping'; readonly reason: StopReason['kind'] }
+  | { readonly kind: 'simple-ipc:handler-error'; readonly error: ErrorSummary }
+  | { readonly kind: 'simple-ipc:debug'; readonly message: string };
+
+/** @internal An error as it crosses between processes. */
+export interface ErrorSummary {
+  readonly name: string;
+  readonly message: string;
+  readonly stack?: string | undefined;
+}
+
+const CHILD = fileURLToPath(new URL('./cluster-child.js', import.meta.url));
+
+// A process that dies sooner than this after its start is restarted only after this delay:
+// a handler that crashes at once must not turn into a fork loop.
+const RESTART_DELAY_MS = 1000;
+
+/**
+ * Starts a Simple-IPC server at `path` that runs in `processes` processes sharing one
+ * listening socket, and resolves once all of them accept connections.
+ *
+ * The handler comes from a module, whose default export is a {@link Handler} (a function, or
+ * `{ stream }`): each process loads it, this one included, so it must not rely on state shared
+ * between requests in memory. Use it when a single Node thread is the bottleneck for many small
+ * requests; see docs/cluster.md for what it costs.
+ *
+ * The returned {@link Server} is this process's: `stop()`, `destroy()`, `closed` and
+ * `stopReason` cover the whole group (a QUIT from any process stops all of them), while
+ * `stats()` counts this process only. The other processes stop on their own if this one dies.
+ *
+ * @example
+ * ```ts
+ * const server = await startClusteredServer(path, new URL('./handler.js', import.meta.url), {
+ *   processes: 2,
+ * });
+ * await server.closed;
+ * ```
+ * @throws {SimpleIpcError} as {@link startServer}; `ERR_IPC_HANDLER_FAILED` when the module
+ *   cannot be loaded or has no handler as its default export (in any process; nothing is left
+ *   running then), `ERR_IPC_INVALID_ARGUMENT` for a bad `processes`.
+ */
+export async function startClusteredServer(
+  path: string,
+  module: string | URL,
+  options: ClusteredServerOptions = {},
+): Promise<Server> {
+  const processes = options.processes ?? availableParallelism();
+  if (!Number.isInteger(processes) || processes < 1) {
+    throw new SimpleIpcError(
+      ErrorCode.INVALID_ARGUMENT,
+      `processes must be a whole number of at least 1 (got ${String(processes)})`,
+    );
+  }
+  const href = moduleHref(module);
+  const server = new Server(path, await loadHandler(href), options);
+  await server.start(options);
+  if (processes === 1) return server;
+  const group = new ProcessGroup(server, path, href, options);
+  server.setGroup(group);
+  try {
+    await group.start(processes - 1);
+  } catch (err) {
+    await server.destroy();
+    throw err;
+  }
+  return server;
+}
+
+function moduleHref(module: string | URL): string {
+  if (module instanceof URL) return module.href;
+  // A bare path is a file path; anything with a scheme is a URL already.
+  return /^[a-z][a-z0-9+.-]*:/i.test(module) && !/^[a-z]:[\\/]/i.test(module)
+    ? module
+    : pathToFileURL(module).href;
+}
+
+/**
+ * @internal Loads a handler module's default export.
+ * @throws {SimpleIpcError} `ERR_IPC_HANDLER_FAILED`.
+ */
+export async function loadHandler(href: string): Promise<Handler> {
+  let exports: { default?: unknown };
+  try {
+    exports = (await import(href)) as { default?: unknown };
+  } catch (cause) {
+    throw new SimpleIpcError(
+      ErrorCode.HANDLER_FAILED,
+      `cannot load the handler module ${href}: ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+  const handler = exports.default;
+  if (
+    typeof handler === 'function' ||
+    (typeof handler === 'object' &&
+      handler !== null &&
+      typeof (handler as { stream?: unknown }).stream === 'function')
+  ) {
+    return handler as Handler;
+  }
+  throw new SimpleIpcError(
+    ErrorCode.HANDLER_FAILED,
+    `the default export of ${href} is not a handler (a function, or { stream: function })`,
+  );
+}
+
+/** @internal An error made plain, to cross to another process. */
+export function summarize(err: unknown): ErrorSummary {
+  return err instanceof Error
+    ? { name: err.name, message: err.message, stack: err.stack }
+    : { name: 'Error', message: String(err) };
+}
+
+function revive(summary: ErrorSummary): Error {
+  const err = new Error(summary.message);
+  err.name = summary.name;
+  if (summary.stack !== undefined) err.stack = summary.stack;
+  return err;
+}
+
+/** The other processes, as the first one runs them. */
+class ProcessGroup {
+  readonly #server: Server;
+  readonly #serve: ServeMessage;
+  readonly #options: ClusteredServerOptions;
+  readonly #children = new Set<ChildProcess>();
+  #stopping: 'no' | 'gently' | 'hard' = 'no';
+  #resolveClosed!: () => void;
+  #closedResolved = false;
+  readonly closed: Promise<void>;
+
+  constructor(server: Server, path: string, href: string, options: ClusteredServerOptions) {
+    this.#server = server;
+    this.#options = options;
+    this.#serve = {
+      kind: 'simple-ipc:serve',
+      path,
+      module: href,
+      options: {
+        threads: options.threads,
+        queueSize: options.queueSize,
+        maxRequestSize: options.maxRequestSize,
+        streamThreshold: options.streamThreshold,
+        requestTimeout: options.requestTimeout,
+        responseTimeout: options.responseTimeout,
+        handlerErrors: options.onHandlerError !== undefined,
+        debug: options.debug !== undefined,
+      },
+    };
+    this.closed = new Promise<void>((resolve) => {
+      this.#resolveClosed = resolve;
+    });
+  }
+
+  /** Starts `count` processes; resolves once every one accepts, rejects if any cannot. */
+  async start(count: number): Promise<void> {
+    const starts: Promise<void>[] = [];
+    for (let i = 0; i < count; i++) starts.push(this.#spawn());
+    const results = await Promise.allSettled(starts);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+  }
+
+  stop(hard: boolean): void {
+    if (this.#stopping === 'hard' || (this.#stopping === 'gently' && !hard)) return;
+    this.#stopping = hard ? 'hard' : 'gently';
+    const message: ClusterMessage = { kind: 'simple-ipc:stop', hard };
+    for (const child of this.#children) {
+      if (child.connected) child.send(message);
+    }
+    this.#maybeClosed();
+  }
+
+  #spawn(): Promise<void> {
+    const listener = this.#listener();
+    const child = fork(CHILD, [], {
+      execArgv: process.execArgv,
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      serialization: 'json',
+    });
+    this.#children.add(child);
+    const started = performance.now();
+    let ready = false;
+    return new Promise<void>((resolve, reject) => {
+      child.on('message', (message: ClusterMessage) => {
+        switch (message.kind) {
+          case 'simple-ipc:ready':
+            ready = true;
+            // A stop that came while this process was loading.
+            if (this.#stopping !== 'no') {
+              child.send({ kind: 'simple-ipc:stop', hard: this.#stopping === 'hard' });
+            }
+            resolve();
+            break;
+          case 'simple-ipc:failed':
+            reject(new SimpleIpcError(ErrorCode.HANDLER_FAILED, message.message));
+            break;
+          case 'simple-ipc:stopping':
+            if (message.reason === 'quit') this.#server.stopFor({ kind: 'quit' });
+            break;
+          case 'simple-ipc:handler-error':
+            this.#options.onHandlerError?.(revive(message.error));
+            break;
+          case 'simple-ipc:debug':
+            this.#options.debug?.(message.message);
+            break;
+        }
+      });
+      child.on('error', (err) => {
+        reject(
+          new SimpleIpcError(ErrorCode.OTHER, `cannot start a server process: ${err.message}`, {
+            cause: err,
+          }),
+        );
+      });
+      child.on('exit', (code, signal) => {
+        this.#children.delete(child);
+        if (!ready) {
+          reject(
+            new SimpleIpcError(
+              ErrorCode.HANDLER_FAILED,
+              `a server process exited while starting (${signal ?? `exit code ${code}`})`,
+            ),
+          );
+        } else if (this.#stopping === 'no') {
+          // Died while serving: its connections are cut; another process takes its place.
+          this.#options.debug?.(
+            `a server process exited (${signal ?? `exit code ${code}`}); starting another`,
+          );
+          const delay = performance.now() - started < RESTART_DELAY_MS ? RESTART_DELAY_MS : 0;
+          setTimeout(() => {
+            if (this.#stopping === 'no') {
+              this.#spawn().catch((err: unknown) =>
+                this.#options.debug?.(`no process replaced it: ${(err as Error).message}`),
+              );
+            }
+          }, delay).unref();
+        }
+        this.#maybeClosed();
+      });
+      child.send(this.#serve, listener);
+    });
+  }
+
+  #listener(): NetServer {
+    const listener = this.#server.listener;
+    if (listener === undefined) {
+      throw new SimpleIpcError(ErrorCode.OTHER, 'the server has no listening socket to share');
+    }
+    return listener;
+  }
+
+  #maybeClosed(): void {
+    if (this.#closedResolved || this.#stopping === 'no' || this.#children.size > 0) return;
+    this.#closedResolved = true;
+    this.#resolveClosed();
+  }
+}
