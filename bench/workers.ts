@@ -75,7 +75,8 @@ async function clientMain(args: readonly string[]): Promise<void> {
   const loop = async (): Promise<void> => {
     while (performance.now() < to) {
       const answer = await sendCommand(path, request, { waitIfBusy: true });
-      if (answer.toString('latin1') !== expected) throw new Error(`wrong answer: ${answer}`);
+      if (answer.toString('latin1') !== expected)
+        throw new Error(`wrong answer: ${answer.toString()}`);
       const now = performance.now();
       total++;
       if (now >= from && now < to) {

@@ -42,6 +42,8 @@ export function parseCommand(
 ): { values: Values; positionals: string[] } | undefined {
   let parsed: { values: Values; positionals: string[] };
   try {
+    // The options are only known as `Options` here, so parseArgs cannot infer the value types.
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion
     parsed = parseArgs({
       args: [...args],
       options: { ...options, help: { type: 'boolean', short: 'h' } },

@@ -80,7 +80,9 @@ export async function serve(args: readonly string[]): Promise<number> {
       threads,
       mode,
       onHandlerError: (err) =>
-        process.stderr.write(`simple-ipc serve: ${err instanceof Error ? err.message : err}\n`),
+        process.stderr.write(
+          `simple-ipc serve: ${err instanceof Error ? err.message : String(err)}\n`,
+        ),
     });
   } catch (err) {
     if (isSimpleIpcError(err, 'ERR_IPC_IN_USE')) {
@@ -182,9 +184,9 @@ async function runCommand(
   signal.addEventListener('abort', kill, { once: true });
   try {
     const output = (async () => {
-      for await (const chunk of child.stdout! as AsyncIterable<Buffer>) await reply(chunk);
+      for await (const chunk of child.stdout as AsyncIterable<Buffer>) await reply(chunk);
     })();
-    const [failure] = await Promise.all([exited, output, feed(request, child.stdin!)]);
+    const [failure] = await Promise.all([exited, output, feed(request, child.stdin)]);
     if (failure !== undefined) throw new Error(`'${command}' ${failure}`);
   } catch (err) {
     kill();

@@ -47,7 +47,7 @@ try {
   show(`server listening with 4 threads; state now: ${await getActiveState(path)}`);
 
   let t = performance.now();
-  show(`ping -> ${await sendCommand(path, 'ping')}  (${ms(t)})`);
+  show(`ping -> ${(await sendCommand(path, 'ping')).toString()}  (${ms(t)})`);
 
   t = performance.now();
   const connection = await connect(path);
@@ -68,7 +68,7 @@ try {
   const answers = await Promise.all(words.map((w) => sendCommand(path, `upper ${w}`)));
   show(`${words.length} requests in parallel -> ${answers.join(' ')}  (${ms(t)})`);
 
-  show(`quit -> ${await sendCommand(path, 'quit')}`);
+  show(`quit -> ${(await sendCommand(path, 'quit')).toString()}`);
   await server.closed;
   const stats = server.stats();
   show(

@@ -506,11 +506,11 @@ async function writeRequest(
   request: Iterable<string | Uint8Array> | AsyncIterable<string | Uint8Array>,
 ): Promise<void> {
   if (Symbol.asyncIterator in request) {
-    for await (const chunk of request as AsyncIterable<string | Uint8Array>) {
+    for await (const chunk of request) {
       await outbound.write(chunk);
     }
   } else {
-    for (const chunk of request as Iterable<string | Uint8Array>) await outbound.write(chunk);
+    for (const chunk of request) await outbound.write(chunk);
   }
   outbound.end(false);
 }

@@ -336,7 +336,7 @@ export class OutboundMessage {
     if (this.#builder.pendingBytes >= WRITE_AT) return this.#writeOut(false);
     if (!this.#scheduled) {
       this.#scheduled = true;
-      Promise.resolve(this).then(scheduleFlush);
+      void Promise.resolve(this).then(scheduleFlush);
     }
     return this.#socket.writableNeedDrain ? this.#drained() : RESOLVED;
   }
@@ -369,7 +369,8 @@ export class OutboundMessage {
   /** @internal Writes what the builder holds (the deferred flush of small chunks). */
   flushPending(): void {
     this.#scheduled = false;
-    if (!this.#ended && !this.#socket.destroyed) this.#writeOut(false);
+    // A wait for drain that this returns is seen by the next write() or end().
+    if (!this.#ended && !this.#socket.destroyed) void this.#writeOut(false);
   }
 
   /** Rejects pending waits: the socket failed or closed. */

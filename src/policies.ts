@@ -83,7 +83,7 @@ export function stopWhenIdle(
   };
   timer = setInterval(check, Math.max(1, interval));
   timer.unref();
-  server.closed.then(cancel);
+  void server.closed.then(cancel); // closed never rejects
   return { cancel, [Symbol.dispose]: cancel };
 }
 
@@ -146,6 +146,6 @@ export function stopOnSignals(server: Server, options: SignalOptions = {}): Serv
     if (force !== undefined) clearTimeout(force);
   };
   for (const signal of signals) process.on(signal, onSignal);
-  server.closed.then(cancel);
+  void server.closed.then(cancel); // closed never rejects
   return { cancel, [Symbol.dispose]: cancel };
 }

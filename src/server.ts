@@ -315,7 +315,7 @@ export class Server {
       backlog: options.backlog ?? LISTEN_BACKLOG,
       disallowChdir: options.disallowChdir === true,
       lockTimeout: options.lockTimeout ?? LOCK_TIMEOUT_MS,
-      onConnection: (socket) => this.#accept(socket as TaggedSocket),
+      onConnection: (socket) => this.#accept(socket),
     });
     this.#identity = installed.identity;
     this.#serve(installed.listener);
@@ -333,7 +333,7 @@ export class Server {
    * is never removed from here.
    */
   attach(listener: NetServer): void {
-    listener.on('connection', (socket: Socket) => this.#accept(socket as TaggedSocket));
+    listener.on('connection', (socket: Socket) => this.#accept(socket));
     this.#serve(listener);
   }
 
@@ -365,7 +365,7 @@ export class Server {
     // accepting once descriptors free up, so they are counted, never fatal.
     listener.on('error', (err) => {
       this.#stats.acceptErrors++;
-      this.#debug?.(`accept failed: ${(err as Error).message}`);
+      this.#debug?.(`accept failed: ${err.message}`);
     });
     if (this.#requestTicks > 0 || this.#responseTicks > 0) {
       this.#sweeper = setInterval(sweep, TICK_MS, this);
@@ -376,7 +376,7 @@ export class Server {
   #stopOnAbort(signal: AbortSignal | undefined): void {
     if (signal !== undefined) {
       if (signal.aborted) this.#beginStop({ kind: 'requested' });
-      else signal.addEventListener('abort', () => this.stop(), { once: true });
+      else signal.addEventListener('abort', () => void this.stop(), { once: true });
     }
   }
 
@@ -554,7 +554,9 @@ export class Server {
     const identity = this.#identity;
     const done =
       identity === undefined ? Promise.resolve(false) : removeIfOurs(this.#path, identity);
-    Promise.all([done, this.#group?.closed]).then(() => this.#resolveClosed());
+    // Neither rejects; if one ever did, closed must still resolve.
+    const resolve = (): void => this.#resolveClosed();
+    void Promise.all([done, this.#group?.closed]).then(resolve, resolve);
   }
 }
 

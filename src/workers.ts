@@ -195,7 +195,7 @@ function errorData(err: unknown): ErrorData {
     const e = err as Partial<Error> & { code?: unknown };
     return {
       name: String(e.name ?? 'Error'),
-      message: String(e.message ?? err),
+      message: typeof e.message === 'string' ? e.message : String(e.message ?? 'unknown error'),
       stack: typeof e.stack === 'string' ? e.stack : undefined,
       code: typeof e.code === 'string' || typeof e.code === 'number' ? e.code : undefined,
     };
@@ -275,7 +275,7 @@ interface Slot {
   job: Job | undefined;
   /** Settles when the module has loaded (or failed to). */
   readonly booted: Promise<void>;
-  readonly markBooted: (err?: unknown) => void;
+  readonly markBooted: (err?: Error) => void;
   /** Why the worker died, if it reported it ('error' comes before 'exit'). */
   death: unknown;
 }
@@ -378,7 +378,7 @@ class WorkerPool {
   }
 
   #spawn(): void {
-    let markBooted!: (err?: unknown) => void;
+    let markBooted!: (err?: Error) => void;
     const booted = new Promise<void>((resolve, reject) => {
       markBooted = (err) => (err === undefined ? resolve() : reject(err));
     });
@@ -452,7 +452,7 @@ class WorkerPool {
           `cannot load the worker module ${this.#href}: ${data.message}`,
           errorFromData(data),
         );
-        slot.worker.terminate();
+        void slot.worker.terminate();
         return;
       }
     }
@@ -643,7 +643,7 @@ async function serveInWorker(port: MessagePort, href: string): Promise<void> {
   port.on('message', (message: unknown[]) => {
     switch (message[0]) {
       case RUN:
-        serve(message[1] as number, message[2] as Uint8Array);
+        void serve(message[1] as number, message[2] as Uint8Array); // reports its own failures
         return;
       case ACK:
         if (message[1] === current) inFlight -= message[2] as number;
@@ -663,5 +663,5 @@ async function serveInWorker(port: MessagePort, href: string): Promise<void> {
 
 if (!isMainThread && parentPort !== null) {
   const href = (workerData as Record<string, unknown> | null)?.[WORKER_MARK];
-  if (typeof href === 'string') serveInWorker(parentPort, href);
+  if (typeof href === 'string') void serveInWorker(parentPort, href); // reports its own failures
 }

@@ -73,7 +73,7 @@ async function serve(path: string, args: readonly string[]): Promise<Serving> {
   });
   track(child);
   let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => {
+  child.stderr.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
@@ -211,7 +211,7 @@ test('call --wait waits for a server that is starting', async (t) => {
   const path = join(tempDir(t), 's');
   const call = runCli(['call', '--wait', '--timeout=15000', path, 'hi']);
   await delay(300);
-  const server = await startServer(path, (request, reply) => reply(`got ${request}`));
+  const server = await startServer(path, (request, reply) => reply(`got ${request.toString()}`));
   t.after(() => server.destroy());
   const r = await call;
   assert.equal(r.code, 0, r.stderr);
@@ -297,7 +297,7 @@ test('serve: Ctrl-C at a terminal (SIGINT to the process group) spares running c
   );
   track(child);
   let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => {
+  child.stderr.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));

@@ -40,7 +40,7 @@ async function startDaemon(
           { stdio: ['ignore', 'ignore', 'pipe'] },
         );
   let stderr = '';
-  child.stderr!.on('data', (c: Buffer) => {
+  child.stderr.on('data', (c: Buffer) => {
     stderr += c.toString();
   });
   t.after(async () => {

@@ -148,7 +148,7 @@ test('a live server too busy to accept is not replaced either', async (t) => {
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   t.after(() => busy.kill('SIGKILL'));
-  await new Promise((resolve) => busy.stdout!.once('data', resolve));
+  await new Promise((resolve) => busy.stdout.once('data', resolve));
   const pending: Socket[] = [];
   t.after(() => {
     for (const s of pending) s.destroy();
@@ -375,7 +375,7 @@ function racer(path: string): {
   const lines: string[] = [];
   const waiting: ((line: string) => void)[] = [];
   let buffered = '';
-  child.stdout!.on('data', (chunk: Buffer) => {
+  child.stdout.on('data', (chunk: Buffer) => {
     buffered += chunk.toString();
     let nl: number;
     while ((nl = buffered.indexOf('\n')) >= 0) {
@@ -430,12 +430,12 @@ async function steal(
 ): Promise<() => Promise<void>> {
   if (how === 'removed') {
     unlinkSync(path);
-    return async () => assert.equal(existsSync(path), false);
+    return () => Promise.resolve(assert.equal(existsSync(path), false));
   }
   if (how === 'not-a-socket') {
     writeFileSync(`${path}.new`, 'thief');
     renameSync(`${path}.new`, path);
-    return async () => assert.equal(readFileSync(path, 'utf8'), 'thief');
+    return () => Promise.resolve(assert.equal(readFileSync(path, 'utf8'), 'thief'));
   }
   const { ino } = await foreignSocket(t, path);
   return async () => {

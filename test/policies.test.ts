@@ -117,8 +117,8 @@ test('stopOnSignals: SIGTERM lets the running conversation finish, drops the que
   const release = gate();
   const { path, server } = await signalled(t, async (request, reply) => {
     await release.opened;
-    await reply(`${request}-a `);
-    await reply(`${request}-b`);
+    await reply(`${request.toString()}-a `);
+    await reply(`${request.toString()}-b`);
   });
   const listeners = process.listenerCount('SIGTERM');
   stopOnSignals(server);

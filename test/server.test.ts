@@ -62,7 +62,7 @@ test('probes and malformed requests never reach the handler; the server keeps se
 
 test('the request may be followed by a half-close, and bytes after the flush are ignored', async (t) => {
   const path = join(tempDir(t), 's');
-  const server = await startServer(path, (request, reply) => reply(`got ${request}`));
+  const server = await startServer(path, (request, reply) => reply(`got ${request.toString()}`));
   t.after(() => server.destroy());
   const half = await rawExchange(path, Buffer.from('0008ping0000'), { end: true });
   assert.equal(half.response.toString(), '000cgot ping0000');
