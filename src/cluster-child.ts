@@ -34,12 +34,7 @@ async function serve(message: ClusterMessage & { kind: 'simple-ipc:serve' }, lis
     process.exit(1);
   }
   const running = new Server(message.path, handler, {
-    threads: options.threads,
-    queueSize: options.queueSize,
-    maxRequestSize: options.maxRequestSize,
-    streamThreshold: options.streamThreshold,
-    requestTimeout: options.requestTimeout,
-    responseTimeout: options.responseTimeout,
+    ...options.server,
     onHandlerError: options.handlerErrors
       ? (error) => tell({ kind: 'simple-ipc:handler-error', error: summarize(error) })
       : undefined,

@@ -34,14 +34,19 @@ export interface ServeMessage {
   readonly options: ChildServerOptions;
 }
 
-/** @internal The options that cross to the other processes (functions cannot). */
+/** The server options that apply in each process as they are (numbers cross, functions cannot). */
+const PER_PROCESS_OPTIONS = [
+  'threads',
+  'queueSize',
+  'maxRequestSize',
+  'streamThreshold',
+  'requestTimeout',
+  'responseTimeout',
+] as const satisfies readonly (keyof ServerOptions)[];
+
+/** @internal The options that cross to the other processes. */
 export interface ChildServerOptions {
-  readonly threads?: number | undefined;
-  readonly queueSize?: number | undefined;
-  readonly maxRequestSize?: number | undefined;
-  readonly streamThreshold?: number | undefined;
-  readonly requestTimeout?: number | undefined;
-  readonly responseTimeout?: number | undefined;
+  readonly server: Pick<ServerOptions, (typeof PER_PROCESS_OPTIONS)[number]>;
   /** Forward handler errors (the first process has `onHandlerError`). */
   readonly handlerErrors: boolean;
   /** Forward debug lines (the first process has `debug`). */
@@ -193,12 +198,7 @@ class ProcessGroup {
       path,
       module: href,
       options: {
-        threads: options.threads,
-        queueSize: options.queueSize,
-        maxRequestSize: options.maxRequestSize,
-        streamThreshold: options.streamThreshold,
-        requestTimeout: options.requestTimeout,
-        responseTimeout: options.responseTimeout,
+        server: Object.fromEntries(PER_PROCESS_OPTIONS.map((key) => [key, options[key]])),
         handlerErrors: options.onHandlerError !== undefined,
         debug: options.debug !== undefined,
       },

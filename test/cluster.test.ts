@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import {
   ActiveState,
   getActiveState,
@@ -73,15 +73,21 @@ function childrenOf(pid: number): number[] {
   return found;
 }
 
+// A clustered server of PID_HANDLER in 2 processes, destroyed after the test.
+async function pidCluster(t: TestContext, threads: number) {
+  const dir = tempDir(t);
+  const module = writeModule(dir, 'pid.mjs', PID_HANDLER);
+  const path = join(dir, 's');
+  const server = await startClusteredServer(path, module, { processes: 2, threads });
+  t.after(() => server.destroy());
+  return { path, server };
+}
+
 const pidOf = async (path: string, request: string): Promise<number> =>
   Number((await sendCommand(path, request, { waitIfBusy: true })).toString());
 
 test('two processes serve one socket; QUIT from either stops both and removes it', async (t) => {
-  const dir = tempDir(t);
-  const module = writeModule(dir, 'pid.mjs', PID_HANDLER);
-  const path = join(dir, 's');
-  const server = await startClusteredServer(path, module, { processes: 2, threads: 2 });
-  t.after(() => server.destroy());
+  const { path, server } = await pidCluster(t, 2);
   // While one process is stuck in a handler, the other one takes the next connection.
   const first = pidOf(path, 'block');
   await delay(100);
@@ -105,11 +111,7 @@ test('two processes serve one socket; QUIT from either stops both and removes it
 });
 
 test('stop() lets a running request in another process finish, then all exit', async (t) => {
-  const dir = tempDir(t);
-  const module = writeModule(dir, 'pid.mjs', PID_HANDLER);
-  const path = join(dir, 's');
-  const server = await startClusteredServer(path, module, { processes: 2, threads: 4 });
-  t.after(() => server.destroy());
+  const { path, server } = await pidCluster(t, 4);
   // Connect three clients, and keep this process busy meanwhile: the other one accepts them.
   const slow = [pidOf(path, 'slow'), pidOf(path, 'slow'), pidOf(path, 'slow')];
   const until = Date.now() + 300;
