@@ -209,40 +209,22 @@ export async function sendCommand(
   return result.connection.send(request, options);
 }
 
-// A socket being connected carries what its shared listeners need: no closures per attempt.
-const kPending = Symbol('pending connect');
-interface PendingConnect {
-  readonly path: string;
-  resolve(socket: Socket): void;
-  reject(err: SimpleIpcError): void;
-}
-type ConnectingSocket = Socket & { [kPending]?: PendingConnect | undefined };
-
 function connectOnce(path: string, disallowChdir: boolean): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
-    const socket: ConnectingSocket = withSocketAddress(path, { disallowChdir }, (address) =>
+    const socket = withSocketAddress(path, { disallowChdir }, (address) =>
       netConnect({ path: address }),
     );
-    socket[kPending] = { path, resolve, reject };
-    socket.on('error', connectingOnError);
-    socket.on('connect', connectingOnConnect);
+    const onError = (err: Error): void => {
+      socket.off('connect', onConnect);
+      reject(connectError(err, path));
+    };
+    const onConnect = (): void => {
+      socket.off('error', onError);
+      resolve(socket);
+    };
+    socket.once('error', onError);
+    socket.once('connect', onConnect);
   });
-}
-
-function connectingOnConnect(this: ConnectingSocket): void {
-  const pending = this[kPending]!;
-  this[kPending] = undefined;
-  this.off('error', connectingOnError);
-  this.off('connect', connectingOnConnect);
-  pending.resolve(this);
-}
-
-function connectingOnError(this: ConnectingSocket, err: Error): void {
-  const pending = this[kPending]!;
-  this[kPending] = undefined;
-  this.off('error', connectingOnError);
-  this.off('connect', connectingOnConnect);
-  pending.reject(connectError(err, pending.path));
 }
 
 function connectError(err: Error, path: string): SimpleIpcError {
@@ -373,7 +355,7 @@ export class Connection {
       );
     }
     this.#used = true;
-    const socket = this.#socket as ExchangingSocket;
+    const socket = this.#socket;
     const inbound = new InboundMessage(
       { maxSize: options.maxResponseSize ?? Number.POSITIVE_INFINITY, highWaterMark: 1 << 20 },
       socket,
@@ -381,11 +363,10 @@ export class Connection {
     // A whole request goes out as one buffer; only chunked ones need the streaming writer.
     const whole = typeof request === 'string' || request instanceof Uint8Array;
     const exchange = new Exchange(socket, this.#path, inbound, whole);
-    socket[kExchange] = exchange;
-    socket.on('data', exchangeOnData);
-    socket.on('end', exchangeOnEnd);
-    socket.on('error', exchangeOnError);
-    socket.on('close', exchangeOnClose);
+    socket.on('data', (chunk: Buffer) => exchange.onData(chunk));
+    socket.on('end', () => inbound.end());
+    socket.on('error', (err: Error) => exchange.onError(err));
+    socket.on('close', () => exchange.onClose());
     if (options.timeout !== undefined && options.timeout > 0) {
       socket.setTimeout(options.timeout, () =>
         exchange.fail(
@@ -416,11 +397,7 @@ export class Connection {
   }
 }
 
-// The state of one request/response on a client socket, found by the socket's shared
-// listeners (no closures per connection).
-const kExchange = Symbol('exchange');
-type ExchangingSocket = Socket & { [kExchange]?: Exchange };
-
+// The state of one request/response on a client socket.
 class Exchange {
   readonly socket: Socket;
   readonly path: string;
@@ -439,41 +416,35 @@ class Exchange {
     this.outbound?.abort(err);
     this.socket.destroy();
   }
-}
 
-function exchangeOnData(this: ExchangingSocket, chunk: Buffer): void {
-  const inbound = this[kExchange]!.inbound;
-  // The response is complete (or broken): the conversation is over, hang up.
-  if (inbound.feed(chunk) >= 0 || inbound.error !== undefined) this.destroy();
-}
+  onData(chunk: Buffer): void {
+    const inbound = this.inbound;
+    // The response is complete (or broken): the conversation is over, hang up.
+    if (inbound.feed(chunk) >= 0 || inbound.error !== undefined) this.socket.destroy();
+  }
 
-function exchangeOnEnd(this: ExchangingSocket): void {
-  this[kExchange]!.inbound.end();
-}
-
-function exchangeOnError(this: ExchangingSocket, err: Error): void {
-  const exchange = this[kExchange]!;
-  exchange.fail(
-    new SimpleIpcError(
-      ErrorCode.CONNECTION_CLOSED,
-      `connection to '${exchange.path}' failed: ${err.message}`,
-      { cause: err, path: exchange.path },
-    ),
-  );
-}
-
-function exchangeOnClose(this: ExchangingSocket): void {
-  const exchange = this[kExchange]!;
-  const inbound = exchange.inbound;
-  inbound.end();
-  if (!inbound.complete) {
-    exchange.fail(
+  onError(err: Error): void {
+    this.fail(
       new SimpleIpcError(
-        ErrorCode.TRUNCATED,
-        `the server at '${exchange.path}' hung up before the end of its response`,
-        { path: exchange.path },
+        ErrorCode.CONNECTION_CLOSED,
+        `connection to '${this.path}' failed: ${err.message}`,
+        { cause: err, path: this.path },
       ),
     );
+  }
+
+  onClose(): void {
+    const inbound = this.inbound;
+    inbound.end();
+    if (!inbound.complete) {
+      this.fail(
+        new SimpleIpcError(
+          ErrorCode.TRUNCATED,
+          `the server at '${this.path}' hung up before the end of its response`,
+          { path: this.path },
+        ),
+      );
+    }
   }
 }
 
