@@ -3,6 +3,7 @@
  * measurement: only to start a run and to collect its figures).
  */
 
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -17,7 +18,8 @@ export type Impl = 'project' | 'baseline';
  * - `send-big`: `send <n>` -> n bytes of `y`, in one reply;
  * - `chunk`: the test daemon (`chunk` -> 10,000 rows, one reply each).
  */
-export type ServerMode = 'ping' | 'recv-whole' | 'recv-stream' | 'send-big' | 'chunk';
+/** What a benchmark server does; `ping-2p` is `ping` from a project server in 2 processes. */
+export type ServerMode = 'ping' | 'ping-2p' | 'recv-whole' | 'recv-stream' | 'send-big' | 'chunk';
 
 /** One measured job, run by every client process of a side at the same time. */
 export type Job =
@@ -78,6 +80,35 @@ export function peakRss(): number {
 export function cpuTime(): number {
   const { user, system } = process.cpuUsage();
   return user + system;
+}
+
+/**
+ * CPU time (user + system) that this process's live child processes have used, in µs: the
+ * other processes of a clustered server. Read from /proc, in clock ticks (1/100 s on Linux);
+ * 0 where /proc is not available.
+ */
+export function childrenCpuTime(): number {
+  let children: string[];
+  try {
+    children = readFileSync(`/proc/self/task/${process.pid}/children`, 'latin1')
+      .trim()
+      .split(' ')
+      .filter((pid) => pid !== '');
+  } catch {
+    return 0;
+  }
+  let ticks = 0;
+  for (const pid of children) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+      // After the command name (in parentheses): utime and stime are fields 14 and 15.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return ticks * 10_000;
 }
 
 /** Milliseconds since the epoch, with sub-millisecond precision. */

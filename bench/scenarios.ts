@@ -130,23 +130,52 @@ function ping(requests: number, concurrency: number, processes: number): Job {
   };
 }
 
+// (a): many clients at once, a connection per ping.
+function concurrentPing(
+  id: string,
+  label: string,
+  title: string,
+  mode: ServerMode,
+  target: number,
+  clients: number,
+): Scenario {
+  return {
+    id,
+    label,
+    letter: 'a',
+    title,
+    mode,
+    metric: 'rps',
+    target,
+    clientProcesses: clients,
+    responseSizes: none,
+    warmup: (s, p) => ping(Math.max(2000, s.concurrentRequests / 5), CONCURRENCY, p),
+    job: (s, p) => ping(s.concurrentRequests, CONCURRENCY, p),
+    timeoutMs: 120_000,
+  };
+}
+
 /** Builds the scenario list; `clients` is the number of client processes used for (a). */
 export function scenarios(clients: number): Scenario[] {
   return [
-    {
-      id: 'a',
-      label: '(a) 8 clients, ping',
-      letter: 'a',
-      title: `(a) ${CONCURRENCY} concurrent clients, ping/pong, a connection each`,
-      mode: 'ping',
-      metric: 'rps',
-      target: 0.95,
-      clientProcesses: clients,
-      responseSizes: none,
-      warmup: (s, p) => ping(Math.max(2000, s.concurrentRequests / 5), CONCURRENCY, p),
-      job: (s, p) => ping(s.concurrentRequests, CONCURRENCY, p),
-      timeoutMs: 120_000,
-    },
+    concurrentPing(
+      'a',
+      '(a) 8 clients, ping',
+      `(a) ${CONCURRENCY} concurrent clients, ping/pong, a connection each`,
+      'ping',
+      0.95,
+      clients,
+    ),
+    // Beyond one core: the same load on startClusteredServer with 2 processes, against the
+    // same one-process node:net baseline. Server CPU counts both processes.
+    concurrentPing(
+      'a-2p',
+      '(a) 8 clients, 2 server processes',
+      `(a) ${CONCURRENCY} concurrent clients, project server in 2 processes`,
+      'ping-2p',
+      1.0,
+      clients,
+    ),
     {
       id: 'b',
       label: '(b) 1 client, ping',

@@ -9,7 +9,9 @@
 
 import { createServer, type Socket } from 'node:net';
 import type { Handler, RequestHandler } from '../src/index.js';
+import ping from './ping-handler.js';
 import {
+  childrenCpuTime,
   type Command,
   cpuTime,
   type Impl,
@@ -22,6 +24,7 @@ import { MessageEnd, wireOf, wireOfRun } from './wire.js';
 
 const PING = Buffer.from('ping', 'latin1');
 const PONG = Buffer.from('pong', 'latin1');
+const PING_HANDLER = new URL('./ping-handler.js', import.meta.url);
 const UNKNOWN = Buffer.from('?', 'latin1');
 const RESPONSE_BYTE = 0x79; // 'y'
 const CHUNK_ROWS = 10_000;
@@ -42,9 +45,8 @@ function sizeOf(request: Buffer): number {
 function projectHandler(): Handler {
   switch (mode) {
     case 'ping':
-      return async (request, reply) => {
-        await reply(request.equals(PING) ? PONG : UNKNOWN);
-      };
+    case 'ping-2p':
+      return ping;
     case 'recv-whole':
       return (async (request, reply) => {
         await reply(uploadAnswer(request.length));
@@ -69,10 +71,14 @@ function projectHandler(): Handler {
 }
 
 async function startProject(): Promise<() => Promise<void>> {
-  const server = await lib.startServer(path, projectHandler(), {
+  const options = {
     maxRequestSize: 2 ** 31,
-    onHandlerError: (err) => process.stderr.write(`bench server: ${String(err)}\n`),
-  });
+    onHandlerError: (err: unknown) => process.stderr.write(`bench server: ${String(err)}\n`),
+  };
+  const server =
+    mode === 'ping-2p'
+      ? await lib.startClusteredServer(path, PING_HANDLER, { ...options, processes: 2 })
+      : await lib.startServer(path, projectHandler(), options);
   return () => server.stop();
 }
 
@@ -110,7 +116,8 @@ function sendbytesAnswer(payload: Buffer): Buffer {
 
 function respond(socket: Socket, request: MessageEnd): void {
   switch (mode) {
-    case 'ping': {
+    case 'ping':
+    case 'ping-2p': {
       const payload = request.payload();
       if (payload.equals(PING)) socket.end(PONG_WIRE);
       else if (isSendbytes(payload)) socket.end(wireOf(sendbytesAnswer(payload)));
@@ -163,7 +170,8 @@ const stop = impl === 'project' ? await startProject() : await startBaseline();
 const exit = (): void => void stop().finally(() => process.exit(0));
 process.on('message', (message: Command) => {
   if (message.cmd === 'rss') process.send?.({ rss: peakRss() });
-  else if (message.cmd === 'cpu') process.send?.({ cpuUs: cpuTime() });
+  // A clustered server's other processes count too.
+  else if (message.cmd === 'cpu') process.send?.({ cpuUs: cpuTime() + childrenCpuTime() });
   else if (message.cmd === 'exit') exit();
 });
 process.once('SIGTERM', exit);
