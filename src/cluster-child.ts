@@ -16,7 +16,8 @@ function tell(message: ClusterMessage): void {
   if (process.connected) process.send!(message);
 }
 
-let server: Server | undefined;
+let loaded: Server | undefined; // made once the handler has loaded
+let server: Server | undefined; // once it serves on the listening socket
 let stopAsked: boolean | undefined; // hard or gentle, if asked before the server was up
 
 // Signals are the first process's business: it tells this one when to stop (a Ctrl-C reaches
@@ -24,7 +25,7 @@ let stopAsked: boolean | undefined; // hard or gentle, if asked before the serve
 process.on('SIGINT', () => {});
 process.on('SIGTERM', () => {});
 
-async function serve(message: ClusterMessage & { kind: 'simple-ipc:serve' }, listener: NetServer) {
+async function load(message: ClusterMessage & { kind: 'simple-ipc:serve' }): Promise<void> {
   const options = message.options;
   let handler;
   try {
@@ -33,7 +34,7 @@ async function serve(message: ClusterMessage & { kind: 'simple-ipc:serve' }, lis
     tell({ kind: 'simple-ipc:failed', message: (err as Error).message });
     process.exit(1);
   }
-  const running = new Server(message.path, handler, {
+  const made = new Server(message.path, handler, {
     ...options.server,
     onHandlerError: options.handlerErrors
       ? (error) => tell({ kind: 'simple-ipc:handler-error', error: summarize(error) })
@@ -41,13 +42,21 @@ async function serve(message: ClusterMessage & { kind: 'simple-ipc:serve' }, lis
     debug: options.debug ? (line) => tell({ kind: 'simple-ipc:debug', message: line }) : undefined,
   });
   // A stop of this process's own making (a QUIT) is the whole group's: tell the first process.
-  running.setGroup({
+  made.setGroup({
     stop: () => {
-      const reason = running.stopReason?.kind;
+      const reason = made.stopReason?.kind;
       if (reason !== undefined) tell({ kind: 'simple-ipc:stopping', reason });
     },
     closed: Promise.resolve(),
   });
+  loaded = made;
+  tell({ kind: 'simple-ipc:loaded' });
+}
+
+// Called as the socket arrives, before this process's event loop can accept on it: every
+// connection it accepts has a handler.
+function listen(listener: NetServer): void {
+  const running = loaded!;
   running.attach(listener);
   server = running;
   void running.closed.then(() => process.exit(0));
@@ -57,6 +66,8 @@ async function serve(message: ClusterMessage & { kind: 'simple-ipc:serve' }, lis
 
 function stop(hard: boolean): void {
   if (server === undefined) {
+    // Not serving yet: nothing to finish.
+    if (loaded !== undefined || hard) process.exit(0);
     stopAsked = hard || stopAsked === true;
     return;
   }
@@ -65,7 +76,8 @@ function stop(hard: boolean): void {
 }
 
 process.on('message', (message: ClusterMessage, handle: unknown) => {
-  if (message.kind === 'simple-ipc:serve') void serve(message, handle as NetServer);
+  if (message.kind === 'simple-ipc:serve') void load(message);
+  else if (message.kind === 'simple-ipc:listen') listen(handle as NetServer);
   else if (message.kind === 'simple-ipc:stop') stop(message.hard);
 });
 

@@ -26,7 +26,11 @@ export interface ClusteredServerOptions extends ServerOptions {
   processes?: number | undefined;
 }
 
-/** @internal What the first process sends to each other one, with the listening socket. */
+/**
+ * @internal What the first process sends to each other one at start. The listening socket
+ * follows in a `listen` message only once the handler has loaded: a process that accepted
+ * connections before it could serve them would leave those clients waiting forever.
+ */
 export interface ServeMessage {
   readonly kind: 'simple-ipc:serve';
   readonly path: string;
@@ -56,6 +60,8 @@ export interface ChildServerOptions {
 /** @internal Messages between the processes of a clustered server. */
 export type ClusterMessage =
   | ServeMessage
+  | { readonly kind: 'simple-ipc:loaded' }
+  | { readonly kind: 'simple-ipc:listen' }
   | { readonly kind: 'simple-ipc:stop'; readonly hard: boolean }
   | { readonly kind: 'simple-ipc:ready' }
   | { readonly kind: 'simple-ipc:failed'; readonly message: string }
@@ -240,6 +246,11 @@ class ProcessGroup {
     return new Promise<void>((resolve, reject) => {
       child.on('message', (message: ClusterMessage) => {
         switch (message.kind) {
+          case 'simple-ipc:loaded':
+            // A process that loaded while the group was stopping never gets the socket.
+            if (this.#stopping !== 'no') child.send({ kind: 'simple-ipc:stop', hard: true });
+            else child.send({ kind: 'simple-ipc:listen' }, listener);
+            break;
           case 'simple-ipc:ready':
             ready = true;
             // A stop that came while this process was loading.
@@ -294,7 +305,7 @@ class ProcessGroup {
         }
         this.#maybeClosed();
       });
-      child.send(this.#serve, listener);
+      child.send(this.#serve);
     });
   }
 
