@@ -1,22 +1,15 @@
 /**
  * The drop-in for Git's `test-tool simple-ipc` (`t/helper/test-simple-ipc.c`): the same
- * subcommands, options, defaults, messages and exit codes, built on the public API only.
+ * subcommands, options, defaults, messages and exit codes, built on the library's public
+ * exports only. The client subcommands load the client's modules only; the daemon ones load
+ * the rest when they run.
  */
 
 import { fileURLToPath } from 'node:url';
-import {
-  ActiveState,
-  type ConnectOptions,
-  type ServerOptions,
-  describeTheft,
-  getActiveState,
-  isSimpleIpcError,
-  LARGE_PACKET_DATA_MAX,
-  sendCommand,
-  startClusteredServer,
-  startDaemon,
-  startServer,
-} from '../src/index.js';
+import { ActiveState, type ConnectOptions, getActiveState, sendCommand } from '../src/client.js';
+import { isSimpleIpcError } from '../src/errors.js';
+import type { ServerOptions } from '../src/index.js';
+import { LARGE_PACKET_DATA_MAX } from '../src/pkt-line.js';
 import {
   CliExit,
   EXIT_FATAL,
@@ -27,7 +20,6 @@ import {
   Progress,
   writeOut,
 } from './io.js';
-import { testDaemon } from './test-daemon.js';
 
 /** The subcommands of Git's test tool. */
 export const TEST_TOOL_COMMANDS = [
@@ -180,6 +172,8 @@ function debugLine(message: string): void {
 }
 
 async function runDaemon(options: TestToolOptions): Promise<number> {
+  const { describeTheft, startClusteredServer, startServer } = await import('../src/index.js');
+  const { testDaemon } = await import('./test-daemon.js');
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
     const serverOptions: ServerOptions = {
@@ -217,6 +211,7 @@ async function runDaemon(options: TestToolOptions): Promise<number> {
 }
 
 async function startDaemonCommand(options: TestToolOptions): Promise<number> {
+  const { startDaemon } = await import('../src/index.js');
   const program = fileURLToPath(new URL('../../bin/simple-ipc.js', import.meta.url));
   try {
     await startDaemon(options.name, {
