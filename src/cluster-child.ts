@@ -18,7 +18,6 @@ function tell(message: ClusterMessage): void {
 
 let loaded: Server | undefined; // made once the handler has loaded
 let server: Server | undefined; // once it serves on the listening socket
-let stopAsked: boolean | undefined; // hard or gentle, if asked before the server was up
 
 // Signals are the first process's business: it tells this one when to stop (a Ctrl-C reaches
 // the whole process group, and must not cut this process's conversations short).
@@ -61,16 +60,11 @@ function listen(listener: NetServer): void {
   server = running;
   void running.closed.then(() => process.exit(0));
   tell({ kind: 'simple-ipc:ready' });
-  if (stopAsked !== undefined) stop(stopAsked);
 }
 
 function stop(hard: boolean): void {
-  if (server === undefined) {
-    // Not serving yet: nothing to finish.
-    if (loaded !== undefined || hard) process.exit(0);
-    stopAsked = hard || stopAsked === true;
-    return;
-  }
+  // Not serving yet (the first process never sends the socket once it stops): nothing to finish.
+  if (server === undefined) process.exit(0);
   if (hard) void server.destroy();
   else void server.stop();
 }
