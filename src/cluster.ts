@@ -236,7 +236,8 @@ class ProcessGroup {
   #spawn(): Promise<void> {
     const listener = this.#listener();
     const child = fork(CHILD, [], {
-      execArgv: process.execArgv,
+      // This process's Node options, but not its debugger: the port is taken.
+      execArgv: process.execArgv.filter((arg) => !arg.startsWith('--inspect')),
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       serialization: 'json',
     });
