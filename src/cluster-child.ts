@@ -9,7 +9,8 @@
  */
 
 import type { Server as NetServer } from 'node:net';
-import { type ClusterMessage, loadHandler, summarize } from './cluster.js';
+import { type ClusterMessage, loadHandler } from './cluster.js';
+import { errorData } from './handoff.js';
 import { Server } from './server.js';
 
 function tell(message: ClusterMessage): void {
@@ -36,7 +37,7 @@ async function load(message: ClusterMessage & { kind: 'simple-ipc:serve' }): Pro
   const made = new Server(message.path, handler, {
     ...options.server,
     onHandlerError: options.handlerErrors
-      ? (error) => tell({ kind: 'simple-ipc:handler-error', error: summarize(error) })
+      ? (error) => tell({ kind: 'simple-ipc:handler-error', error: errorData(error) })
       : undefined,
     debug: options.debug ? (line) => tell({ kind: 'simple-ipc:debug', message: line }) : undefined,
   });

@@ -13,8 +13,9 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import type { Server as NetServer } from 'node:net';
 import { availableParallelism } from 'node:os';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { ErrorCode, SimpleIpcError } from './errors.js';
+import { type ErrorData, errorFromData, moduleHref } from './handoff.js';
 import { type Handler, type ServerOptions, type StopReason, Server } from './server.js';
 
 /** Options of {@link startClusteredServer}: those of {@link startServer}, and `processes`. */
@@ -66,15 +67,8 @@ export type ClusterMessage =
   | { readonly kind: 'simple-ipc:ready' }
   | { readonly kind: 'simple-ipc:failed'; readonly message: string }
   | { readonly kind: 'simple-ipc:stopping'; readonly reason: StopReason['kind'] }
-  | { readonly kind: 'simple-ipc:handler-error'; readonly error: ErrorSummary }
+  | { readonly kind: 'simple-ipc:handler-error'; readonly error: ErrorData }
   | { readonly kind: 'simple-ipc:debug'; readonly message: string };
-
-/** @internal An error as it crosses between processes. */
-export interface ErrorSummary {
-  readonly name: string;
-  readonly message: string;
-  readonly stack?: string | undefined;
-}
 
 const CHILD = fileURLToPath(new URL('./cluster-child.js', import.meta.url));
 
@@ -104,7 +98,8 @@ const RESTART_DELAY_MS = 1000;
  * ```
  * @throws {SimpleIpcError} as {@link startServer}; `ERR_IPC_HANDLER_FAILED` when the module
  *   cannot be loaded or has no handler as its default export (in any process; nothing is left
- *   running then), `ERR_IPC_INVALID_ARGUMENT` for a bad `processes`.
+ *   running then), `ERR_IPC_INVALID_ARGUMENT` for a bad `processes`, or a module that is
+ *   not a path or a `file:` URL.
  */
 export async function startClusteredServer(
   path: string,
@@ -118,7 +113,7 @@ export async function startClusteredServer(
       `processes must be a whole number of at least 1 (got ${String(processes)})`,
     );
   }
-  const href = moduleHref(module);
+  const href = moduleHref(module, 'the handler module');
   const server = new Server(path, await loadHandler(href), options);
   await server.start(options);
   if (processes === 1) return server;
@@ -131,14 +126,6 @@ export async function startClusteredServer(
     throw err;
   }
   return server;
-}
-
-function moduleHref(module: string | URL): string {
-  if (module instanceof URL) return module.href;
-  // A bare path is a file path; anything with a scheme is a URL already.
-  return /^[a-z][a-z0-9+.-]*:/i.test(module) && !/^[a-z]:[\\/]/i.test(module)
-    ? module
-    : pathToFileURL(module).href;
 }
 
 /**
@@ -169,20 +156,6 @@ export async function loadHandler(href: string): Promise<Handler> {
     ErrorCode.HANDLER_FAILED,
     `the default export of ${href} is not a handler (a function, or { stream: function })`,
   );
-}
-
-/** @internal An error made plain, to cross to another process. */
-export function summarize(err: unknown): ErrorSummary {
-  return err instanceof Error
-    ? { name: err.name, message: err.message, stack: err.stack }
-    : { name: 'Error', message: String(err) };
-}
-
-function revive(summary: ErrorSummary): Error {
-  const err = new Error(summary.message);
-  err.name = summary.name;
-  if (summary.stack !== undefined) err.stack = summary.stack;
-  return err;
 }
 
 /** The other processes, as the first one runs them. */
@@ -267,7 +240,7 @@ class ProcessGroup {
             if (message.reason === 'quit') this.#server.stopFor({ kind: 'quit' });
             break;
           case 'simple-ipc:handler-error':
-            this.#options.onHandlerError?.(revive(message.error));
+            this.#options.onHandlerError?.(errorFromData(message.error));
             break;
           case 'simple-ipc:debug':
             this.#options.debug?.(message.message);

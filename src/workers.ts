@@ -12,7 +12,6 @@
  */
 
 import { availableParallelism } from 'node:os';
-import { pathToFileURL } from 'node:url';
 import {
   isMainThread,
   type MessagePort,
@@ -22,6 +21,7 @@ import {
   workerData,
 } from 'node:worker_threads';
 import { ErrorCode, SimpleIpcError } from './errors.js';
+import { type ErrorData, errorData, errorFromData, moduleHref } from './handoff.js';
 import type { HandlerResult, QUIT, Reply, RequestHandler } from './server.js';
 
 // The registered symbol behind server.ts's QUIT (Symbol.for is shared by all modules of a
@@ -120,7 +120,11 @@ export function workerHandler(
   moduleUrl: string | URL,
   options: WorkerHandlerOptions = {},
 ): WorkerHandler {
-  const pool = new WorkerPool(moduleHref(moduleUrl), poolSize(options.workers), options);
+  const pool = new WorkerPool(
+    moduleHref(moduleUrl, 'the worker module'),
+    poolSize(options.workers),
+    options,
+  );
   const handler = (request: Buffer, reply: Reply): Promise<HandlerResult> =>
     pool.run(request, reply);
   return Object.assign(handler, {
@@ -130,20 +134,6 @@ export function workerHandler(
     destroy: () => pool.destroy(),
     [Symbol.asyncDispose]: () => pool.close(),
   });
-}
-
-function moduleHref(moduleUrl: string | URL): string {
-  const href = moduleUrl instanceof URL ? moduleUrl.href : moduleUrl;
-  if (typeof href === 'string' && href !== '') {
-    if (!/^[a-z][a-z0-9+.-]*:/i.test(href) || /^[a-z]:[\\/]/i.test(href)) {
-      return pathToFileURL(href).href; // a path (also a Windows one, `C:\...`)
-    }
-    if (href.startsWith('file:')) return href;
-  }
-  throw new SimpleIpcError(
-    ErrorCode.INVALID_ARGUMENT,
-    `the worker module must be a path or a file: URL, not ${String(moduleUrl)}`,
-  );
 }
 
 function poolSize(workers: number | undefined): number {
@@ -180,35 +170,6 @@ const CHUNK_COST = 64;
 
 function costOf(chunk: WorkerChunk): number {
   return (typeof chunk === 'string' ? chunk.length : chunk.byteLength) + CHUNK_COST;
-}
-
-/** An error as plain data: a worker's exceptions cross the thread boundary as this. */
-interface ErrorData {
-  name: string;
-  message: string;
-  stack: string | undefined;
-  code: unknown;
-}
-
-function errorData(err: unknown): ErrorData {
-  if (typeof err === 'object' && err !== null) {
-    const e = err as Partial<Error> & { code?: unknown };
-    return {
-      name: String(e.name ?? 'Error'),
-      message: typeof e.message === 'string' ? e.message : String(e.message ?? 'unknown error'),
-      stack: typeof e.stack === 'string' ? e.stack : undefined,
-      code: typeof e.code === 'string' || typeof e.code === 'number' ? e.code : undefined,
-    };
-  }
-  return { name: 'Error', message: String(err), stack: undefined, code: undefined };
-}
-
-function errorFromData(data: ErrorData): Error {
-  const err = new Error(data.message) as Error & { code?: unknown };
-  err.name = data.name;
-  if (data.stack !== undefined) err.stack = data.stack;
-  if (data.code !== undefined) err.code = data.code;
-  return err;
 }
 
 function failed(message: string, cause?: unknown): SimpleIpcError {

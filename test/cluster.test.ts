@@ -230,6 +230,11 @@ test(
     await assert.rejects(startClusteredServer(path, module, { processes: 0 }), (err) =>
       isSimpleIpcError(err, 'ERR_IPC_INVALID_ARGUMENT'),
     );
+    await assert.rejects(
+      startClusteredServer(path, 'https://example.com/handler.mjs', { processes: 2 }),
+      (err) => isSimpleIpcError(err, 'ERR_IPC_INVALID_ARGUMENT'),
+    );
+    assert.equal(existsSync(path), false);
   },
 );
 
