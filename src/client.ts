@@ -9,7 +9,7 @@
  */
 
 import { lstat } from 'node:fs/promises';
-import { connect as netConnect, type Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { USES_NAMED_PIPES, withSocketAddress } from './address.js';
 import { abortError, ErrorCode, SimpleIpcError, systemCode } from './errors.js';
@@ -211,8 +211,12 @@ export async function sendCommand(
 
 function connectOnce(path: string, disallowChdir: boolean): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
+    // A Socket made without options, then connected: `net.connect(options)` copies its options
+    // object and adds fields to the copy, which on Node 20's V8 gives that copy a hidden class
+    // of its own every time, so every property read of the stream set-up misses its cache
+    // (about 16 us of CPU per connection here; see docs/benchmarks.md).
     const socket = withSocketAddress(path, { disallowChdir }, (address) =>
-      netConnect({ path: address }),
+      new Socket().connect(address),
     );
     const onError = (err: Error): void => {
       socket.off('connect', onConnect);
