@@ -37,6 +37,12 @@ interface Waiter {
   reject(err: Error): void;
 }
 
+/** A `next()` of the piece iterator waiting for a piece or the end. */
+interface ResultWaiter {
+  resolve(result: IteratorResult<Buffer>): void;
+  reject(err: Error): void;
+}
+
 /**
  * A message being received. Consume it once, either whole ({@link whole}) or as an async
  * iterable of payload pieces (`for await`). The pieces are views of the socket's chunks: no
@@ -55,6 +61,7 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
   #consumed = false;
   #error: Error | undefined;
   #waiter: Waiter | undefined;
+  #resultWaiters: ResultWaiter[] = [];
 
   /** @internal */
   constructor(limits: InboundLimits, flow: FlowControl) {
@@ -140,6 +147,9 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
     const waiter = this.#waiter;
     this.#waiter = undefined;
     waiter?.reject(err);
+    const resultWaiters = this.#resultWaiters;
+    this.#resultWaiters = [];
+    for (const resultWaiter of resultWaiters) resultWaiter.reject(err);
   }
 
   /**
@@ -196,8 +206,27 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
     return new PieceIterator(this);
   }
 
-  /** @internal The next piece, `null` at the end, or undefined when none has arrived yet. */
-  takePiece(): Buffer | null | undefined {
+  /**
+   * @internal The iterator's next result: settled at once when a piece or the end is there,
+   * else settled by the arrival itself (no second Promise and turn to look again).
+   */
+  nextResult(): Promise<IteratorResult<Buffer>> {
+    let result: IteratorResult<Buffer> | undefined;
+    try {
+      result = this.#takeResult();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    // Earlier calls still waiting come first (`next()` may be called without awaiting).
+    if (result !== undefined && this.#resultWaiters.length === 0) return Promise.resolve(result);
+    return new Promise<IteratorResult<Buffer>>((resolve, reject) => {
+      this.#resultWaiters.push({ resolve, reject });
+      if (result !== undefined) this.#settleResultWaiters(result);
+    });
+  }
+
+  // The next piece as an iterator result, DONE at the end, undefined when none has arrived.
+  #takeResult(): IteratorResult<Buffer> | undefined {
     if (this.#error !== undefined) throw this.#error;
     const piece = this.#pieces.shift();
     if (piece !== undefined) {
@@ -206,14 +235,19 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
         this.#paused = false;
         this.#flow.resume();
       }
-      return piece;
+      return { done: false, value: piece };
     }
-    return this.#decoder.done ? null : undefined;
+    return this.#decoder.done ? DONE : undefined;
   }
 
-  /** @internal Resolves when a piece, the end or an error has arrived. */
-  waitForPiece(): Promise<void> {
-    return this.#wait();
+  // Hands results to waiting next() calls in order, starting with `first` if given.
+  #settleResultWaiters(first?: IteratorResult<Buffer>): void {
+    const waiters = this.#resultWaiters;
+    let result = first ?? this.#takeResult();
+    while (result !== undefined && waiters.length > 0) {
+      waiters.shift()!.resolve(result);
+      if (waiters.length > 0) result = this.#takeResult();
+    }
   }
 
   /** @internal Called when the consumer stops early (`break` in a `for await`). */
@@ -236,6 +270,8 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
   }
 
   #wake(): void {
+    // An error is never pending here: fail() settles every waiter itself.
+    if (this.#resultWaiters.length > 0) this.#settleResultWaiters();
     const waiter = this.#waiter;
     if (waiter === undefined) return;
     this.#waiter = undefined;
@@ -254,15 +290,7 @@ class PieceIterator implements AsyncIterator<Buffer> {
   }
 
   next(): Promise<IteratorResult<Buffer>> {
-    let piece: Buffer | null | undefined;
-    try {
-      piece = this.#message.takePiece();
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    if (piece === null) return Promise.resolve(DONE);
-    if (piece !== undefined) return Promise.resolve({ done: false, value: piece });
-    return this.#message.waitForPiece().then(() => this.next());
+    return this.#message.nextResult();
   }
 
   return(): Promise<IteratorResult<Buffer>> {

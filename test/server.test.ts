@@ -292,6 +292,40 @@ test('a streaming handler reads a large request in pieces with bounded buffering
   assert.equal((await sendCommand(path, 'small')).toString(), 'total=5');
 });
 
+test(
+  'a streaming handler may ask for pieces before the earlier asks have settled',
+  { timeout: 5000 },
+  async (t) => {
+    const path = join(tempDir(t), 's');
+    const server = await startServer(
+      path,
+      {
+        async stream(request, reply) {
+          // Four next() calls at once, as the async iterator protocol allows: they settle in
+          // order as the pieces and the end arrive, none is lost.
+          const pieces = request[Symbol.asyncIterator]();
+          const results = await Promise.all([1, 2, 3, 4].map(() => pieces.next()));
+          await reply(results.map((r) => (r.done ? 'end' : r.value.toString())).join(','));
+        },
+      },
+      { streamThreshold: 1 },
+    );
+    t.after(() => server.destroy());
+    const socket = await rawConnect(path);
+    t.after(() => socket.destroy());
+    const response: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => response.push(chunk));
+    const closed = new Promise((resolve) => socket.on('close', resolve));
+    socket.write('0007one');
+    await delay(50); // the handler runs and asks four times; only one piece is there
+    socket.write('0007two');
+    await delay(50);
+    socket.write('0009three0000');
+    await closed;
+    assert.equal(Buffer.concat(response).toString(), '0015one,two,three,end0000');
+  },
+);
+
 test('maxRequestSize is enforced while reading, without calling the handler', async (t) => {
   const path = join(tempDir(t), 's');
   let calls = 0;
