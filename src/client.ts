@@ -214,7 +214,7 @@ function connectOnce(path: string, disallowChdir: boolean): Promise<Socket> {
     // A Socket made without options, then connected: `net.connect(options)` copies its options
     // object and adds fields to the copy, which on Node 20's V8 gives that copy a hidden class
     // of its own every time, so every property read of the stream set-up misses its cache
-    // (about 16 us of CPU per connection here; see docs/benchmarks.md).
+    // (16 to 26 us of CPU per connection here; see docs/benchmarks.md, "A Node 20 pitfall").
     const socket = withSocketAddress(path, { disallowChdir }, (address) =>
       new Socket().connect(address),
     );
