@@ -326,6 +326,46 @@ test(
   },
 );
 
+test(
+  'next() calls waiting together all fail when the client hangs up mid-request',
+  { timeout: 5000 },
+  async (t) => {
+    const path = join(tempDir(t), 's');
+    let settled: PromiseSettledResult<unknown>[] = [];
+    let done!: () => void;
+    const handled = new Promise<void>((resolve) => (done = resolve));
+    const server = await startServer(
+      path,
+      {
+        async stream(request) {
+          const pieces = request[Symbol.asyncIterator]();
+          settled = await Promise.allSettled([pieces.next(), pieces.next(), pieces.next()]);
+          done();
+        },
+      },
+      { streamThreshold: 1 },
+    );
+    t.after(() => server.destroy());
+    const socket = await rawConnect(path);
+    socket.on('error', () => {});
+    socket.write('0007one');
+    await delay(50); // the first next() gets 'one', the other two wait
+    socket.destroy();
+    await handled;
+    assert.deepEqual(
+      settled.map((s) => s.status),
+      ['fulfilled', 'rejected', 'rejected'],
+    );
+    for (const s of settled.slice(1)) {
+      // The request was cut short before its flush.
+      assert.equal(
+        ((s as PromiseRejectedResult).reason as SimpleIpcError).code,
+        'ERR_IPC_TRUNCATED',
+      );
+    }
+  },
+);
+
 test('maxRequestSize is enforced while reading, without calling the handler', async (t) => {
   const path = join(tempDir(t), 's');
   let calls = 0;
