@@ -1,5 +1,5 @@
 /**
- * Conformance with Git's own peers, from the byte-exact recordings in `../shared/conformance`
+ * Conformance with Git's own peers, from the byte-exact recordings in `test/fixtures/git/`
  * (Git's C client and `run-daemon` server, see its README):
  * - our server, given each `X.request` on a raw socket, writes `X.response`;
  * - our client, served each `X.response` by a raw socket, yields its payload and sends `X.request`;

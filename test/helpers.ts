@@ -16,8 +16,8 @@ import { PktLineDecoder } from '../src/index.js';
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** The CLI entry point. */
 export const CLI = join(ROOT, 'bin', 'simple-ipc.js');
-/** The conformance recordings, in ../shared beside the project root. */
-export const CONFORMANCE = join(ROOT, '..', 'shared', 'conformance');
+/** The recordings of Git's own peers, kept in the repository (test/fixtures/git/README.md). */
+export const CONFORMANCE = join(ROOT, 'test', 'fixtures', 'git');
 
 /** Reads one conformance recording. */
 export function recording(name: string): Buffer {
