@@ -4,7 +4,6 @@ import { linkSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server as NetServer } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { test } from 'node:test';
 import {
   ActiveState,
   type ConnectResult,
@@ -15,7 +14,7 @@ import {
   startServer,
   tryConnect,
 } from '../src/index.js';
-import { delay, tempDir } from './helpers.js';
+import { delay, tempDir, test } from './helpers.js';
 
 // A raw server that answers every connection with fixed bytes (after reading the request).
 function rawServer(path: string, answer: (request: Buffer) => Buffer | null): Promise<NetServer> {

@@ -9,9 +9,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import { connect, getActiveState, sendCommand, startServer } from '../src/index.js';
-import { CLI, delay, rawConnect, rawExchange, tempDir } from './helpers.js';
+import { CLI, delay, rawConnect, rawExchange, tempDir, test } from './helpers.js';
 
 interface Daemon {
   path: string;

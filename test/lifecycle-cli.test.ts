@@ -21,10 +21,10 @@ import {
 } from 'node:fs';
 import { createServer } from 'node:net';
 import { basename, dirname, join } from 'node:path';
-import { type TestContext, test } from 'node:test';
+import type { TestContext } from 'node:test';
 import { SOCKET_PATH_MAX } from '../src/address.js';
 import { ActiveState, getActiveState } from '../src/index.js';
-import { CLI, delay, pathOfLength, runCli, runProcess, tempDir } from './helpers.js';
+import { CLI, delay, pathOfLength, runCli, runProcess, tempDir, test } from './helpers.js';
 
 /** A `run-daemon` process running in the background, killed when the test ends. */
 interface Daemon {

@@ -28,7 +28,6 @@ import {
   type Socket,
 } from 'node:net';
 import { basename, join } from 'node:path';
-import { test } from 'node:test';
 import { SOCKET_PATH_MAX } from '../src/address.js';
 import {
   ActiveState,
@@ -40,7 +39,7 @@ import {
 } from '../src/index.js';
 import { acquireLock, isLockHeld, LOCK_STALE_MS } from '../src/lock.js';
 import { describeTheft, removeIfOurs } from '../src/ownership.js';
-import { delay, pathOfLength, tempDir } from './helpers.js';
+import { delay, pathOfLength, tempDir, test } from './helpers.js';
 
 async function handler(request: Buffer, reply: (c: string) => Promise<void>) {
   const text = request.toString();

@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import { connect, QUIT, type SimpleIpcError, sendCommand, startServer } from '../src/index.js';
-import { delay, rawConnect, rawExchange, tempDir } from './helpers.js';
+import { delay, rawConnect, rawExchange, tempDir, test } from './helpers.js';
 
 /** A promise and its resolver, to hold handlers at a known point. */
 function gate(): { promise: Promise<void>; open: () => void } {
