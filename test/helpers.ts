@@ -160,6 +160,25 @@ export async function rawExchange(
   });
 }
 
+/**
+ * Spawn options that run a child as a user without this one's rights, for testing what
+ * permissions refuse: as root, the `nobody` user (root passes every permission check, so
+ * chmod alone proves nothing); as anyone else, that user itself (chmod suffices). Undefined
+ * where neither works (root without a `nobody` user, or Windows).
+ */
+export function otherUser(): { uid?: number; gid?: number } | undefined {
+  if (process.platform === 'win32') return undefined;
+  if (process.getuid!() !== 0) return {};
+  let passwd: string;
+  try {
+    passwd = readFileSync('/etc/passwd', 'utf8');
+  } catch {
+    return undefined;
+  }
+  const nobody = /^nobody:[^:]*:(\d+):(\d+):/m.exec(passwd);
+  return nobody === null ? undefined : { uid: Number(nobody[1]), gid: Number(nobody[2]) };
+}
+
 /** Resolves after `ms`. */
 export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
