@@ -168,7 +168,7 @@ test('a fresh lock is respected, with a clear error', async (t) => {
   assert.deepEqual(readdirSync(dir), ['s.lock']);
 });
 
-test('servers started at once: exactly one serves, the others say "already in use"', async (t) => {
+test('servers started at once: exactly one serves, the others say "already in use" (or "starting")', async (t) => {
   const dir = tempDir(t);
   const path = join(dir, 's');
   for (let round = 0; round < 4; round++) {
@@ -180,7 +180,12 @@ test('servers started at once: exactly one serves, the others say "already in us
     const winner = winners[0]!;
     for (const loser of daemons.filter((d) => d !== winner)) {
       assert.deepEqual(await loser.exit, { code: 1, signal: null });
-      assert.equal(loser.stderr(), `error: socket/pipe already in use: '${path}'\n`);
+      // Git's words when the winner already serves; the lock's when the loser's lock wait ran
+      // out first (a loaded machine). Both are right.
+      const stderr = loser.stderr();
+      if (!/another server is starting here: the lock file/.test(stderr)) {
+        assert.equal(stderr, `error: socket/pipe already in use: '${path}'\n`);
+      }
     }
     await listening(path, winner);
     assert.equal(await send(path, 'ping'), 'pong\n');
