@@ -641,6 +641,9 @@ class Conversation implements RequestContext {
 
   fail(err: SimpleIpcError): void {
     if (err.code === ErrorCode.TIMEOUT) this.timedOut = true;
+    // A handler whose client is closed under it (responseTimeout) fails through no fault of its
+    // own: its reply rejects, and that is the client gone, not a handler error.
+    if (this.phase === Phase.Running) this.clientGone = true;
     this.inbound.fail(err);
     this.socket.destroy();
   }

@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import {
   checkedPipeName,
@@ -16,7 +15,7 @@ import {
   SOCKET_PATH_MAX,
   withSocketAddress,
 } from '../src/address.js';
-import { tempDir } from './helpers.js';
+import { tempDir, test } from './helpers.js';
 
 const same = (p: string): string => p;
 

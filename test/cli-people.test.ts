@@ -8,9 +8,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import test, { type TestContext } from 'node:test';
+import type { TestContext } from 'node:test';
 import { connect, getActiveState, isSimpleIpcError, startServer } from '../src/index.js';
-import { CLI, delay, ROOT, runCli, runProcess } from './helpers.js';
+import { CLI, delay, ROOT, runCli, runProcess, test } from './helpers.js';
 
 async function until(what: string, check: () => boolean | Promise<boolean>, ms = 15_000) {
   const deadline = Date.now() + ms;

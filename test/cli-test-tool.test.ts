@@ -2,8 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { test } from 'node:test';
-import { recording, runCli, tempDir } from './helpers.js';
+import { recording, runCli, tempDir, test } from './helpers.js';
 
 test('SUPPORTS_SIMPLE_IPC, unknown subcommands and bad options exit as Git does', async () => {
   const supports = await runCli(['SUPPORTS_SIMPLE_IPC']);

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { linkSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, linkSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server as NetServer } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { test } from 'node:test';
 import {
   ActiveState,
   type ConnectResult,
@@ -15,7 +14,7 @@ import {
   startServer,
   tryConnect,
 } from '../src/index.js';
-import { delay, tempDir } from './helpers.js';
+import { delay, otherUser, runProcess, tempDir, test, until } from './helpers.js';
 
 // A raw server that answers every connection with fixed bytes (after reading the request).
 function rawServer(path: string, answer: (request: Buffer) => Buffer | null): Promise<NetServer> {
@@ -70,9 +69,9 @@ test('getActiveState follows Git rules for every kind of path', async (t) => {
   });
   t.after(() => server.destroy());
   assert.equal(await getActiveState(join(dir, 'live')), ActiveState.LISTENING);
-  await delay(50);
+  await until('the server to see the probe end', () => server.stats().probes === 1);
   assert.equal(calls, 0, 'a probe never reaches the handler');
-  assert.equal(server.stats().probes, 1);
+  assert.equal(server.stats().requests, 0);
 });
 
 test('tryConnect: missing path is path-not-found unless waitIfNotFound', async (t) => {
@@ -175,15 +174,15 @@ test('the client never takes a short or malformed response for an answer', async
   for (const [name, bytes, code] of cases) {
     const path = join(dir, name.replace(/ /g, '-'));
     const server = await rawServer(path, () => bytes);
+    t.after(() => closeServer(server));
     await assert.rejects(sendCommand(path, 'ping'), { code }, name);
-    await closeServer(server);
   }
   const path = join(dir, 'reset');
   const server = await rawServer(path, () => null);
+  t.after(() => closeServer(server));
   await assert.rejects(sendCommand(path, 'ping'), (err: SimpleIpcError) =>
     ['ERR_IPC_TRUNCATED', 'ERR_IPC_CONNECTION_CLOSED'].includes(err.code),
   );
-  await closeServer(server);
 });
 
 test('maxResponseSize, timeout and signal bound a response', async (t) => {
@@ -269,8 +268,146 @@ test('leaving a response stream early hangs up; the server counts a vanished cli
     break;
   }
   assert.equal(connection.closed, true);
-  const end = performance.now() + 5000;
-  while (server.stats().clientGone === 0 && performance.now() < end) await delay(10);
-  assert.equal(server.stats().clientGone, 1);
+  await until('the server to see the client go', () => server.stats().clientGone === 1);
   assert.equal((await sendCommand(path, 'again')).length, 64 << 20);
+});
+
+test('connect and sendCommand: a dead socket is ERR_IPC_NOT_LISTENING; a path below a file is ERR_IPC_OTHER', async (t) => {
+  const dir = tempDir(t);
+  const dead = join(dir, 'dead');
+  await deadSocket(dead);
+  await assert.rejects(connect(dead), { code: 'ERR_IPC_NOT_LISTENING', path: dead });
+  await assert.rejects(sendCommand(dead, 'x'), (err: SimpleIpcError) => {
+    assert.equal(err.code, 'ERR_IPC_NOT_LISTENING');
+    assert.equal((err.cause as { code?: string }).code, 'ECONNREFUSED');
+    return true;
+  });
+  // ENOTDIR is none of the states Git names for a connect: other-error.
+  writeFileSync(join(dir, 'file'), 'x');
+  const below = join(dir, 'file', 'below');
+  const result = await tryConnect(below, { waitIfBusy: true, waitIfNotFound: true });
+  assert.equal(result.state, ActiveState.OTHER_ERROR);
+  assert.equal(errorCode(result), 'ERR_IPC_OTHER');
+  await assert.rejects(connect(below), (err: SimpleIpcError) => {
+    assert.equal(err.code, 'ERR_IPC_OTHER');
+    assert.equal((err.cause as { code?: string }).code, 'ENOTDIR');
+    return true;
+  });
+});
+
+test('getActiveState: a socket this user may not connect to is other-error', async (t) => {
+  const user = otherUser();
+  if (user === undefined) {
+    t.skip('needs a user who may not connect: run as root (with a "nobody" user) or as non-root');
+    return;
+  }
+  const dir = tempDir(t);
+  chmodSync(dir, 0o755); // reachable by the other user
+  const path = join(dir, 's');
+  const server = await startServer(path, (_r, reply) => reply('x'));
+  t.after(() => server.destroy());
+  chmodSync(path, 0o000); // a socket nobody but root may connect to
+  const library = new URL('../src/index.js', import.meta.url).href;
+  const probe = `
+    const { getActiveState, tryConnect } = await import(process.argv[1]);
+    const state = await getActiveState(process.argv[2]);
+    const result = await tryConnect(process.argv[2]);
+    console.log(state, result.error.code, result.error.cause.code);`;
+  const r = await runProcess(
+    process.execPath,
+    ['--input-type=module', '-e', probe, library, path],
+    { ...user, timeoutMs: 30_000 },
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.toString().trim(), 'other-error ERR_IPC_OTHER EACCES');
+  assert.equal(server.stats().connections, 0, 'no connection was made');
+});
+
+test('Connection.stream: timeout, maxResponseSize and signal end the iteration with their codes', async (t) => {
+  const path = join(tempDir(t), 's');
+  const release = new AbortController();
+  const server = await startServer(path, async (request, reply, context) => {
+    const what = request.toString();
+    await reply('first piece');
+    if (what === 'big') {
+      for (let i = 0; i < 16; i++) await reply(Buffer.alloc(1 << 16, 1));
+      return;
+    }
+    // 'stall': one piece, then nothing until the client goes (or the test ends).
+    await new Promise((resolve) => {
+      context.signal.addEventListener('abort', resolve);
+      release.signal.addEventListener('abort', resolve);
+    });
+  });
+  t.after(() => release.abort());
+  t.after(() => server.destroy());
+  const drain = async (stream: AsyncIterable<Buffer>): Promise<number> => {
+    let total = 0;
+    for await (const piece of stream) total += piece.length;
+    return total;
+  };
+  // timeout: the first piece arrives, then silence.
+  const timed = await connect(path);
+  let got = 0;
+  await assert.rejects(
+    (async () => {
+      for await (const piece of timed.stream('stall', { timeout: 300 })) got += piece.length;
+    })(),
+    { code: 'ERR_IPC_TIMEOUT' },
+  );
+  assert.equal(got, 'first piece'.length, 'pieces before the silence were yielded');
+  assert.equal(timed.closed, true);
+  // maxResponseSize: fails once the total passes it, whatever has been yielded.
+  const capped = await connect(path);
+  await assert.rejects(drain(capped.stream('big', { maxResponseSize: 100_000 })), {
+    code: 'ERR_IPC_TOO_LARGE',
+  });
+  assert.equal(capped.closed, true);
+  const uncapped = await connect(path);
+  assert.equal(await drain(uncapped.stream('big', { maxResponseSize: 2 << 20 })), 11 + (16 << 16));
+  // signal: aborting mid-stream, and a signal aborted before the start.
+  const controller = new AbortController();
+  const aborted = await connect(path);
+  await assert.rejects(
+    (async () => {
+      for await (const piece of aborted.stream('stall', { signal: controller.signal })) {
+        assert.equal(piece.toString(), 'first piece');
+        controller.abort(new Error('enough'));
+      }
+    })(),
+    (err: SimpleIpcError) => {
+      assert.equal(err.code, 'ABORT_ERR');
+      assert.equal((err.cause as Error).message, 'enough');
+      return true;
+    },
+  );
+  assert.equal(aborted.closed, true);
+  const early = await connect(path);
+  await assert.rejects(drain(early.stream('big', { signal: controller.signal })), {
+    code: 'ABORT_ERR',
+  });
+  await until('the server to see every client go', () => server.stats().running === 0);
+});
+
+test('Connection.close(): resolves once closed, idempotent; the server sees a probe', async (t) => {
+  const path = join(tempDir(t), 's');
+  const server = await startServer(path, (_r, reply) => reply('x'));
+  t.after(() => server.destroy());
+  const connection = await connect(path);
+  assert.equal(connection.closed, false);
+  assert.equal(connection.path, path);
+  const closing = connection.close();
+  await closing;
+  assert.equal(connection.closed, true);
+  await connection.close(); // again: resolves at once
+  await Promise.all([connection.close(), connection.close()]);
+  await until('the server to count a probe', () => server.stats().probes === 1);
+  assert.equal(server.stats().requests, 0);
+  // Closing while a request is on its way: the exchange fails, it is not left pending.
+  const busy = await connect(path);
+  const answer = busy.send(Buffer.alloc(1 << 20));
+  await busy.close();
+  await assert.rejects(answer, (err: SimpleIpcError) =>
+    ['ERR_IPC_TRUNCATED', 'ERR_IPC_CONNECTION_CLOSED'].includes(err.code),
+  );
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type TestContext, test } from 'node:test';
+import type { TestContext } from 'node:test';
 import {
   ActiveState,
   getActiveState,
@@ -10,7 +10,7 @@ import {
   sendCommand,
   startClusteredServer,
 } from '../src/index.js';
-import { delay, runCli, tempDir } from './helpers.js';
+import { delay, runCli, tempDir, test } from './helpers.js';
 
 // Each test has a deadline: a process that never answers must fail the test, not stall the run.
 

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import test, { type TestContext } from 'node:test';
+import type { TestContext } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import {
   connectOrStart,
@@ -17,7 +17,7 @@ import {
   startDaemon,
   startServer,
 } from '../src/index.js';
-import { delay, ROOT, runProcess, tempDir } from './helpers.js';
+import { delay, ROOT, runProcess, tempDir, test } from './helpers.js';
 
 const LIBRARY = pathToFileURL(join(ROOT, 'dist', 'src', 'index.js')).href;
 

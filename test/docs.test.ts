@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import { ErrorCode } from '../src/index.js';
-import { ROOT } from './helpers.js';
+import { ROOT, test } from './helpers.js';
 
 const api = readFileSync(join(ROOT, 'docs', 'api.md'), 'utf8');
 

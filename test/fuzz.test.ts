@@ -10,7 +10,6 @@
  */
 
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
 import fc from 'fast-check';
 import {
   encodeMessage,
@@ -20,7 +19,7 @@ import {
   PacketBuilder,
   SimpleIpcError,
 } from '../src/index.js';
-import { decodeAllPackets } from './helpers.js';
+import { decodeAllPackets, test } from './helpers.js';
 
 const RUNS = Number.parseInt(process.env.SIMPLE_IPC_FUZZ_RUNS ?? '', 10);
 const SEED = Number.parseInt(process.env.SIMPLE_IPC_FUZZ_SEED ?? '', 10);

@@ -18,7 +18,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { devNull, tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
-import { after, before, describe, type TestContext, test } from 'node:test';
+import { after, before, describe, type TestContext } from 'node:test';
 import { testDaemon } from '../cli/test-daemon.js';
 import {
   ActiveState,
@@ -35,7 +35,16 @@ import {
   sendCommand,
   startServer,
 } from '../src/index.js';
-import { CLI, delay, type RunResult, recording, runCli, runProcess, tempDir } from './helpers.js';
+import {
+  CLI,
+  delay,
+  type RunResult,
+  recording,
+  runCli,
+  runProcess,
+  tempDir,
+  test,
+} from './helpers.js';
 
 // Git must not see the caller's configuration or repository (a hook may have set GIT_DIR),
 // nor a proxy for 127.0.0.1.

@@ -1,6 +1,7 @@
 /**
- * Shared test helpers: temp dirs that are always removed, running the CLI as a real process,
- * reading conformance recordings, and raw socket exchanges.
+ * Shared test helpers: `test` with a deadline, temp dirs that are always removed, running the
+ * CLI as a real process, reading conformance recordings, raw socket exchanges, and waiting for
+ * a condition instead of sleeping.
  */
 
 import { type SpawnOptions, spawn } from 'node:child_process';
@@ -8,9 +9,44 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { TestContext } from 'node:test';
+import { test as nodeTest, type TestContext, type TestOptions } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { PktLineDecoder } from '../src/index.js';
+
+/**
+ * The deadline of every test that does not set its own, in ms: a bug that makes something
+ * wait forever fails that test instead of hanging its file (the test's `t.after` clean-up still
+ * runs). Generous, for loaded machines; `SIMPLE_IPC_TEST_TIMEOUT` overrides it.
+ */
+export const TEST_TIMEOUT_MS = Number(process.env.SIMPLE_IPC_TEST_TIMEOUT ?? '') || 120_000;
+
+type TestBody = (t: TestContext) => unknown;
+
+/** `node:test`'s `test`, with {@link TEST_TIMEOUT_MS} as the default `timeout`. */
+export function test(name: string, body: TestBody): void;
+export function test(name: string, options: TestOptions, body: TestBody): void;
+export function test(name: string, second: TestOptions | TestBody, third?: TestBody): void {
+  const [options, body] = typeof second === 'function' ? [{}, second] : [second, third!];
+  // The runner awaits the test itself; nobody else needs its Promise.
+  void nodeTest(name, { timeout: TEST_TIMEOUT_MS, ...options }, (t) => body(t) as void);
+}
+
+/**
+ * Resolves once `check` holds, polling every `interval` ms; fails the test with `what` if it
+ * does not hold within `ms`. For synchronising on a state, never on a guess of how long it takes.
+ */
+export async function until(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  ms = 15_000,
+  interval = 5,
+): Promise<void> {
+  const end = performance.now() + ms;
+  while (!(await check())) {
+    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await delay(interval);
+  }
+}
 
 /** The project root (dist/test/.. /..). */
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -122,6 +158,25 @@ export async function rawExchange(
     socket.write(request);
     if (options.end) socket.end();
   });
+}
+
+/**
+ * Spawn options that run a child as a user without this one's rights, for testing what
+ * permissions refuse: as root, the `nobody` user (root passes every permission check, so
+ * chmod alone proves nothing); as anyone else, that user itself (chmod suffices). Undefined
+ * where neither works (root without a `nobody` user, or Windows).
+ */
+export function otherUser(): { uid?: number; gid?: number } | undefined {
+  if (process.platform === 'win32') return undefined;
+  if (process.getuid!() !== 0) return {};
+  let passwd: string;
+  try {
+    passwd = readFileSync('/etc/passwd', 'utf8');
+  } catch {
+    return undefined;
+  }
+  const nobody = /^nobody:[^:]*:(\d+):(\d+):/m.exec(passwd);
+  return nobody === null ? undefined : { uid: Number(nobody[1]), gid: Number(nobody[2]) };
 }
 
 /** Resolves after `ms`. */

@@ -21,10 +21,10 @@ import {
 } from 'node:fs';
 import { createServer } from 'node:net';
 import { basename, dirname, join } from 'node:path';
-import { type TestContext, test } from 'node:test';
+import type { TestContext } from 'node:test';
 import { SOCKET_PATH_MAX } from '../src/address.js';
 import { ActiveState, getActiveState } from '../src/index.js';
-import { CLI, delay, pathOfLength, runCli, runProcess, tempDir } from './helpers.js';
+import { CLI, delay, pathOfLength, runCli, runProcess, tempDir, test } from './helpers.js';
 
 /** A `run-daemon` process running in the background, killed when the test ends. */
 interface Daemon {
@@ -168,7 +168,7 @@ test('a fresh lock is respected, with a clear error', async (t) => {
   assert.deepEqual(readdirSync(dir), ['s.lock']);
 });
 
-test('servers started at once: exactly one serves, the others say "already in use"', async (t) => {
+test('servers started at once: exactly one serves, the others say "already in use" (or "starting")', async (t) => {
   const dir = tempDir(t);
   const path = join(dir, 's');
   for (let round = 0; round < 4; round++) {
@@ -180,7 +180,12 @@ test('servers started at once: exactly one serves, the others say "already in us
     const winner = winners[0]!;
     for (const loser of daemons.filter((d) => d !== winner)) {
       assert.deepEqual(await loser.exit, { code: 1, signal: null });
-      assert.equal(loser.stderr(), `error: socket/pipe already in use: '${path}'\n`);
+      // Git's words when the winner already serves; the lock's when the loser's lock wait ran
+      // out first (a loaded machine). Both are right.
+      const stderr = loser.stderr();
+      if (!/another server is starting here: the lock file/.test(stderr)) {
+        assert.equal(stderr, `error: socket/pipe already in use: '${path}'\n`);
+      }
     }
     await listening(path, winner);
     assert.equal(await send(path, 'ping'), 'pong\n');

@@ -4,7 +4,7 @@
  */
 
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { describe } from 'node:test';
 import {
   DELIM_PKT,
   encodeMessage,
@@ -20,7 +20,7 @@ import {
   SimpleIpcError,
   writePacketLength,
 } from '../src/index.js';
-import { decodeAllPackets } from './helpers.js';
+import { decodeAllPackets, test } from './helpers.js';
 
 const wire = (text: string): Buffer => Buffer.from(text, 'latin1');
 

@@ -4,10 +4,10 @@
  */
 
 import assert from 'node:assert/strict';
+import type { TestContext } from 'node:test';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import test from 'node:test';
 import { pathToFileURL } from 'node:url';
 import {
   connect,
@@ -19,7 +19,7 @@ import {
   stopOnSignals,
   stopWhenIdle,
 } from '../src/index.js';
-import { delay, ROOT, tempDir } from './helpers.js';
+import { delay, ROOT, tempDir, test } from './helpers.js';
 
 function gate(): { opened: Promise<void>; open: () => void } {
   let open!: () => void;
@@ -103,7 +103,7 @@ test('stopWhenIdle: cancel() and bad timeouts', async (t) => {
 });
 
 async function signalled(
-  t: test.TestContext,
+  t: TestContext,
   handler: Parameters<typeof startServer>[1],
   threads = 1,
 ): Promise<{ path: string; server: Server }> {

@@ -1,9 +1,17 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, unlinkSync, writeFileSync } from 'node:fs';
+import { connect as netConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { test } from 'node:test';
-import { connect, QUIT, type SimpleIpcError, sendCommand, startServer } from '../src/index.js';
-import { delay, rawConnect, rawExchange, tempDir } from './helpers.js';
+import {
+  encodeMessage,
+  getActiveState,
+  QUIT,
+  type SimpleIpcError,
+  sendCommand,
+  startServer,
+} from '../src/index.js';
+import { delay, rawConnect, rawExchange, tempDir, test, until } from './helpers.js';
 
 /** A promise and its resolver, to hold handlers at a known point. */
 function gate(): { promise: Promise<void>; open: () => void } {
@@ -14,11 +22,28 @@ function gate(): { promise: Promise<void>; open: () => void } {
   return { promise, open };
 }
 
-async function until(check: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = performance.now() + ms;
-  while (!check()) {
-    if (performance.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await delay(5);
+/**
+ * Waits until `read()` has not changed for `quietMs` (a producer held back by backpressure),
+ * or fails once it passes `limit` (a producer nothing holds back). Returns the settled value.
+ */
+async function settlesAtMost(
+  what: string,
+  read: () => number,
+  limit: number,
+  quietMs = 300,
+): Promise<number> {
+  let value = read();
+  let since = performance.now();
+  const end = since + 30_000;
+  for (;;) {
+    await delay(10);
+    const now = read();
+    assert.ok(now <= limit, `${what}: ${now}, past the bound of ${limit}`);
+    if (now !== value) {
+      value = now;
+      since = performance.now();
+    } else if (performance.now() - since >= quietMs) return value;
+    if (performance.now() > end) assert.fail(`${what} never settled`);
   }
 }
 
@@ -51,7 +76,7 @@ test('probes and malformed requests never reach the handler; the server keeps se
   // A message cut short by the client hanging up.
   const cut = await rawConnect(path);
   cut.end('0009hello');
-  await until(() => server.stats().badRequests >= 9, 'bad requests counted');
+  await until('bad requests counted', () => server.stats().badRequests >= 9);
   assert.equal(calls, 0);
   assert.equal((await sendCommand(path, 'x')).toString(), 'ok');
   const stats = server.stats();
@@ -119,6 +144,7 @@ test('QUIT: the quitting client gets its flush, then the server stops and remove
     }
     return undefined;
   });
+  t.after(() => server.destroy());
   const raw = await rawExchange(path, Buffer.from('0008quit0000'));
   assert.equal(raw.response.toString(), '0007bye0000');
   await server.closed;
@@ -149,7 +175,7 @@ test('threads bounds concurrent handlers; waiting requests run in arrival order'
   const answers: Promise<Buffer>[] = [];
   for (let i = 0; i < 6; i++) {
     answers.push(sendCommand(path, `r${i}`));
-    await until(() => server.stats().queued + server.stats().running === i + 1, `request ${i}`);
+    await until(`request ${i}`, () => server.stats().queued + server.stats().running === i + 1);
   }
   assert.equal(server.stats().running, 2);
   assert.equal(server.stats().queued, 4);
@@ -173,9 +199,9 @@ test('a full queue closes new connections at once', async (t) => {
   );
   t.after(() => server.destroy());
   const first = sendCommand(path, 'a'); // runs
-  await until(() => server.stats().running === 1, 'first running');
+  await until('first running', () => server.stats().running === 1);
   const queued = [sendCommand(path, 'b'), sendCommand(path, 'c')];
-  await until(() => server.stats().queued === 2, 'queue full');
+  await until('queue full', () => server.stats().queued === 2);
   await assert.rejects(sendCommand(path, 'd'), (err: SimpleIpcError) =>
     ['ERR_IPC_TRUNCATED', 'ERR_IPC_CONNECTION_CLOSED'].includes(err.code),
   );
@@ -195,12 +221,13 @@ test('stop lets running conversations finish, drops queued ones, and is idempote
     },
     { threads: 1 },
   );
+  t.after(() => server.destroy());
   const running = sendCommand(path, 'a');
-  await until(() => server.stats().running === 1, 'running');
+  await until('running', () => server.stats().running === 1);
   const queued = assert.rejects(sendCommand(path, 'b'), (err: SimpleIpcError) =>
     ['ERR_IPC_TRUNCATED', 'ERR_IPC_CONNECTION_CLOSED'].includes(err.code),
   );
-  await until(() => server.stats().queued === 1, 'queued');
+  await until('queued', () => server.stats().queued === 1);
   const stopped = server.stop();
   assert.equal(server.stopping, true);
   await queued;
@@ -221,8 +248,9 @@ test('destroy cuts running conversations; the AbortSignal tells the handler', as
     await new Promise<void>((resolve) => context.signal.addEventListener('abort', () => resolve()));
     aborted = true;
   });
+  t.after(() => server.destroy());
   const answer = assert.rejects(sendCommand(path, 'x'));
-  await until(() => server.stats().running === 1, 'running');
+  await until('running', () => server.stats().running === 1);
   await server.destroy();
   await answer;
   assert.equal(aborted, true);
@@ -232,8 +260,16 @@ test('an AbortSignal in the options stops the server', async (t) => {
   const path = join(tempDir(t), 's');
   const controller = new AbortController();
   const server = await startServer(path, () => undefined, { signal: controller.signal });
+  t.after(() => server.destroy());
+  assert.equal(await getActiveState(path), 'listening');
   controller.abort();
   await server.closed;
+  assert.deepEqual(server.stopReason, { kind: 'requested' });
+  assert.equal(existsSync(path), false);
+  // Already aborted: the server stops as soon as it has started.
+  const again = await startServer(path, () => undefined, { signal: controller.signal });
+  t.after(() => again.destroy());
+  await again.closed;
   assert.equal(existsSync(path), false);
 });
 
@@ -260,7 +296,11 @@ test('many clients at once each get their own answer', async (t) => {
   );
   t.after(() => server.destroy());
   const answers = await Promise.all(
-    Array.from({ length: 200 }, (_, i) => sendCommand(path, `client-${i}`, { waitIfBusy: true })),
+    // 200 connects at once overflow the listen backlog (50): the clients wait while busy, for
+    // as long as a loaded machine needs (the point here is the answers, not the deadline).
+    Array.from({ length: 200 }, (_, i) =>
+      sendCommand(path, `client-${i}`, { waitIfBusy: true, timeout: 30_000 }),
+    ),
   );
   answers.forEach((a, i) => {
     assert.equal(a.toString(), `echo:client-${i}`);
@@ -270,25 +310,40 @@ test('many clients at once each get their own answer', async (t) => {
 
 test('a streaming handler reads a large request in pieces with bounded buffering', async (t) => {
   const path = join(tempDir(t), 's');
+  const block = Buffer.alloc(1 << 20, 1);
   let pieces = 0;
+  let produced = 0;
+  const firstPiece = gate();
+  const hold = gate();
   const server = await startServer(path, {
     async stream(request, reply) {
       let total = 0;
       for await (const piece of request) {
         total += piece.length;
         pieces++;
-        await delay(0);
+        if (pieces === 1) {
+          firstPiece.open();
+          await hold.promise; // a handler that stops reading for a while
+        }
       }
       await reply(`total=${total}`);
     },
   });
   t.after(() => server.destroy());
-  const block = Buffer.alloc(1 << 20, 1);
   function* body() {
-    for (let i = 0; i < 32; i++) yield block;
+    for (; produced < 32; produced++) yield block;
   }
-  assert.equal((await sendCommand(path, body())).toString(), `total=${32 << 20}`);
-  assert.ok(pieces > 32);
+  const answer = sendCommand(path, body());
+  await firstPiece.promise;
+  // While the handler reads nothing, the server stops reading the socket, so the client's
+  // writes block: what it could hand over is bounded by the server's streaming window (1 MiB)
+  // plus the kernel's socket buffers, far below the 32 MiB it wants to send.
+  const sent = await settlesAtMost('blocks the client handed over', () => produced, 8);
+  t.diagnostic(`the client stalled after ${sent} of 32 blocks`);
+  hold.open();
+  assert.equal((await answer).toString(), `total=${32 << 20}`);
+  assert.equal(produced, 32);
+  assert.ok(pieces > 32, 'the request arrived in pieces, not assembled');
   assert.equal((await sendCommand(path, 'small')).toString(), 'total=5');
 });
 
@@ -317,9 +372,10 @@ test(
     socket.on('data', (chunk: Buffer) => response.push(chunk));
     const closed = new Promise((resolve) => socket.on('close', resolve));
     socket.write('0007one');
-    await delay(50); // the handler runs and asks four times; only one piece is there
+    // The handler runs once the first piece is there (streamThreshold 1) and asks four times
+    // at once; the other pieces come after it started.
+    await until('the handler to run', () => server.stats().running === 1);
     socket.write('0007two');
-    await delay(50);
     socket.write('0009three0000');
     await closed;
     assert.equal(Buffer.concat(response).toString(), '0015one,two,three,end0000');
@@ -349,7 +405,8 @@ test(
     const socket = await rawConnect(path);
     socket.on('error', () => {});
     socket.write('0007one');
-    await delay(50); // the first next() gets 'one', the other two wait
+    // The handler runs once 'one' is there: its first next() gets it, the other two wait.
+    await until('the handler to run', () => server.stats().running === 1);
     socket.destroy();
     await handled;
     assert.deepEqual(
@@ -400,24 +457,250 @@ test('a client that stalls mid-request is closed after requestTimeout', async (t
   assert.equal((await sendCommand(path, 'x')).toString(), 'ok');
 });
 
-test('reply applies backpressure to a client that reads slowly', async (t) => {
+test('reply applies backpressure to a client that does not read', async (t) => {
   const path = join(tempDir(t), 's');
-  let waited = 0;
+  const piece = Buffer.alloc(256 * 1024, 3);
+  let accepted = 0;
   const server = await startServer(path, async (_request, reply) => {
-    const piece = Buffer.alloc(256 * 1024, 3);
     for (let i = 0; i < 64; i++) {
-      const before = performance.now();
       await reply(piece);
-      if (performance.now() - before > 5) waited++;
+      accepted++;
     }
   });
   t.after(() => server.destroy());
-  const connection = await connect(path);
-  let total = 0;
-  for await (const chunk of connection.stream('go')) {
-    total += chunk.length;
-    if (total < 4 << 20) await delay(2);
-  }
-  assert.equal(total, 64 * 256 * 1024);
-  assert.ok(waited > 0, 'some replies waited for the slow reader');
+  const socket = await rawConnect(path);
+  t.after(() => socket.destroy());
+  socket.pause();
+  socket.write('0006go0000');
+  await until('the handler to run', () => server.stats().running === 1);
+  // The client reads nothing: each reply() resolves only once the socket took its bytes, so
+  // the handler is held at the socket buffers (a few hundred KiB here) plus one piece in the
+  // writer, far below the 16 MiB it wants to send.
+  const held = await settlesAtMost('replies accepted while nobody reads', () => accepted, 16);
+  t.diagnostic(`the handler was held after ${held} of 64 replies`);
+  assert.equal(server.stats().running, 1, 'the handler is waiting, not done');
+  let received = 0;
+  socket.on('data', (chunk: Buffer) => (received += chunk.length));
+  const closed = new Promise((resolve) => socket.once('close', resolve));
+  socket.resume();
+  await closed;
+  assert.equal(accepted, 64);
+  // 64 pieces of 256 KiB travel in packets of at most 65516 payload bytes, then a flush.
+  const packets = Math.ceil((256 * 1024) / 65516) * 64;
+  assert.equal(received, 64 * 256 * 1024 + packets * 4 + 4);
+});
+
+test('responseTimeout closes a client that takes no response bytes; the handler learns', async (t) => {
+  const path = join(tempDir(t), 's');
+  const piece = Buffer.alloc(1 << 20, 4);
+  let replyError: SimpleIpcError | undefined;
+  const failures: unknown[] = [];
+  const handled = gate();
+  const server = await startServer(
+    path,
+    async (request, reply) => {
+      if (request.toString() === 'ping') return reply('pong');
+      try {
+        for (let i = 0; i < 64; i++) await reply(piece);
+      } catch (err) {
+        replyError = err as SimpleIpcError;
+        throw err;
+      } finally {
+        handled.open();
+      }
+    },
+    { responseTimeout: 500, onHandlerError: (err) => failures.push(err) },
+  );
+  t.after(() => server.destroy());
+  const socket = await rawConnect(path);
+  t.after(() => socket.destroy());
+  socket.on('error', () => {});
+  socket.pause(); // asks for 64 MiB and reads none of it
+  const closed = new Promise((resolve) => socket.once('close', resolve));
+  socket.write(encodeMessage('flood'));
+  await until('the handler to run', () => server.stats().running === 1);
+  const started = performance.now();
+  await handled.promise;
+  const waited = performance.now() - started;
+  assert.ok(waited >= 400, `closed after ${waited.toFixed(0)} ms, before the 500 ms timeout`);
+  assert.equal(replyError?.code, 'ERR_IPC_CONNECTION_CLOSED', 'the pending reply rejected');
+  socket.resume();
+  await closed;
+  await until('the handler to end', () => server.stats().running === 0);
+  const stats = server.stats();
+  assert.equal(stats.timeouts, 1);
+  // The handler failed only because its client was closed: not a handler failure.
+  assert.equal(stats.clientGone, 1);
+  assert.equal(stats.handlerErrors, 0);
+  assert.deepEqual(failures, []);
+  assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
+});
+
+test('responseTimeout 0 lets a client take as long as it likes', async (t) => {
+  const path = join(tempDir(t), 's');
+  const piece = Buffer.alloc(1 << 20, 4);
+  const server = await startServer(
+    path,
+    async (_request, reply) => {
+      for (let i = 0; i < 8; i++) await reply(piece);
+    },
+    { responseTimeout: 0, requestTimeout: 0 },
+  );
+  t.after(() => server.destroy());
+  const socket = await rawConnect(path);
+  t.after(() => socket.destroy());
+  socket.pause();
+  socket.write('0006go0000');
+  await until('the handler to run', () => server.stats().running === 1);
+  // Well past the sweeper's shortest limit (2 ticks of 250 ms).
+  await delay(1200);
+  let received = 0;
+  socket.on('data', (chunk: Buffer) => (received += chunk.length));
+  const closed = new Promise((resolve) => socket.once('close', resolve));
+  socket.resume();
+  await closed;
+  assert.ok(received > 8 << 20, `got ${received} bytes`);
+  assert.equal(server.stats().timeouts, 0);
+  assert.equal(server.stats().responses, 1);
+});
+
+test("the handler's context.signal aborts when its client hangs up", async (t) => {
+  const path = join(tempDir(t), 's');
+  let reason: unknown;
+  let repliedAfter: unknown;
+  const done = gate();
+  const server = await startServer(path, async (_request, reply, context) => {
+    assert.equal(context.signal.aborted, false);
+    await new Promise<void>((resolve) =>
+      context.signal.addEventListener('abort', () => resolve(), { once: true }),
+    );
+    reason = context.signal.reason;
+    repliedAfter = await reply('too late').then(
+      () => 'resolved',
+      (err: SimpleIpcError) => err.code,
+    );
+    done.open();
+  });
+  t.after(() => server.destroy());
+  const socket = await rawConnect(path);
+  socket.on('error', () => {});
+  socket.write('0008wait0000');
+  await until('the handler to run', () => server.stats().running === 1);
+  socket.destroy();
+  await done.promise;
+  assert.equal((reason as SimpleIpcError).code, 'ERR_IPC_CONNECTION_CLOSED');
+  assert.equal(repliedAfter, 'ERR_IPC_CONNECTION_CLOSED');
+  await until('the conversation to end', () => server.stats().running === 0);
+  assert.equal(server.stats().clientGone, 1);
+  assert.equal(server.stats().responses, 0);
+});
+
+test('debug hears about each bad client; onHandlerError about each failing handler', async (t) => {
+  const path = join(tempDir(t), 's');
+  const lines: string[] = [];
+  const failures: unknown[] = [];
+  const server = await startServer(
+    path,
+    (request) => {
+      if (request.toString() === 'fail') throw new Error('handler broke');
+    },
+    {
+      requestTimeout: 300,
+      maxRequestSize: 10,
+      debug: (line) => lines.push(line),
+      onHandlerError: (err) => failures.push(err),
+    },
+  );
+  t.after(() => server.destroy());
+  await rawExchange(path, Buffer.from('zzzz'), { end: true });
+  await rawExchange(path, encodeMessage('this is too long'), { end: true });
+  const stalled = await rawConnect(path);
+  stalled.on('error', () => {});
+  const stalledClosed = new Promise((resolve) => stalled.once('close', resolve));
+  stalled.write('0010half');
+  await stalledClosed;
+  await assert.rejects(sendCommand(path, 'fail'), { code: 'ERR_IPC_TRUNCATED' });
+  (await rawConnect(path)).end(); // a probe is not a bad client: no line
+  await until('the probe', () => server.stats().probes === 1);
+  assert.equal(lines.length, 3, lines.join('\n'));
+  assert.match(lines[0]!, /^dropped a bad request: .*length/);
+  assert.match(lines[1]!, /^dropped a bad request: .*(large|max)/i);
+  assert.equal(lines[2], 'closed a stalled client');
+  assert.equal(failures.length, 1);
+  assert.equal((failures[0] as Error).message, 'handler broke');
+});
+
+test('backlog sets how many connections wait unaccepted before connects fail', async (t) => {
+  const dir = tempDir(t);
+  // A server in a child process that blocks its event loop once listening: it never accepts,
+  // so every connect lands in the listen queue until the queue is full (EAGAIN).
+  const script = `
+    const { startServer } = await import(process.argv[1]);
+    await startServer(process.argv[2], () => undefined, { backlog: Number(process.argv[3]) });
+    process.stdout.write('ready\\n');
+    for (;;);`;
+  const library = new URL('../src/index.js', import.meta.url).href;
+  const queued = async (backlog: number): Promise<number> => {
+    const path = join(dir, `b${backlog}`);
+    const child = spawn(
+      process.execPath,
+      ['--input-type=module', '-e', script, library, path, String(backlog)],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    t.after(() => child.kill('SIGKILL'));
+    await new Promise((resolve) => child.stdout.once('data', resolve));
+    const sockets: Socket[] = [];
+    t.after(() => sockets.forEach((s) => s.destroy()));
+    for (;;) {
+      const socket = netConnect({ path });
+      sockets.push(socket);
+      const full = await new Promise<boolean>((resolve) => {
+        socket.once('connect', () => resolve(false));
+        socket.once('error', (err: Error & { code?: string }) => resolve(err.code === 'EAGAIN'));
+      });
+      if (full) return sockets.length - 1;
+      assert.ok(sockets.length < 1000, 'the listen queue never filled');
+    }
+  };
+  const small = await queued(2);
+  const large = await queued(40);
+  t.diagnostic(`backlog 2: ${small} queued; backlog 40: ${large} queued`);
+  assert.ok(small >= 1 && small <= 4, `backlog 2 queued ${small}`);
+  assert.ok(large >= 40 && large <= 42, `backlog 40 queued ${large}`);
+});
+
+test('lockTimeout: start-up waits that long for a live lock holder, and goes on when it is released', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  // Our own pid: a live holder that is never broken.
+  writeFileSync(`${path}.lock`, `${process.pid}\n`);
+  const t0 = performance.now();
+  await assert.rejects(
+    startServer(path, () => undefined, { lockTimeout: 400 }),
+    {
+      code: 'ERR_IPC_LOCKED',
+    },
+  );
+  const waited = performance.now() - t0;
+  assert.ok(waited >= 390, `gave up after ${waited.toFixed(0)} ms`);
+  await assert.rejects(
+    startServer(path, () => undefined, { lockTimeout: 0 }),
+    {
+      code: 'ERR_IPC_LOCKED',
+    },
+  );
+  // A long timeout: the start waits, and finishes once the holder lets go.
+  let settled = false;
+  const starting = startServer(path, (_r, reply) => reply('ok'), { lockTimeout: 60_000 });
+  void starting.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  t.after(async () => (await starting).destroy());
+  await delay(300);
+  assert.equal(settled, false, 'still waiting for the lock');
+  unlinkSync(`${path}.lock`);
+  const server = await starting;
+  assert.equal((await sendCommand(path, 'x')).toString(), 'ok');
+  assert.equal(server.path, path);
 });

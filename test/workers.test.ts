@@ -2,10 +2,9 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import { encodeMessage, type SimpleIpcError, sendCommand, startServer } from '../src/index.js';
 import { workerHandler } from '../src/workers.js';
-import { delay, rawConnect, runProcess, tempDir } from './helpers.js';
+import { delay, rawConnect, runProcess, tempDir, test } from './helpers.js';
 
 // Worker modules are written to a temp dir; they reach the library by absolute URL, as an
 // application's module would by package name.
