@@ -71,21 +71,28 @@ export function usageError(command: PeopleCommand, message: string): CliExit {
   );
 }
 
-/** Parses a whole number of at least `min` given to `option`, or throws a usage error. */
+/**
+ * Parses a whole number from `min` to `max` given to `option`, or throws a usage error.
+ */
 export function integerOption(
   command: PeopleCommand,
   option: string,
   value: string,
   min: number,
+  max: number,
 ): number {
-  if (!/^[0-9]+$/.test(value) || Number(value) < min || !Number.isSafeInteger(Number(value))) {
+  const n = Number(value);
+  if (!/^[0-9]+$/.test(value) || n < min || n > max) {
     throw usageError(
       command,
-      `${option} expects a whole number of at least ${min}, not '${value}'`,
+      `${option} expects a whole number from ${min} to ${max}, not '${value}'`,
     );
   }
-  return Number(value);
+  return n;
 }
+
+/** The longest time Node's timers take, in ms: the most any time option can be. */
+export const MAX_MS = 2 ** 31 - 1;
 
 /** `simple-ipc status [--json] PATH`. */
 export async function status(args: readonly string[]): Promise<number> {
@@ -115,7 +122,7 @@ export async function call(args: readonly string[]): Promise<number> {
   }
   const timeout =
     typeof values.timeout === 'string'
-      ? integerOption('call', '--timeout', values.timeout, 1)
+      ? integerOption('call', '--timeout', values.timeout, 1, MAX_MS)
       : undefined;
   const wait = values.wait === true;
   const signal = timeout === undefined ? undefined : AbortSignal.timeout(timeout);

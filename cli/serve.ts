@@ -20,7 +20,7 @@ import {
   stopWhenIdle,
 } from '../src/index.js';
 import { EXIT_OK, fail } from './io.js';
-import { integerOption, parseCommand, usageError } from './people.js';
+import { integerOption, MAX_MS, parseCommand, usageError } from './people.js';
 
 const WINDOWS = process.platform === 'win32';
 /** How long `serve --detach` waits for the server to listen, in ms. */
@@ -50,7 +50,7 @@ export async function serve(args: readonly string[]): Promise<number> {
   }
   const threads =
     typeof values.threads === 'string'
-      ? integerOption('serve', '--threads', values.threads, 1)
+      ? integerOption('serve', '--threads', values.threads, 1, 2 ** 32 - 1)
       : undefined;
   const idle = typeof values['idle-timeout'] === 'string' ? seconds(values['idle-timeout']) : 0;
   const mode = typeof values.mode === 'string' ? octalMode(values.mode) : undefined;
@@ -240,10 +240,10 @@ function killGroup(child: ChildProcess): void {
 
 function seconds(value: string): number {
   const n = Number(value);
-  if (!/^[0-9]*\.?[0-9]+$/.test(value) || !(n > 0)) {
+  if (!/^[0-9]*\.?[0-9]+$/.test(value) || !(n > 0) || n * 1000 > MAX_MS) {
     throw usageError(
       'serve',
-      `--idle-timeout expects a positive number of seconds, not '${value}'`,
+      `--idle-timeout expects a number of seconds above 0, at most ${Math.floor(MAX_MS / 1000)}, not '${value}'`,
     );
   }
   return n;

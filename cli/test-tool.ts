@@ -68,6 +68,7 @@ const USAGE = `usage: simple-ipc is-active [<name>] [<options>]
 
 const INTEGER_OPTIONS = new Set(['threads', 'max-wait', 'bytecount', 'batchsize', 'processes']);
 const STRING_OPTIONS = new Set(['name', 'byte', 'token']);
+const INT_MAX = 2 ** 31 - 1;
 
 /**
  * Parses options as Git's parse-options does for this tool: `--opt=value` or `--opt value`,
@@ -98,7 +99,11 @@ export function parseTestToolOptions(args: readonly string[]): TestToolOptions {
         throw new CliExit(EXIT_USAGE, `error: option \`${key}' requires a value\n${USAGE}`);
       }
     }
-    if (INTEGER_OPTIONS.has(key) && !/^[+-]?[0-9]+$/.test(value)) {
+    // Git's git_parse_int() also refuses what does not fit in an int.
+    if (
+      INTEGER_OPTIONS.has(key) &&
+      (!/^[+-]?[0-9]+$/.test(value) || Math.abs(Number(value)) > INT_MAX)
+    ) {
       throw new CliExit(EXIT_USAGE, `error: option \`${key}' expects a numerical value\n${USAGE}`);
     }
     raw.set(key, value);

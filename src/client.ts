@@ -15,6 +15,15 @@ import { USES_NAMED_PIPES, withSocketAddress } from './address.js';
 import { abortError, ErrorCode, SimpleIpcError, systemCode } from './errors.js';
 import { InboundMessage, OutboundMessage } from './message.js';
 import { PacketBuilder, toBuffer } from './pkt-line.js';
+import {
+  abortSignal,
+  boolean,
+  duration,
+  invalidArgument,
+  optionsObject,
+  sizeLimit,
+  socketPath,
+} from './validate.js';
 
 /**
  * What is at a path, in Git's words (`enum ipc_active_state`).
@@ -42,7 +51,10 @@ export const CONNECT_RETRY_INTERVAL_MS = 50;
 /** Git's connect deadline. */
 export const CONNECT_TIMEOUT_MS = 1000;
 
-/** Options of {@link tryConnect}, {@link connect} and {@link sendCommand}. */
+/**
+ * Options of {@link tryConnect}, {@link connect} and {@link sendCommand}. A value of the wrong
+ * type or out of range fails with `ERR_IPC_INVALID_ARGUMENT`, naming the option.
+ */
 export interface ConnectOptions {
   /** Retry while the server exists but does not accept (refused, busy). Default false. */
   waitIfBusy?: boolean | undefined;
@@ -53,21 +65,27 @@ export interface ConnectOptions {
    * available). Default false.
    */
   disallowChdir?: boolean | undefined;
-  /** How long to keep retrying, in ms. Default 1000 (Git's). */
+  /** How long to keep retrying, in ms (0 to 2^31 - 1). Default 1000 (Git's). */
   timeout?: number | undefined;
-  /** Pause between attempts, in ms. Default 50 (Git's). */
+  /** Pause between attempts, in ms (0 to 2^31 - 1; at least 1 is waited). Default 50 (Git's). */
   retryInterval?: number | undefined;
   /** Aborts the wait; the Promise rejects with code `ABORT_ERR`. */
   signal?: AbortSignal | undefined;
 }
 
-/** Options of {@link Connection.send}, {@link Connection.stream} and {@link sendCommand}. */
+/**
+ * Options of {@link Connection.send}, {@link Connection.stream} and {@link sendCommand},
+ * checked as {@link ConnectOptions} are.
+ */
 export interface SendOptions {
-  /** Most response bytes {@link Connection.send} accepts. Default: no limit. */
+  /**
+   * Most response bytes accepted: a whole number, or `Infinity`. Default: no limit.
+   */
   maxResponseSize?: number | undefined;
   /**
    * Fails with `ERR_IPC_TIMEOUT` when the server sends nothing for this many ms while the
-   * response is awaited. Default: no timeout (a server may think for as long as it needs).
+   * response is awaited (0 to 2^31 - 1; 0 is none). Default: no timeout (a server may think
+   * for as long as it needs).
    */
   timeout?: number | undefined;
   /** Aborts the exchange and destroys the connection; rejects with code `ABORT_ERR`. */
@@ -95,12 +113,16 @@ export type ConnectResult =
  * connection attempt without waiting, and hang up at once without sending anything (servers
  * take that quietly as a liveness probe).
  *
- * Never throws for a state; rejects only when aborted.
+ * Never throws for a state; rejects only when aborted, or for a bad argument.
+ *
+ * @throws {SimpleIpcError} `ABORT_ERR`, `ERR_IPC_INVALID_ARGUMENT`.
  */
 export async function getActiveState(
   path: string,
   options: { signal?: AbortSignal | undefined } = {},
 ): Promise<ActiveState> {
+  socketPath(path);
+  const signal = abortSignal(optionsObject(options).signal);
   if (!USES_NAMED_PIPES) {
     try {
       const stats = await lstat(path);
@@ -112,7 +134,7 @@ export async function getActiveState(
         : ActiveState.INVALID_PATH;
     }
   }
-  const result = await tryConnect(path, { signal: options.signal });
+  const result = await tryConnect(path, { signal });
   if (result.state === ActiveState.LISTENING) result.connection.destroy();
   return result.state;
 }
@@ -125,21 +147,23 @@ export async function getActiveState(
  *   `not-listening`;
  * - anything else: `other-error`; deadline reached: `not-listening`.
  *
- * @throws {SimpleIpcError} `ABORT_ERR` only, when `signal` aborts.
+ * @throws {SimpleIpcError} `ABORT_ERR` when `signal` aborts; `ERR_IPC_INVALID_ARGUMENT` for
+ *   a bad `path` or option.
  */
 export async function tryConnect(
   path: string,
   options: ConnectOptions = {},
 ): Promise<ConnectResult> {
-  const timeout = options.timeout ?? CONNECT_TIMEOUT_MS;
-  const signal = options.signal;
+  const settings = connectSettings(path, options);
+  const timeout = settings.timeout;
+  const signal = settings.signal;
   // The clock is read only once a retry is needed (the first attempt takes microseconds).
   let deadline: number | undefined;
   for (;;) {
     if (signal?.aborted) throw abortError(signal);
     let outcome: Socket | SimpleIpcError;
     try {
-      outcome = await connectOnce(path, options.disallowChdir === true);
+      outcome = await connectOnce(path, settings.disallowChdir);
     } catch (err) {
       outcome =
         err instanceof SimpleIpcError
@@ -147,12 +171,12 @@ export async function tryConnect(
           : new SimpleIpcError(ErrorCode.OTHER, String(err), { cause: err, path });
     }
     if (!(outcome instanceof SimpleIpcError)) {
-      return { state: ActiveState.LISTENING, connection: new Connection(outcome, path) };
+      return { state: ActiveState.LISTENING, connection: Connection.create(outcome, path) };
     }
     const state = stateOf(outcome);
     const retry =
-      (state === ActiveState.PATH_NOT_FOUND && options.waitIfNotFound === true) ||
-      (state === ActiveState.NOT_LISTENING && options.waitIfBusy === true);
+      (state === ActiveState.PATH_NOT_FOUND && settings.waitIfNotFound) ||
+      (state === ActiveState.NOT_LISTENING && settings.waitIfBusy);
     if (!retry) return { state, error: outcome };
     deadline ??= performance.now() + timeout;
     const left = deadline - performance.now();
@@ -167,19 +191,81 @@ export async function tryConnect(
       };
     }
     try {
-      const interval = Math.max(1, options.retryInterval ?? CONNECT_RETRY_INTERVAL_MS);
-      await sleep(Math.min(interval, left), undefined, { signal });
+      await sleep(Math.min(settings.retryInterval, left), undefined, { signal });
     } catch {
       throw abortError(signal!);
     }
   }
 }
 
+/** {@link ConnectOptions} checked, with their defaults. */
+interface ConnectSettings {
+  readonly waitIfBusy: boolean;
+  readonly waitIfNotFound: boolean;
+  readonly disallowChdir: boolean;
+  readonly timeout: number;
+  readonly retryInterval: number;
+  readonly signal: AbortSignal | undefined;
+}
+
+function connectSettings(path: string, options: ConnectOptions | undefined): ConnectSettings {
+  socketPath(path);
+  const o = optionsObject(options);
+  return {
+    waitIfBusy: boolean(o.waitIfBusy, 'options.waitIfBusy') ?? false,
+    waitIfNotFound: boolean(o.waitIfNotFound, 'options.waitIfNotFound') ?? false,
+    disallowChdir: boolean(o.disallowChdir, 'options.disallowChdir') ?? false,
+    timeout: duration(o.timeout, 'options.timeout') ?? CONNECT_TIMEOUT_MS,
+    retryInterval: Math.max(
+      1,
+      duration(o.retryInterval, 'options.retryInterval') ?? CONNECT_RETRY_INTERVAL_MS,
+    ),
+    signal: abortSignal(o.signal),
+  };
+}
+
+/** {@link SendOptions} checked, with their defaults. */
+interface SendSettings {
+  readonly maxResponseSize: number;
+  readonly timeout: number;
+  readonly signal: AbortSignal | undefined;
+}
+
+function sendSettings(options: SendOptions | undefined): SendSettings {
+  const o = optionsObject(options);
+  return {
+    maxResponseSize:
+      sizeLimit(o.maxResponseSize, 'options.maxResponseSize') ?? Number.POSITIVE_INFINITY,
+    timeout: duration(o.timeout, 'options.timeout') ?? 0,
+    signal: abortSignal(o.signal),
+  };
+}
+
+/** Checks that `request` is a {@link Message}. */
+function checkMessage(request: unknown): Message {
+  if (
+    typeof request === 'string' ||
+    request instanceof Uint8Array ||
+    (typeof request === 'object' &&
+      request !== null &&
+      (typeof (request as Partial<Iterable<unknown>>)[Symbol.iterator] === 'function' ||
+        typeof (request as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator] === 'function'))
+  ) {
+    return request as Message;
+  }
+  throw invalidArgument(
+    'request',
+    request,
+    'a string, a Uint8Array, or an (async) iterable of them',
+  );
+}
+
 /**
  * Like {@link tryConnect}, but throws when no connection was made.
  *
  * @throws {SimpleIpcError} `ERR_IPC_NOT_LISTENING`, `ERR_IPC_PATH_NOT_FOUND`,
- *   `ERR_IPC_INVALID_PATH`, `ERR_IPC_OTHER` (with the system error as `cause`), or `ABORT_ERR`.
+ *   `ERR_IPC_INVALID_PATH`, `ERR_IPC_OTHER` (with the system error as `cause`), `ABORT_ERR`,
+ *   or `ERR_IPC_INVALID_ARGUMENT`.
  */
 export async function connect(path: string, options: ConnectOptions = {}): Promise<Connection> {
   const result = await tryConnect(path, options);
@@ -195,14 +281,17 @@ export async function connect(path: string, options: ConnectOptions = {}): Promi
  * ```ts
  * const answer = await sendCommand('/run/me/app.sock', 'ping', { waitIfBusy: true });
  * ```
- * @throws {SimpleIpcError} a connect error (see {@link connect}), or an exchange error (see
- *   {@link Connection.send}).
+ * @throws {SimpleIpcError} a connect error (see {@link connect}), an exchange error (see
+ *   {@link Connection.send}), or `ERR_IPC_INVALID_ARGUMENT` (before connecting).
  */
 export async function sendCommand(
   path: string,
   request: Message,
   options: ConnectOptions & SendOptions = {},
 ): Promise<Buffer> {
+  // Everything is checked before connecting: a bad send option must not cost a connection.
+  checkMessage(request);
+  sendSettings(options);
   const result = await tryConnect(path, options);
   if (result.state !== ActiveState.LISTENING) throw result.error;
   // send() hangs up whatever happens.
@@ -282,10 +371,15 @@ export class Connection {
   readonly #path: string;
   #used = false;
 
-  /** @internal Use {@link connect}. */
-  constructor(socket: Socket, path: string) {
+  // Made only by Connection.create: users get connections from connect().
+  private constructor(socket: Socket, path: string) {
     this.#socket = socket;
     this.#path = path;
+  }
+
+  /** @internal A connection over `socket`, connected to `path`. */
+  static create(socket: Socket, path: string): Connection {
+    return new Connection(socket, path);
   }
 
   /** The path this connection was made to. */
@@ -303,7 +397,8 @@ export class Connection {
    *
    * @throws {SimpleIpcError} `ERR_IPC_TRUNCATED` if the server hangs up before the flush (never
    *   a short success), `ERR_PKT_LINE_*` on a malformed response, `ERR_IPC_TOO_LARGE` over
-   *   `maxResponseSize`, `ERR_IPC_TIMEOUT`, `ERR_IPC_CONNECTION_CLOSED`, `ABORT_ERR`.
+   *   `maxResponseSize`, `ERR_IPC_TIMEOUT`, `ERR_IPC_CONNECTION_CLOSED`, `ABORT_ERR`,
+   *   `ERR_IPC_INVALID_ARGUMENT` (a bad request or option, or a second request).
    */
   async send(request: Message, options: SendOptions = {}): Promise<Buffer> {
     const inbound = this.#exchange(request, options);
@@ -318,8 +413,12 @@ export class Connection {
    * Sends `request` and yields the response in pieces as they arrive. Reading pauses the
    * socket while the consumer is behind, so a response of any size takes bounded memory.
    * The iteration throws like {@link send} if the response ends early or is malformed.
+   *
+   * @throws {SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` at once for a bad request or option.
    */
   stream(request: Message, options: SendOptions = {}): AsyncIterable<Buffer> {
+    checkMessage(request);
+    sendSettings(options);
     let inbound: InboundMessage;
     try {
       inbound = this.#exchange(request, options);
@@ -352,6 +451,8 @@ export class Connection {
   }
 
   #exchange(request: Message, options: SendOptions): InboundMessage {
+    checkMessage(request);
+    const settings = sendSettings(options);
     if (this.#used) {
       throw new SimpleIpcError(
         ErrorCode.INVALID_ARGUMENT,
@@ -361,7 +462,7 @@ export class Connection {
     this.#used = true;
     const socket = this.#socket;
     const inbound = new InboundMessage(
-      { maxSize: options.maxResponseSize ?? Number.POSITIVE_INFINITY, highWaterMark: 1 << 20 },
+      { maxSize: settings.maxResponseSize, highWaterMark: 1 << 20 },
       socket,
     );
     // A whole request goes out as one buffer; only chunked ones need the streaming writer.
@@ -371,18 +472,19 @@ export class Connection {
     socket.on('end', () => inbound.end());
     socket.on('error', (err: Error) => exchange.onError(err));
     socket.on('close', () => exchange.onClose());
-    if (options.timeout !== undefined && options.timeout > 0) {
-      socket.setTimeout(options.timeout, () =>
+    const timeout = settings.timeout;
+    if (timeout > 0) {
+      socket.setTimeout(timeout, () =>
         exchange.fail(
           new SimpleIpcError(
             ErrorCode.TIMEOUT,
-            `the server at '${this.#path}' sent nothing for ${options.timeout} ms`,
+            `the server at '${this.#path}' sent nothing for ${timeout} ms`,
             { path: this.#path },
           ),
         ),
       );
     }
-    const signal = options.signal;
+    const signal = settings.signal;
     if (signal !== undefined) {
       if (signal.aborted) exchange.fail(abortError(signal));
       else {

@@ -11,7 +11,7 @@
 import type { Server as NetServer } from 'node:net';
 import { type ClusterMessage, loadHandler } from './cluster.js';
 import { errorData } from './handoff.js';
-import { Server } from './server.js';
+import { Server, serverSettings } from './server.js';
 
 function tell(message: ClusterMessage): void {
   if (process.connected) process.send!(message);
@@ -34,13 +34,20 @@ async function load(message: ClusterMessage & { kind: 'simple-ipc:serve' }): Pro
     tell({ kind: 'simple-ipc:failed', message: (err as Error).message });
     process.exit(1);
   }
-  const made = new Server(message.path, handler, {
-    ...options.server,
-    onHandlerError: options.handlerErrors
-      ? (error) => tell({ kind: 'simple-ipc:handler-error', error: errorData(error) })
-      : undefined,
-    debug: options.debug ? (line) => tell({ kind: 'simple-ipc:debug', message: line }) : undefined,
-  });
+  const made = Server.create(
+    message.path,
+    handler,
+    serverSettings({
+      ...options.server,
+      maxRequestSize: options.server.maxRequestSize ?? Number.POSITIVE_INFINITY,
+      onHandlerError: options.handlerErrors
+        ? (error) => tell({ kind: 'simple-ipc:handler-error', error: errorData(error) })
+        : undefined,
+      debug: options.debug
+        ? (line) => tell({ kind: 'simple-ipc:debug', message: line })
+        : undefined,
+    }),
+  );
   // A stop of this process's own making (a QUIT) is the whole group's: tell the first process.
   made.setGroup({
     stop: () => {

@@ -16,13 +16,22 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { ErrorCode, SimpleIpcError } from './errors.js';
 import { type ErrorData, errorFromData, moduleHref } from './handoff.js';
-import { type Handler, type ServerOptions, type StopReason, Server } from './server.js';
+import {
+  checkHandler,
+  type Handler,
+  type ServerOptions,
+  type ServerSettings,
+  type StopReason,
+  Server,
+  serverSettings,
+} from './server.js';
+import { integer, optionsObject, socketPath } from './validate.js';
 
 /** Options of {@link startClusteredServer}: those of {@link startServer}, and `processes`. */
 export interface ClusteredServerOptions extends ServerOptions {
   /**
-   * How many processes serve, this one included. Default: the number of cores
-   * (`os.availableParallelism()`). 1 is an ordinary {@link startServer}.
+   * How many processes serve, this one included: a whole number from 1 to 1024. Default: the number of cores (`os.availableParallelism()`). 1 is an
+   * ordinary {@link startServer}.
    */
   processes?: number | undefined;
 }
@@ -39,19 +48,23 @@ export interface ServeMessage {
   readonly options: ChildServerOptions;
 }
 
-/** The server options that apply in each process as they are (numbers cross, functions cannot). */
-const PER_PROCESS_OPTIONS = [
-  'threads',
-  'queueSize',
-  'maxRequestSize',
-  'streamThreshold',
-  'requestTimeout',
-  'responseTimeout',
-] as const satisfies readonly (keyof ServerOptions)[];
+/**
+ * The most processes {@link startClusteredServer} starts: far more than any machine has cores,
+ * low enough that a mistyped count cannot fork the machine to a halt.
+ */
+export const MAX_PROCESSES = 1024;
 
-/** @internal The options that cross to the other processes. */
+/**
+ * @internal The options that cross to the other processes, checked and with their defaults.
+ * JSON carries `Infinity` as null: a null `maxRequestSize` is no limit.
+ */
 export interface ChildServerOptions {
-  readonly server: Pick<ServerOptions, (typeof PER_PROCESS_OPTIONS)[number]>;
+  readonly server: Readonly<
+    Pick<
+      ServerSettings,
+      'threads' | 'queueSize' | 'streamThreshold' | 'requestTimeout' | 'responseTimeout'
+    > & { maxRequestSize: number | null }
+  >;
   /** Forward handler errors (the first process has `onHandlerError`). */
   readonly handlerErrors: boolean;
   /** Forward debug lines (the first process has `debug`). */
@@ -106,18 +119,16 @@ export async function startClusteredServer(
   module: string | URL,
   options: ClusteredServerOptions = {},
 ): Promise<Server> {
-  const processes = options.processes ?? availableParallelism();
-  if (!Number.isInteger(processes) || processes < 1) {
-    throw new SimpleIpcError(
-      ErrorCode.INVALID_ARGUMENT,
-      `processes must be a whole number of at least 1 (got ${String(processes)})`,
-    );
-  }
+  const checkedPath = socketPath(path);
   const href = moduleHref(module, 'the handler module');
-  const server = new Server(path, await loadHandler(href), options);
-  await server.start(options);
+  const settings = serverSettings(options);
+  const processes =
+    integer(optionsObject(options).processes, 'options.processes', 1, MAX_PROCESSES) ??
+    Math.min(availableParallelism(), MAX_PROCESSES);
+  const server = Server.create(checkedPath, await loadHandler(href), settings);
+  await server.start();
   if (processes === 1) return server;
-  const group = new ProcessGroup(server, path, href, options);
+  const group = new ProcessGroup(server, checkedPath, href, settings);
   server.setGroup(group);
   try {
     await group.start(processes - 1);
@@ -143,43 +154,42 @@ export async function loadHandler(href: string): Promise<Handler> {
       { cause },
     );
   }
-  const handler = exports.default;
-  if (
-    typeof handler === 'function' ||
-    (typeof handler === 'object' &&
-      handler !== null &&
-      typeof (handler as { stream?: unknown }).stream === 'function')
-  ) {
-    return handler as Handler;
+  try {
+    return checkHandler(exports.default, `the default export of ${href}`);
+  } catch (err) {
+    throw new SimpleIpcError(ErrorCode.HANDLER_FAILED, (err as Error).message);
   }
-  throw new SimpleIpcError(
-    ErrorCode.HANDLER_FAILED,
-    `the default export of ${href} is not a handler (a function, or { stream: function })`,
-  );
 }
 
 /** The other processes, as the first one runs them. */
 class ProcessGroup {
   readonly #server: Server;
   readonly #serve: ServeMessage;
-  readonly #options: ClusteredServerOptions;
+  readonly #options: ServerSettings;
   readonly #children = new Set<ChildProcess>();
   #stopping: 'no' | 'gently' | 'hard' = 'no';
   #resolveClosed!: () => void;
   #closedResolved = false;
   readonly closed: Promise<void>;
 
-  constructor(server: Server, path: string, href: string, options: ClusteredServerOptions) {
+  constructor(server: Server, path: string, href: string, settings: ServerSettings) {
     this.#server = server;
-    this.#options = options;
+    this.#options = settings;
     this.#serve = {
       kind: 'simple-ipc:serve',
       path,
       module: href,
       options: {
-        server: Object.fromEntries(PER_PROCESS_OPTIONS.map((key) => [key, options[key]])),
-        handlerErrors: options.onHandlerError !== undefined,
-        debug: options.debug !== undefined,
+        server: {
+          threads: settings.threads,
+          queueSize: settings.queueSize,
+          maxRequestSize: settings.maxRequestSize,
+          streamThreshold: settings.streamThreshold,
+          requestTimeout: settings.requestTimeout,
+          responseTimeout: settings.responseTimeout,
+        },
+        handlerErrors: settings.onHandlerError !== undefined,
+        debug: settings.debug !== undefined,
       },
     };
     this.closed = new Promise<void>((resolve) => {

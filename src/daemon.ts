@@ -25,8 +25,22 @@ import {
 } from './client.js';
 import { abortError, ErrorCode, SimpleIpcError } from './errors.js';
 import { isLockHeld } from './lock.js';
+import {
+  abortSignal,
+  boolean,
+  duration,
+  invalidArgument,
+  optionsObject,
+  socketPath,
+  string,
+  stringArray,
+  stringRecord,
+} from './validate.js';
 
-/** How to start a daemon, for {@link startDaemon} and {@link connectOrStart}. */
+/**
+ * How to start a daemon, for {@link startDaemon} and {@link connectOrStart}. A value of the
+ * wrong type or out of range fails with `ERR_IPC_INVALID_ARGUMENT`, naming the option.
+ */
 export interface DaemonOptions {
   /** The program to run (for a Node script: `process.execPath`). */
   command: string;
@@ -41,9 +55,9 @@ export interface DaemonOptions {
    * 0600). Default: none, both go to the null device, as with Git's `start-daemon`.
    */
   logFile?: string | undefined;
-  /** How long to wait for the daemon to listen, in ms. Default 60000 (Git's 60 s). */
+  /** How long to wait for the daemon to listen, in ms (0 to 2^31 - 1). Default 60000 (Git's 60 s). */
   timeout?: number | undefined;
-  /** How often to look, in ms. Default 20. */
+  /** How often to look, in ms (0 to 2^31 - 1; at least 1 is waited). Default 20. */
   pollInterval?: number | undefined;
   /** Aborts the wait (the daemon, once spawned, is left running). */
   signal?: AbortSignal | undefined;
@@ -79,13 +93,15 @@ export interface StartedDaemon {
  *   opened, or the path is unusable: `invalid-path` / `other-error`; in that case nothing is
  *   spawned when the path was already unusable), `ERR_IPC_DAEMON_NOT_ONLINE` (deadline passed;
  *   the process is left running), `ERR_IPC_DAEMON_TERMINATED` (it exited before listening),
- *   `ABORT_ERR`.
+ *   `ABORT_ERR`, `ERR_IPC_INVALID_ARGUMENT` (a bad `path` or option; nothing is spawned).
  */
 export async function startDaemon(path: string, options: DaemonOptions): Promise<StartedDaemon> {
-  const { signal } = options;
+  socketPath(path);
+  const settings = daemonSettings(options);
+  const { signal } = settings;
   if (signal?.aborted) throw abortError(signal);
-  const timeout = options.timeout ?? 60_000;
-  const interval = Math.max(1, options.pollInterval ?? 20);
+  const timeout = settings.timeout;
+  const interval = Math.max(1, settings.pollInterval);
   const deadline = performance.now() + timeout;
 
   const before = await getActiveState(path, { signal });
@@ -93,7 +109,7 @@ export async function startDaemon(path: string, options: DaemonOptions): Promise
     throw unusable(path, before);
   }
 
-  const child = await spawnDetached(path, options);
+  const child = await spawnDetached(path, settings);
   const pid = child.pid;
   for (;;) {
     // Read before looking: an exit seen here happened before the look below.
@@ -105,7 +121,7 @@ export async function startDaemon(path: string, options: DaemonOptions): Promise
       throw unusable(path, state);
     }
     if (exited !== undefined && !lockBusy) {
-      const log = options.logFile === undefined ? '' : ` (see ${options.logFile})`;
+      const log = settings.logFile === undefined ? '' : ` (see ${settings.logFile})`;
       throw new SimpleIpcError(
         ErrorCode.DAEMON_TERMINATED,
         `daemon terminated: it ${exited} before listening at '${path}'${log}`,
@@ -128,6 +144,35 @@ export async function startDaemon(path: string, options: DaemonOptions): Promise
   }
 }
 
+/** {@link DaemonOptions} checked, with their defaults. */
+interface DaemonSettings {
+  readonly command: string;
+  readonly args: readonly string[];
+  readonly cwd: string | undefined;
+  readonly env: NodeJS.ProcessEnv | undefined;
+  readonly logFile: string | undefined;
+  readonly timeout: number;
+  readonly pollInterval: number;
+  readonly signal: AbortSignal | undefined;
+}
+
+function daemonSettings(options: DaemonOptions | undefined): DaemonSettings {
+  const o = optionsObject(options);
+  const command = string(o.command, 'options.command');
+  if (command === undefined)
+    throw invalidArgument('options.command', command, 'a non-empty string');
+  return {
+    command,
+    args: stringArray(o.args, 'options.args') ?? [],
+    cwd: string(o.cwd, 'options.cwd'),
+    env: stringRecord(o.env, 'options.env'),
+    logFile: string(o.logFile, 'options.logFile'),
+    timeout: duration(o.timeout, 'options.timeout') ?? 60_000,
+    pollInterval: duration(o.pollInterval, 'options.pollInterval') ?? 20,
+    signal: abortSignal(o.signal),
+  };
+}
+
 /** A spawned daemon and, once it has exited, how. */
 interface Spawned {
   readonly pid: number;
@@ -135,7 +180,7 @@ interface Spawned {
   exit: string | undefined;
 }
 
-async function spawnDetached(path: string, options: DaemonOptions): Promise<Spawned> {
+async function spawnDetached(path: string, options: DaemonSettings): Promise<Spawned> {
   let logFd: number | undefined;
   if (options.logFile !== undefined) {
     try {
@@ -149,7 +194,7 @@ async function spawnDetached(path: string, options: DaemonOptions): Promise<Spaw
     }
   }
   try {
-    const child = spawn(options.command, options.args ?? [], {
+    const child = spawn(options.command, options.args, {
       cwd: options.cwd,
       env: options.env,
       // A process group of its own: a Ctrl-C meant for the starter does not reach it.
@@ -214,13 +259,17 @@ const starting = new Map<string, Promise<unknown>>();
  * @throws {SimpleIpcError} the errors of {@link startDaemon}; `ERR_IPC_INVALID_PATH` or
  *   `ERR_IPC_OTHER` when the path cannot be connected to for a reason a new daemon would not
  *   fix; `ERR_IPC_NOT_LISTENING` if the started daemon does not accept within 1 s of listening
- *   (it is busy).
+ *   (it is busy); `ERR_IPC_INVALID_ARGUMENT` (a bad `path` or option, before anything is
+ *   tried).
  */
 export async function connectOrStart(
   path: string,
   options: ConnectOrStartOptions,
 ): Promise<Connection> {
-  const { signal, disallowChdir } = options;
+  socketPath(path);
+  daemonSettings(options);
+  const disallowChdir = boolean(options.disallowChdir, 'options.disallowChdir');
+  const signal = options.signal;
   const first = await tryConnect(path, { disallowChdir, signal });
   if (first.state === ActiveState.LISTENING) return first.connection;
   if (first.state === ActiveState.INVALID_PATH || first.state === ActiveState.OTHER_ERROR) {

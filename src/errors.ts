@@ -41,7 +41,10 @@ export const ErrorCode = {
   CONNECTION_CLOSED: 'ERR_IPC_CONNECTION_CLOSED',
   /** The request handler threw or rejected; the client sees this as a truncated response. */
   HANDLER_FAILED: 'ERR_IPC_HANDLER_FAILED',
-  /** The operation was aborted through its AbortSignal. */
+  /**
+   * The operation was aborted through its AbortSignal. The error is named `AbortError` and
+   * carries the signal's `reason` as `cause`, as Node's own aborts do.
+   */
   ABORTED: 'ABORT_ERR',
   /** An argument had the wrong type or value. */
   INVALID_ARGUMENT: 'ERR_IPC_INVALID_ARGUMENT',
@@ -61,8 +64,17 @@ export const ErrorCode = {
 /** One of the {@link ErrorCode} values. */
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
+// The brand every SimpleIpcError carries, registered so that two copies of this package (common
+// in a dependency tree) share it: an error made by one copy is `instanceof` the other's class.
+const kSimpleIpcError = Symbol.for('simple-ipc.error');
+
 /**
  * The one error class of this library. Branch on `code`, never on the message.
+ *
+ * `instanceof SimpleIpcError` is true for errors made by any copy of this package, not only
+ * this one (the class carries a `Symbol.for` brand). An abort (`code` `ABORT_ERR`) is named
+ * `AbortError`, as Node names its own, and carries the signal's `reason` as `cause`; every
+ * other error is named `SimpleIpcError`.
  *
  * @example
  * ```ts
@@ -79,17 +91,39 @@ export class SimpleIpcError extends Error {
   /**
    * @param code - the stable code.
    * @param message - what happened and, where useful, what to do about it.
-   * @param options - `cause` (the underlying error) and `path`.
+   * @param options - `cause` (the underlying error, kept when given, even if undefined) and
+   *   `path`.
    */
   constructor(code: ErrorCode, message: string, options: { cause?: unknown; path?: string } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.name = 'SimpleIpcError';
+    super(message, 'cause' in options ? { cause: options.cause } : undefined);
+    this.name = code === ErrorCode.ABORTED ? 'AbortError' : 'SimpleIpcError';
     this.code = code;
     this.path = options.path;
   }
+
+  /** The brand that {@link SimpleIpcError}'s `instanceof` looks for. */
+  get [kSimpleIpcError](): true {
+    return true;
+  }
+
+  /**
+   * True for a {@link SimpleIpcError} made by any copy of this package. A subclass keeps the
+   * ordinary prototype check.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (this !== SimpleIpcError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return (
+      typeof value === 'object' &&
+      value !== null &&
+      (value as { [kSimpleIpcError]?: unknown })[kSimpleIpcError] === true
+    );
+  }
 }
 
-/** True when `err` is a {@link SimpleIpcError}, optionally with the given code. */
+/**
+ * True when `err` is a {@link SimpleIpcError} (from any copy of this package), optionally
+ * with the given code.
+ */
 export function isSimpleIpcError(err: unknown, code?: ErrorCode): err is SimpleIpcError {
   return err instanceof SimpleIpcError && (code === undefined || err.code === code);
 }

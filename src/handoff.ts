@@ -6,7 +6,7 @@
  */
 
 import { pathToFileURL } from 'node:url';
-import { ErrorCode, SimpleIpcError } from './errors.js';
+import { invalidArgument } from './validate.js';
 
 /**
  * The `file:` URL of a handler module given as a path (also a Windows one, `C:\...`), a
@@ -21,10 +21,7 @@ export function moduleHref(module: string | URL, what: string): string {
     }
     if (href.startsWith('file:')) return href;
   }
-  throw new SimpleIpcError(
-    ErrorCode.INVALID_ARGUMENT,
-    `${what} must be a path or a file: URL, not ${String(module)}`,
-  );
+  throw invalidArgument(what, module, 'a path or a file: URL');
 }
 
 /** An error as plain data, to cross a thread or process boundary. */

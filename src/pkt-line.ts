@@ -14,6 +14,7 @@
  */
 
 import { ErrorCode, SimpleIpcError } from './errors.js';
+import { bytesOrString, invalidArgument } from './validate.js';
 
 /** Largest packet, length field included (Git's `LARGE_PACKET_MAX`). */
 export const LARGE_PACKET_MAX = 65520;
@@ -58,7 +59,16 @@ const HEX_DIGITS = '0123456789abcdef';
 export function parsePacketLength(bytes: Uint8Array, offset = 0): number {
   // Without this check a missing byte reads as undefined, which `|` and `<<` turn into 0:
   // `00` would parse as a flush.
-  if (!(offset >= 0 && bytes.length - offset >= 4)) {
+  if (!(
+    bytes instanceof Uint8Array &&
+    Number.isInteger(offset) &&
+    offset >= 0 &&
+    bytes.length - offset >= 4
+  )) {
+    if (!(bytes instanceof Uint8Array)) throw invalidArgument('bytes', bytes, 'a Uint8Array');
+    if (!Number.isInteger(offset) || offset < 0) {
+      throw invalidArgument('offset', offset, 'a whole number of at least 0');
+    }
     throw new SimpleIpcError(
       ErrorCode.PKT_LINE_LENGTH,
       `a packet length is 4 bytes; ${Math.max(0, bytes.length - offset)} at offset ${offset}`,
@@ -89,8 +99,25 @@ export function parsePacketLength(bytes: Uint8Array, offset = 0): number {
   return length;
 }
 
-/** Writes `length` as 4 lowercase hex digits at `offset` (writers emit lowercase, like Git). */
-export function writePacketLength(target: Buffer, offset: number, length: number): void {
+/**
+ * Writes `length` as 4 lowercase hex digits at `offset` (writers emit lowercase, like Git).
+ *
+ * @throws {SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` if `target` is not a Uint8Array with 4
+ *   bytes at `offset`, or `length` is not a whole number from 0 to 65520.
+ */
+export function writePacketLength(target: Uint8Array, offset: number, length: number): void {
+  if (!(target instanceof Uint8Array)) throw invalidArgument('target', target, 'a Uint8Array');
+  if (!Number.isInteger(offset) || offset < 0 || offset > target.length - 4) {
+    throw invalidArgument('offset', offset, `a whole number from 0 to ${target.length - 4}`);
+  }
+  if (!Number.isInteger(length) || length < 0 || length > LARGE_PACKET_MAX) {
+    throw invalidArgument('length', length, `a whole number from 0 to ${LARGE_PACKET_MAX}`);
+  }
+  putPacketLength(target, offset, length);
+}
+
+// writePacketLength for callers whose arguments are right by construction.
+function putPacketLength(target: Uint8Array, offset: number, length: number): void {
   target[offset] = HEX_DIGITS.charCodeAt((length >>> 12) & 15);
   target[offset + 1] = HEX_DIGITS.charCodeAt((length >>> 8) & 15);
   target[offset + 2] = HEX_DIGITS.charCodeAt((length >>> 4) & 15);
@@ -111,7 +138,7 @@ export function toBuffer(data: string | Uint8Array): Buffer {
  */
 export function encodeMessage(payload: string | Uint8Array): Buffer {
   const builder = new PacketBuilder();
-  builder.add(toBuffer(payload));
+  builder.add(toBuffer(bytesOrString(payload, 'payload')));
   builder.addFlush();
   const parts = builder.take();
   return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
@@ -125,7 +152,7 @@ export function encodeMessage(payload: string | Uint8Array): Buffer {
  *   `ERR_PKT_LINE_LENGTH` when it is empty (an empty data packet is never written).
  */
 export function encodePacket(payload: string | Uint8Array): Buffer {
-  const data = toBuffer(payload);
+  const data = toBuffer(bytesOrString(payload, 'payload'));
   if (data.length > LARGE_PACKET_DATA_MAX) {
     throw new SimpleIpcError(
       ErrorCode.PKT_LINE_TOO_LONG,
@@ -136,7 +163,7 @@ export function encodePacket(payload: string | Uint8Array): Buffer {
     throw new SimpleIpcError(ErrorCode.PKT_LINE_LENGTH, 'an empty data packet is never written');
   }
   const packet = Buffer.allocUnsafe(data.length + 4);
-  writePacketLength(packet, 0, data.length + 4);
+  putPacketLength(packet, 0, data.length + 4);
   data.copy(packet, 4);
   return packet;
 }
@@ -177,6 +204,7 @@ export class PacketBuilder {
 
   /** Adds payload bytes. They may join the open packet; nothing is written for an empty chunk. */
   add(data: Buffer): void {
+    if (!Buffer.isBuffer(data)) throw invalidArgument('data', data, 'a Buffer');
     const length = data.length;
     if (length === 0) return;
     if (length < COPY_BELOW) {
@@ -188,7 +216,7 @@ export class PacketBuilder {
     for (let offset = 0; offset < length; offset += LARGE_PACKET_DATA_MAX) {
       const end = Math.min(length, offset + LARGE_PACKET_DATA_MAX);
       const header = Buffer.allocUnsafe(4);
-      writePacketLength(header, 0, end - offset + 4);
+      putPacketLength(header, 0, end - offset + 4);
       this.#out.push(header, offset === 0 && end === length ? data : data.subarray(offset, end));
       this.#outBytes += end - offset + 4;
     }
@@ -199,6 +227,7 @@ export class PacketBuilder {
    * Buffer of its own (many small string replies are the common case of chunked answers).
    */
   addString(text: string): void {
+    if (typeof text !== 'string') throw invalidArgument('text', text, 'a string');
     const most = text.length * 3; // UTF-8 bytes per UTF-16 unit, at most
     if (most === 0) return;
     if (most >= COPY_BELOW) {
@@ -282,7 +311,7 @@ export class PacketBuilder {
   #closePacket(): void {
     const length = this.#cursor - this.#packetStart;
     if (length === 0) return;
-    writePacketLength(this.#scratch!, this.#packetStart, length);
+    putPacketLength(this.#scratch!, this.#packetStart, length);
     this.#packetStart = this.#cursor;
   }
 
@@ -328,6 +357,7 @@ export class PktLineDecoder {
 
   /** Adds bytes from the stream. */
   push(chunk: Uint8Array): void {
+    if (!(chunk instanceof Uint8Array)) throw invalidArgument('chunk', chunk, 'a Uint8Array');
     if (chunk.length === 0) return;
     this.#chunks.push(toBuffer(chunk));
     this.#buffered += chunk.length;
@@ -466,6 +496,10 @@ export class MessageDecoder {
    *   decoder stays failed and throws the same error again.
    */
   push(chunk: Buffer, sink: PieceSink): number {
+    if (!Buffer.isBuffer(chunk)) throw invalidArgument('chunk', chunk, 'a Buffer');
+    if (typeof sink?.onPiece !== 'function') {
+      throw invalidArgument('sink', sink, 'an object with an onPiece function');
+    }
     if (this.#failed !== undefined) throw this.#failed;
     if (this.#done) return 0;
     try {

@@ -1,13 +1,58 @@
 /**
  * Shutdown policies for a {@link Server}: stop when idle, stop gracefully on a signal. Git leaves
- * shutdown to the application (SPEC section 5); these are the two every daemon writes, built on
+ * shutdown to the application; these are the two every daemon writes, built on
  * the server's public `stats()`, `stop()` and `destroy()`.
  *
  * @module
  */
 
-import { ErrorCode, SimpleIpcError } from './errors.js';
+import { constants } from 'node:os';
 import type { Server } from './server.js';
+import {
+  callback,
+  duration,
+  invalidArgument,
+  optionsObject,
+  positiveDuration,
+} from './validate.js';
+
+// Signals a listener can never be installed for.
+const UNCATCHABLE = new Set(['SIGKILL', 'SIGSTOP']);
+
+function checkServer(server: unknown): Server {
+  const s = server as Partial<Server> | null;
+  if (
+    typeof s !== 'object' ||
+    s === null ||
+    typeof s.stats !== 'function' ||
+    typeof s.stop !== 'function' ||
+    typeof s.destroy !== 'function' ||
+    !(s.closed instanceof Promise)
+  ) {
+    throw invalidArgument('server', server, 'a Server (from startServer)');
+  }
+  return s as Server;
+}
+
+function checkSignals(value: unknown): readonly NodeJS.Signals[] | undefined {
+  if (value === undefined) return undefined;
+  if (
+    !Array.isArray(value) ||
+    !value.every(
+      (name) =>
+        typeof name === 'string' &&
+        Object.hasOwn(constants.signals, name) &&
+        !UNCATCHABLE.has(name),
+    )
+  ) {
+    throw invalidArgument(
+      'options.signals',
+      value,
+      'an array of signal names that can be caught (such as SIGINT)',
+    );
+  }
+  return value as NodeJS.Signals[];
+}
 
 /** A policy attached to a server. It ends by itself when the server has closed. */
 export interface ServerPolicy extends Disposable {
@@ -18,8 +63,9 @@ export interface ServerPolicy extends Disposable {
 /** Options of {@link stopWhenIdle}. */
 export interface IdleOptions {
   /**
-   * How often the server's counters are looked at, in ms. Default: a tenth of the timeout,
-   * at least 50 and at most 1000. The server stops at most this much later than due.
+   * How often the server's counters are looked at, in ms (above 0, to 2^31 - 1). Default: a
+   * tenth of the timeout, at least 50 and at most 1000. The server stops at most this much
+   * later than due.
    */
   checkInterval?: number | undefined;
   /** Called once, just before the server is stopped for being idle, with the idle time in ms. */
@@ -43,20 +89,23 @@ export interface IdleOptions {
  * stopWhenIdle(server, 5 * 60_000); // a daemon started on demand goes away when unused
  * await server.closed;
  * ```
- * @throws {SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` if `timeout` is not a positive number.
+ * @throws {SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` if `server` is not a server, `timeout`
+ *   is not a number of ms above 0 (to 2^31 - 1), or an option is bad.
  */
 export function stopWhenIdle(
   server: Server,
   timeout: number,
   options: IdleOptions = {},
 ): ServerPolicy {
-  if (!(timeout > 0) || !Number.isFinite(timeout)) {
-    throw new SimpleIpcError(
-      ErrorCode.INVALID_ARGUMENT,
-      `the idle timeout must be a positive number of ms, not ${timeout}`,
-    );
+  checkServer(server);
+  if (positiveDuration(timeout, 'timeout') === undefined) {
+    throw invalidArgument('timeout', timeout, 'a number of ms');
   }
-  const interval = options.checkInterval ?? Math.min(1000, Math.max(50, timeout / 10));
+  const o = optionsObject(options);
+  const onIdle = callback(o.onIdle, 'options.onIdle');
+  const interval =
+    positiveDuration(o.checkInterval, 'options.checkInterval') ??
+    Math.min(1000, Math.max(50, timeout / 10));
   let seen = server.stats().connections;
   let since = performance.now();
   let timer: NodeJS.Timeout | undefined;
@@ -78,7 +127,7 @@ export function stopWhenIdle(
     }
     if (now - since < timeout) return;
     cancel();
-    options.onIdle?.(now - since);
+    onIdle?.(now - since);
     void server.stop();
   };
   timer = setInterval(check, Math.max(1, interval));
@@ -89,11 +138,12 @@ export function stopWhenIdle(
 
 /** Options of {@link stopOnSignals}. */
 export interface SignalOptions {
-  /** The signals to handle. Default `['SIGINT', 'SIGTERM']`. */
+  /** The signals to handle (names such as `'SIGHUP'`; not SIGKILL or SIGSTOP). Default `['SIGINT', 'SIGTERM']`. */
   signals?: readonly NodeJS.Signals[] | undefined;
   /**
    * After the first signal, conversations still running this many ms later are cut off (as
-   * {@link Server.destroy}). Default: never; they may take as long as they need.
+   * {@link Server.destroy}); 0 to 2^31 - 1. Default: never; they may take as long as they
+   * need.
    */
   forceAfter?: number | undefined;
   /**
@@ -119,23 +169,29 @@ export interface SignalOptions {
  * stopOnSignals(server, { onSignal: (sig) => console.error(`${sig}: stopping`) });
  * await server.closed; // then exit as usual
  * ```
+ * @throws {SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` if `server` is not a server or an option
+ *   is bad (nothing is installed then).
  */
 export function stopOnSignals(server: Server, options: SignalOptions = {}): ServerPolicy {
-  const signals = options.signals ?? (['SIGINT', 'SIGTERM'] as const);
+  checkServer(server);
+  const o = optionsObject(options);
+  const signals = checkSignals(o.signals) ?? (['SIGINT', 'SIGTERM'] as const);
+  const forceAfter = duration(o.forceAfter, 'options.forceAfter');
+  const onSignalOption = callback(o.onSignal, 'options.onSignal');
   let received = 0;
   let force: NodeJS.Timeout | undefined;
   let attached = true;
   const onSignal = (signal: NodeJS.Signals): void => {
     received++;
     const forced = received > 1;
-    options.onSignal?.(signal, forced);
+    onSignalOption?.(signal, forced);
     if (forced) {
       void server.destroy();
       return;
     }
     void server.stop();
-    if (options.forceAfter !== undefined && options.forceAfter >= 0 && force === undefined) {
-      force = setTimeout(() => void server.destroy(), options.forceAfter);
+    if (forceAfter !== undefined && force === undefined) {
+      force = setTimeout(() => void server.destroy(), forceAfter);
       force.unref();
     }
   };

@@ -12,6 +12,7 @@
  */
 
 import type { Server as NetServer, Socket } from 'node:net';
+import { isNativeError } from 'node:util/types';
 import { ErrorCode, SimpleIpcError } from './errors.js';
 import { installSocket, LISTEN_BACKLOG } from './lifecycle.js';
 import { LOCK_TIMEOUT_MS } from './lock.js';
@@ -22,6 +23,18 @@ import {
   type SocketIdentity,
   type TheftReason,
 } from './ownership.js';
+import {
+  abortSignal,
+  boolean,
+  callback,
+  duration,
+  integer,
+  invalidArgument,
+  optionsObject,
+  show,
+  sizeLimit,
+  socketPath,
+} from './validate.js';
 
 /**
  * Returned by a handler to stop the server (Git's `SIMPLE_IPC_QUIT`). The client that sent the
@@ -73,22 +86,30 @@ export type StreamingRequestHandler = (
 /** Either kind of handler: a function for whole requests, `{ stream }` for streamed ones. */
 export type Handler = RequestHandler | { readonly stream: StreamingRequestHandler };
 
-/** Options of {@link startServer}. */
+/**
+ * Options of {@link startServer}. Each is checked when the server starts: a value of the wrong
+ * type or out of range fails with `ERR_IPC_INVALID_ARGUMENT`, naming the option.
+ */
 export interface ServerOptions {
-  /** Concurrent handler runs (Git's `nr_threads`); values below 1 mean 1. Default 8. */
+  /** Concurrent handler runs (Git's `nr_threads`): a whole number of at least 1. Default 8. */
   threads?: number | undefined;
   /**
    * Connections accepted but not yet handled (reading their request, or waiting for a slot);
-   * past it a new connection is closed at once. Default `threads * 100` (Git's).
+   * past it a new connection is closed at once. A whole number of at least 1. Default
+   * `threads * 100` (Git's).
    */
   queueSize?: number | undefined;
-  /** Listen backlog. Default 50 (Git's). */
+  /** Listen backlog: a whole number from 0 to 2^31 - 1. Default 50 (Git's). */
   backlog?: number | undefined;
-  /** Largest request for a whole-request handler, in bytes. Default 64 MiB. */
+  /**
+   * Largest request for a whole-request handler, in bytes (a whole number, or `Infinity`).
+   * Default 64 MiB.
+   */
   maxRequestSize?: number | undefined;
   /**
    * For a streaming handler: how much of a request is buffered before the handler is called
-   * (it takes a slot then). Default 64 KiB.
+   * (it takes a slot then), in bytes (a whole number; 0 calls it on the first bytes). Default
+   * 64 KiB.
    */
   streamThreshold?: number | undefined;
   /**
@@ -101,7 +122,7 @@ export interface ServerOptions {
    * closed. 0 disables. Default 30000.
    */
   responseTimeout?: number | undefined;
-  /** Socket file permissions. Default 0o600: only this user can connect. */
+  /** Socket file permissions, from 0 to 0o777. Default 0o600: only this user can connect. */
   mode?: number | undefined;
   /** Never change directory to bind a long path. Default false. */
   disallowChdir?: boolean | undefined;
@@ -109,7 +130,11 @@ export interface ServerOptions {
   lockTimeout?: number | undefined;
   /** Stops the server (as {@link Server.stop}) when aborted. */
   signal?: AbortSignal | undefined;
-  /** Called with each handler failure; the server goes on. Default: nothing is printed. */
+  /**
+   * Called with each handler failure; the server goes on. A handler that throws something
+   * that is not an `Error` is reported as a `SimpleIpcError` `ERR_IPC_HANDLER_FAILED` with
+   * the thrown value as `cause`. Default: nothing is printed.
+   */
   onHandlerError?: ((error: unknown) => void) | undefined;
   /**
    * Called with a line about each bad client (malformed or oversized request, timeout, accept
@@ -117,6 +142,66 @@ export interface ServerOptions {
    * not be able to flood the logs.
    */
   debug?: ((message: string) => void) | undefined;
+}
+
+/** @internal {@link ServerOptions} checked, with their defaults. */
+export interface ServerSettings {
+  readonly threads: number;
+  readonly queueSize: number;
+  readonly backlog: number;
+  readonly maxRequestSize: number;
+  readonly streamThreshold: number;
+  readonly requestTimeout: number;
+  readonly responseTimeout: number;
+  readonly mode: number;
+  readonly disallowChdir: boolean;
+  readonly lockTimeout: number;
+  readonly signal: AbortSignal | undefined;
+  readonly onHandlerError: ((error: unknown) => void) | undefined;
+  readonly debug: ((message: string) => void) | undefined;
+}
+
+/**
+ * @internal Checks `options` and fills in the defaults.
+ * @throws {SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` naming the first bad option.
+ */
+export function serverSettings(options: ServerOptions | undefined): ServerSettings {
+  const o = optionsObject(options);
+  const threads = integer(o.threads, 'options.threads', 1) ?? 8;
+  return {
+    threads,
+    queueSize:
+      integer(o.queueSize, 'options.queueSize', 1, Number.MAX_SAFE_INTEGER) ?? threads * 100,
+    backlog: integer(o.backlog, 'options.backlog', 0, 2 ** 31 - 1) ?? LISTEN_BACKLOG,
+    maxRequestSize: sizeLimit(o.maxRequestSize, 'options.maxRequestSize') ?? 64 * 1024 * 1024,
+    streamThreshold:
+      integer(o.streamThreshold, 'options.streamThreshold', 0, Number.MAX_SAFE_INTEGER) ??
+      64 * 1024,
+    requestTimeout: duration(o.requestTimeout, 'options.requestTimeout') ?? 10_000,
+    responseTimeout: duration(o.responseTimeout, 'options.responseTimeout') ?? 30_000,
+    mode: integer(o.mode, 'options.mode', 0, 0o777) ?? 0o600,
+    disallowChdir: boolean(o.disallowChdir, 'options.disallowChdir') ?? false,
+    lockTimeout: duration(o.lockTimeout, 'options.lockTimeout') ?? LOCK_TIMEOUT_MS,
+    signal: abortSignal(o.signal),
+    onHandlerError: callback(o.onHandlerError, 'options.onHandlerError'),
+    debug: callback(o.debug, 'options.debug'),
+  };
+}
+
+/**
+ * @internal Checks a {@link Handler}: a function, or `{ stream: function }`.
+ * @throws {SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT`.
+ */
+export function checkHandler(handler: unknown, name = 'handler'): Handler {
+  if (
+    typeof handler === 'function' ||
+    (typeof handler === 'object' &&
+      handler !== null &&
+      typeof (handler as { stream?: unknown }).stream === 'function')
+  ) {
+    return handler as Handler;
+  }
+  throw invalidArgument(name, handler, 'a function, or { stream: function } for streamed requests');
 }
 
 /** Counters of a server's life, from {@link Server.stats}. */
@@ -185,6 +270,7 @@ export class Server {
   readonly #path: string;
   readonly #handler: RequestHandler | undefined;
   readonly #streamHandler: StreamingRequestHandler | undefined;
+  readonly #settings: ServerSettings;
   readonly #threads: number;
   readonly #queueSize: number;
   readonly #maxRequestSize: number;
@@ -230,22 +316,16 @@ export class Server {
   /** Resolves once the server has stopped and every conversation has ended. Never rejects. */
   readonly closed: Promise<void>;
 
-  /** @internal Use {@link startServer}. */
-  constructor(path: string, handler: Handler, options: ServerOptions) {
+  // Made only by Server.create: handlers and users get servers from startServer.
+  private constructor(path: string, handler: Handler, settings: ServerSettings) {
     this.#path = path;
     if (typeof handler === 'function') this.#handler = handler;
-    else if (handler !== null && typeof handler?.stream === 'function') {
-      this.#streamHandler = handler.stream;
-    } else {
-      throw new SimpleIpcError(
-        ErrorCode.INVALID_ARGUMENT,
-        'the handler must be a function, or { stream: function } for streamed requests',
-      );
-    }
-    this.#threads = Math.max(1, Math.floor(options.threads ?? 8));
-    this.#queueSize = positive(options.queueSize, this.#threads * 100);
-    this.#maxRequestSize = positive(options.maxRequestSize, 64 * 1024 * 1024);
-    this.#streamThreshold = positive(options.streamThreshold, 64 * 1024);
+    else this.#streamHandler = handler.stream;
+    this.#settings = settings;
+    this.#threads = settings.threads;
+    this.#queueSize = settings.queueSize;
+    this.#maxRequestSize = settings.maxRequestSize;
+    this.#streamThreshold = settings.streamThreshold;
     this.#requestLimits =
       this.#streamHandler === undefined
         ? { maxSize: this.#maxRequestSize, highWaterMark: Number.POSITIVE_INFINITY }
@@ -253,16 +333,25 @@ export class Server {
             maxSize: Number.POSITIVE_INFINITY,
             // Little is buffered for a request waiting for its handler; once the handler
             // reads, a steady stream flows without pausing at every socket read.
-            highWaterMark: this.#streamThreshold,
+            highWaterMark: Math.max(1, this.#streamThreshold),
             streamingHighWaterMark: Math.max(this.#streamThreshold, STREAMING_HIGH_WATER_MARK),
           };
-    this.#requestTicks = ticks(options.requestTimeout ?? 10_000);
-    this.#responseTicks = ticks(options.responseTimeout ?? 30_000);
-    this.#onHandlerError = options.onHandlerError;
-    this.#debug = options.debug;
+    this.#requestTicks = ticks(settings.requestTimeout);
+    this.#responseTicks = ticks(settings.responseTimeout);
+    this.#onHandlerError = settings.onHandlerError;
+    this.#debug = settings.debug;
     this.closed = new Promise<void>((resolve) => {
       this.#resolveClosed = resolve;
     });
+  }
+
+  /**
+   * @internal Makes a server that is not serving yet (see {@link start}, {@link attach}).
+   * `handler` and `settings` must have been checked ({@link checkHandler},
+   * {@link serverSettings}).
+   */
+  static create(path: string, handler: Handler, settings: ServerSettings): Server {
+    return new Server(path, handler, settings);
   }
 
   /** The path the server listens at. */
@@ -309,12 +398,13 @@ export class Server {
   }
 
   /** @internal Installs the socket at the path and starts serving. */
-  async start(options: ServerOptions): Promise<void> {
+  async start(): Promise<void> {
+    const settings = this.#settings;
     const installed = await installSocket(this.#path, {
-      mode: options.mode ?? 0o600,
-      backlog: options.backlog ?? LISTEN_BACKLOG,
-      disallowChdir: options.disallowChdir === true,
-      lockTimeout: options.lockTimeout ?? LOCK_TIMEOUT_MS,
+      mode: settings.mode,
+      backlog: settings.backlog,
+      disallowChdir: settings.disallowChdir,
+      lockTimeout: settings.lockTimeout,
       onConnection: (socket) => this.#accept(socket),
     });
     this.#identity = installed.identity;
@@ -324,7 +414,7 @@ export class Server {
         this.#beginStop({ kind: 'stolen', why }),
       );
     }
-    this.#stopOnAbort(options.signal);
+    this.#stopOnAbort(settings.signal);
   }
 
   /**
@@ -468,49 +558,53 @@ export class Server {
     this.#running++;
     this.#stats.requests++;
     conversation.phase = Phase.Running;
+    // The handler sees a context of its own, never the conversation (its socket, its fail()).
+    const context = new HandlerContext(this, conversation);
     let result: ReturnType<RequestHandler>;
     try {
       if (this.#handler !== undefined) {
-        result = this.#handler(
-          conversation.inbound.takeWhole(),
-          conversation.reply(),
-          conversation,
-        );
+        result = this.#handler(conversation.inbound.takeWhole(), conversation.reply(), context);
       } else {
-        result = this.#streamHandler!(conversation.inbound, conversation.reply(), conversation);
+        result = this.#streamHandler!(conversation.inbound, conversation.reply(), context);
       }
     } catch (err) {
-      this.#handlerDone(conversation, undefined, err);
+      this.#handlerFailed(conversation, err);
       return;
     }
     if (isPromise(result)) {
       result.then(
-        (value) => this.#handlerDone(conversation, value, undefined),
-        (err: unknown) => this.#handlerDone(conversation, undefined, err ?? new Error('rejected')),
+        (value) => this.#handlerDone(conversation, value),
+        (err: unknown) => this.#handlerFailed(conversation, err),
       );
     } else {
-      this.#handlerDone(conversation, result, undefined);
+      this.#handlerDone(conversation, result);
     }
   }
 
-  #handlerDone(conversation: Conversation, result: unknown, error: unknown): void {
+  #handlerDone(conversation: Conversation, result: unknown): void {
     this.#running--;
-    if (error !== undefined) {
-      if (conversation.clientGone) {
-        // The handler failed because its client vanished (reply rejected): not its fault.
-        this.#stats.clientGone++;
-      } else {
-        this.#stats.handlerErrors++;
-        this.#onHandlerError?.(error);
-      }
-      conversation.socket.destroy();
-    } else if (conversation.clientGone) {
+    if (conversation.clientGone) {
       this.#stats.clientGone++;
     } else if (!conversation.socket.destroyed) {
       this.#stats.responses++;
       conversation.finish();
     }
     if (result === QUIT) this.#beginStop({ kind: 'quit' });
+    this.#pump();
+  }
+
+  // Whatever was thrown (also undefined, null or a string), the response is cut off without
+  // its flush: the client sees an error, never a short answer taken for a whole one.
+  #handlerFailed(conversation: Conversation, thrown: unknown): void {
+    this.#running--;
+    if (conversation.clientGone) {
+      // The handler failed because its client vanished (reply rejected): not its fault.
+      this.#stats.clientGone++;
+    } else {
+      this.#stats.handlerErrors++;
+      this.#onHandlerError?.(handlerError(thrown));
+    }
+    conversation.socket.destroy();
     this.#pump();
   }
 
@@ -571,8 +665,14 @@ function ticks(ms: number): number {
   return ms > 0 ? Math.max(2, Math.ceil(ms / TICK_MS)) : 0;
 }
 
-function positive(value: number | undefined, fallback: number): number {
-  return value !== undefined && value > 0 ? value : fallback;
+/** What a handler threw, as an Error: itself if it is one, else wrapped (kept as `cause`). */
+function handlerError(thrown: unknown): unknown {
+  if (thrown instanceof Error || isNativeError(thrown)) return thrown;
+  return new SimpleIpcError(
+    ErrorCode.HANDLER_FAILED,
+    `the handler threw a value that is not an Error: ${show(thrown)}`,
+    { cause: thrown },
+  );
 }
 
 function isPromise(value: unknown): value is Promise<unknown> {
@@ -583,8 +683,23 @@ function sweep(server: Server): void {
   server.sweep();
 }
 
+/** The {@link RequestContext} a handler gets: the server, and the conversation's signal. */
+class HandlerContext implements RequestContext {
+  readonly server: Server;
+  readonly #conversation: Conversation;
+
+  constructor(server: Server, conversation: Conversation) {
+    this.server = server;
+    this.#conversation = conversation;
+  }
+
+  get signal(): AbortSignal {
+    return this.#conversation.signal;
+  }
+}
+
 /** One accepted connection: its request, its response, and where it stands. */
-class Conversation implements RequestContext {
+class Conversation {
   readonly server: Server;
   readonly socket: TaggedSocket;
   readonly inbound: InboundMessage;
@@ -717,7 +832,8 @@ function ignore(): void {}
  * }, { threads: 8 });
  * await server.closed;
  * ```
- * @throws {SimpleIpcError} `ERR_IPC_IN_USE` (a server answers at `path`), `ERR_IPC_LOCKED`,
+ * @throws {SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` (a bad `path`, `handler` or option,
+ *   named in the message), `ERR_IPC_IN_USE` (a server answers at `path`), `ERR_IPC_LOCKED`,
  *   `ERR_IPC_INVALID_PATH` (something that is not a socket is at `path`: it is left alone),
  *   `ERR_IPC_NAME_TOO_LONG`, `ERR_IPC_OTHER`.
  */
@@ -726,7 +842,7 @@ export async function startServer(
   handler: Handler,
   options: ServerOptions = {},
 ): Promise<Server> {
-  const server = new Server(path, handler, options);
-  await server.start(options);
+  const server = Server.create(socketPath(path), checkHandler(handler), serverSettings(options));
+  await server.start();
   return server;
 }

@@ -23,6 +23,7 @@ import {
 import { ErrorCode, SimpleIpcError } from './errors.js';
 import { type ErrorData, errorData, errorFromData, moduleHref } from './handoff.js';
 import type { HandlerResult, QUIT, Reply, RequestHandler } from './server.js';
+import { integer, invalidArgument, optionsObject } from './validate.js';
 
 // The registered symbol behind server.ts's QUIT (Symbol.for is shared by all modules of a
 // thread), named here so that a worker does not load the whole server just to recognise it.
@@ -58,13 +59,16 @@ export type WorkerTask = (request: Buffer) => WorkerResult | Promise<WorkerResul
 /** Options of {@link workerHandler}. */
 export interface WorkerHandlerOptions {
   /**
-   * Worker threads at most; each is started when a request first needs it and then kept.
-   * Default `os.availableParallelism()`: one per core. The server's own thread needs little
+   * Worker threads at most (a whole number from 1 to 1024); each is started when a request
+   * first needs it and then kept. Default `os.availableParallelism()`: one per core. The server's own thread needs little
    * CPU beside a handler worth moving (a few percent for a 2 ms handler), so leaving it a core
    * of its own wastes one: on 2 cores, 1 worker serves no faster than no worker at all.
    */
   workers?: number | undefined;
-  /** Memory limits of each worker (see `node:worker_threads`). Default: Node's. */
+  /**
+   * Memory limits of each worker (see `node:worker_threads`): each a number of MB above 0.
+   * Default: Node's.
+   */
   resourceLimits?: ResourceLimits | undefined;
 }
 
@@ -113,18 +117,20 @@ export interface WorkerHandler extends RequestHandler, AsyncDisposable {
  * const server = await startServer(path, handler, { threads: 8 });
  * await server.closed;
  * ```
- * @throws {SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` if `workers` is not a whole number of
- *   at least 1, or `moduleUrl` is neither a path nor a `file:` URL.
+ * @throws {SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` if `workers` is not a whole number
+ *   from 1 to 1024, `resourceLimits` is not an object of sizes, or `moduleUrl` is neither a
+ *   path nor a `file:` URL.
  */
 export function workerHandler(
   moduleUrl: string | URL,
   options: WorkerHandlerOptions = {},
 ): WorkerHandler {
-  const pool = new WorkerPool(
-    moduleHref(moduleUrl, 'the worker module'),
-    poolSize(options.workers),
-    options,
-  );
+  const href = moduleHref(moduleUrl, 'the worker module');
+  const o = optionsObject(options);
+  const size =
+    integer(o.workers, 'options.workers', 1, MAX_WORKERS) ??
+    Math.min(MAX_WORKERS, Math.max(1, availableParallelism()));
+  const pool = new WorkerPool(href, size, checkResourceLimits(o.resourceLimits));
   const handler = (request: Buffer, reply: Reply): Promise<HandlerResult> =>
     pool.run(request, reply);
   return Object.assign(handler, {
@@ -136,15 +142,26 @@ export function workerHandler(
   });
 }
 
-function poolSize(workers: number | undefined): number {
-  if (workers === undefined) return Math.max(1, availableParallelism());
-  if (!Number.isInteger(workers) || workers < 1) {
-    throw new SimpleIpcError(
-      ErrorCode.INVALID_ARGUMENT,
-      `workers must be a whole number of at least 1, not ${workers}`,
-    );
+/** The most worker threads a pool runs: far more than any machine has cores. */
+const MAX_WORKERS = 1024;
+
+const RESOURCE_LIMITS = [
+  'maxYoungGenerationSizeMb',
+  'maxOldGenerationSizeMb',
+  'codeRangeSizeMb',
+  'stackSizeMb',
+] as const satisfies readonly (keyof ResourceLimits)[];
+
+function checkResourceLimits(value: unknown): ResourceLimits | undefined {
+  if (value === undefined) return undefined;
+  const limits = optionsObject(value as ResourceLimits, 'options.resourceLimits');
+  for (const key of RESOURCE_LIMITS) {
+    const size = limits[key];
+    if (size !== undefined && !(typeof size === 'number' && Number.isFinite(size) && size > 0)) {
+      throw invalidArgument(`options.resourceLimits.${key}`, size, 'a number of MB above 0');
+    }
   }
-  return workers;
+  return limits;
 }
 
 // Messages between the threads: small arrays, a tag first. Main to worker:
@@ -255,10 +272,10 @@ class WorkerPool {
   #whenDrained: (() => void) | undefined;
   #exited: Promise<void> | undefined;
 
-  constructor(href: string, size: number, options: WorkerHandlerOptions) {
+  constructor(href: string, size: number, resourceLimits: ResourceLimits | undefined) {
     this.#href = href;
     this.size = size;
-    this.#resourceLimits = options.resourceLimits;
+    this.#resourceLimits = resourceLimits;
   }
 
   run(request: Buffer, reply: Reply): Promise<HandlerResult> {
