@@ -265,6 +265,14 @@ function listen(path: string, options: InstallOptions): Promise<NetServer> {
 }
 
 async function listenOnPipe(path: string, options: InstallOptions): Promise<NetServer> {
+  // Windows refuses a second server by itself: libuv creates the first instance with
+  // FILE_FLAG_FIRST_PIPE_INSTANCE, which fails (EADDRINUSE) while the pipe exists. Wine
+  // ignores that flag and lets both serve, so we also look first, as on Unix: a server that
+  // answers, or a pipe with every instance busy, is in use.
+  const state = await probe(path);
+  if (state === 'live') throw inUse(path, 'a server answers there');
+  if (state === 'busy') throw inUse(path, 'a server is there, too busy to accept a connection');
+  if (state instanceof SimpleIpcError) throw state;
   try {
     return await listen(path, options);
   } catch (err) {
