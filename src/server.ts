@@ -82,7 +82,10 @@ export interface ServerOptions {
    * past it a new connection is closed at once. Default `threads * 100` (Git's).
    */
   queueSize?: number | undefined;
-  /** Listen backlog. Default 50 (Git's). */
+  /**
+   * Listen backlog. Default 50 (Git's). With Windows named pipes: how many pipe instances wait
+   * for clients (libuv's own default is 4), unless `NODE_PENDING_PIPE_INSTANCES` is set.
+   */
   backlog?: number | undefined;
   /** Largest request for a whole-request handler, in bytes. Default 64 MiB. */
   maxRequestSize?: number | undefined;
