@@ -14,6 +14,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import type { Server as NetServer } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { USES_NAMED_PIPES } from './address.js';
 import { ErrorCode, SimpleIpcError } from './errors.js';
 import { type ErrorData, errorFromData, moduleHref } from './handoff.js';
 import { type Handler, type ServerOptions, type StopReason, Server } from './server.js';
@@ -21,7 +22,7 @@ import { type Handler, type ServerOptions, type StopReason, Server } from './ser
 /** Options of {@link startClusteredServer}: those of {@link startServer}, and `processes`. */
 export interface ClusteredServerOptions extends ServerOptions {
   /**
-   * How many processes serve, this one included. Default: the number of cores
+   * How many processes serve, this one included (Windows: 1 only). Default: the number of cores
    * (`os.availableParallelism()`). 1 is an ordinary {@link startServer}.
    */
   processes?: number | undefined;
@@ -96,21 +97,33 @@ const RESTART_DELAY_MS = 1000;
  * });
  * await server.closed;
  * ```
+ * On Windows a named pipe is served from one process only: `processes` defaults to 1 there,
+ * and more is refused.
+ *
  * @throws {SimpleIpcError} as {@link startServer}; `ERR_IPC_HANDLER_FAILED` when the module
  *   cannot be loaded or has no handler as its default export (in any process; nothing is left
- *   running then), `ERR_IPC_INVALID_ARGUMENT` for a bad `processes`, or a module that is
- *   not a path or a `file:` URL.
+ *   running then), `ERR_IPC_INVALID_ARGUMENT` for a bad `processes` (on Windows: more than
+ *   1), or a module that is not a path or a `file:` URL.
  */
 export async function startClusteredServer(
   path: string,
   module: string | URL,
   options: ClusteredServerOptions = {},
 ): Promise<Server> {
-  const processes = options.processes ?? availableParallelism();
+  const processes = options.processes ?? (USES_NAMED_PIPES ? 1 : availableParallelism());
   if (!Number.isInteger(processes) || processes < 1) {
     throw new SimpleIpcError(
       ErrorCode.INVALID_ARGUMENT,
       `processes must be a whole number of at least 1 (got ${String(processes)})`,
+    );
+  }
+  // Node passes a listening server to another process only as a TCP server on Windows
+  // (sending a named-pipe server fails inside child.send()), and libuv opens every pipe
+  // instance as the first one, so other processes cannot add instances of their own.
+  if (processes > 1 && USES_NAMED_PIPES) {
+    throw new SimpleIpcError(
+      ErrorCode.INVALID_ARGUMENT,
+      `a named pipe cannot be served from several processes on Windows (processes: ${processes}); use workerHandler() for CPU-bound handlers`,
     );
   }
   const href = moduleHref(module, 'the handler module');
