@@ -48,8 +48,12 @@ export type ActiveState = (typeof ActiveState)[keyof typeof ActiveState];
 
 /** Git's connect retry step and deadline (`ipc-unix-socket.c`). */
 export const CONNECT_RETRY_INTERVAL_MS = 50;
-/** Git's connect deadline. */
-export const CONNECT_TIMEOUT_MS = 1000;
+/**
+ * Git's connect deadline: 1000 ms with Unix sockets (`ipc-unix-socket.c`), 30000 ms with
+ * Windows named pipes (`WINDOWS_CONNECTION_TIMEOUT_MS` in `ipc-win32.c`), where a burst of
+ * clients waits for the server's few pipe instances.
+ */
+export const CONNECT_TIMEOUT_MS = USES_NAMED_PIPES ? 30_000 : 1000;
 
 /**
  * Options of {@link tryConnect}, {@link connect} and {@link sendCommand}. A value of the wrong
@@ -65,7 +69,10 @@ export interface ConnectOptions {
    * available). Default false.
    */
   disallowChdir?: boolean | undefined;
-  /** How long to keep retrying, in ms (0 to 2^31 - 1). Default 1000 (Git's). */
+  /**
+   * How long to keep retrying, in ms (0 to 2^31 - 1). Default {@link CONNECT_TIMEOUT_MS}: 1000,
+   * or 30000 with Windows named pipes (Git's values).
+   */
   timeout?: number | undefined;
   /** Pause between attempts, in ms (0 to 2^31 - 1; at least 1 is waited). Default 50 (Git's). */
   retryInterval?: number | undefined;
@@ -143,8 +150,8 @@ export async function getActiveState(
  * Connects to the server at `path` with Git's retry rules, returning the state instead of
  * throwing when no connection was made:
  * - ENOENT: retry if `waitIfNotFound`, else `path-not-found`;
- * - ECONNREFUSED, ETIMEDOUT, EAGAIN (a full listen backlog): retry if `waitIfBusy`, else
- *   `not-listening`;
+ * - ECONNREFUSED, ETIMEDOUT, EAGAIN (a full listen backlog), or on Windows a pipe with every
+ *   instance busy: retry (for a pipe: wait) if `waitIfBusy`, else `not-listening`;
  * - anything else: `other-error`; deadline reached: `not-listening`.
  *
  * @throws {SimpleIpcError} `ABORT_ERR` when `signal` aborts; `ERR_IPC_INVALID_ARGUMENT` for
@@ -159,12 +166,18 @@ export async function tryConnect(
   const signal = settings.signal;
   // The clock is read only once a retry is needed (the first attempt takes microseconds).
   let deadline: number | undefined;
+  // A named pipe whose every instance is taken is waited for inside the connect (see
+  // connectOnce): until the deadline with waitIfBusy, else not at all.
+  if (USES_NAMED_PIPES && settings.waitIfBusy) deadline = performance.now() + timeout;
   for (;;) {
     if (signal?.aborted) throw abortError(signal);
     let outcome: Socket | SimpleIpcError;
     try {
-      outcome = await connectOnce(path, settings.disallowChdir);
+      const busyWait =
+        USES_NAMED_PIPES && settings.waitIfBusy ? Math.max(0, deadline! - performance.now()) : 0;
+      outcome = await connectOnce(path, settings.disallowChdir, busyWait, signal);
     } catch (err) {
+      if (signal?.aborted) throw abortError(signal);
       outcome =
         err instanceof SimpleIpcError
           ? err
@@ -298,7 +311,12 @@ export async function sendCommand(
   return result.connection.send(request, options);
 }
 
-function connectOnce(path: string, disallowChdir: boolean): Promise<Socket> {
+function connectOnce(
+  path: string,
+  disallowChdir: boolean,
+  busyWait: number,
+  signal: AbortSignal | undefined,
+): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
     // A Socket made without options, then connected: `net.connect(options)` copies its options
     // object and adds fields to the copy, which on Node 20's V8 gives that copy a hidden class
@@ -307,18 +325,85 @@ function connectOnce(path: string, disallowChdir: boolean): Promise<Socket> {
     const socket = withSocketAddress(path, { disallowChdir }, (address) =>
       new Socket().connect(address),
     );
+    const busy = USES_NAMED_PIPES
+      ? new BusyWatch(socket, path, busyWait, signal, reject)
+      : undefined;
     const onError = (err: Error): void => {
       socket.off('connect', onConnect);
+      busy?.settle();
       reject(connectError(err, path));
     };
     const onConnect = (): void => {
       socket.off('error', onError);
+      busy?.settle();
       resolve(socket);
     };
     socket.once('error', onError);
     socket.once('connect', onConnect);
   });
 }
+
+/**
+ * Windows: when every instance of a pipe is taken (ERROR_PIPE_BUSY: a server that is stopping
+ * while a conversation runs, or one too slow to re-arm its instances), libuv waits for one in a
+ * thread with WaitNamedPipeW for up to 30 s, whatever the caller wanted, and nothing tells us
+ * it does. Git waits only with wait-if-busy, and then until its deadline (`ipc-win32.c`).
+ * libuv reports any other outcome of the open as soon as its loop next processes requests,
+ * which it does before a second turn of setImmediate() after the connect: a connect still
+ * pending then (and after `busyWait` ms) is that busy wait, and is ended as not-listening.
+ */
+class BusyWatch {
+  readonly #signal: AbortSignal | undefined;
+  readonly #timer: NodeJS.Timeout;
+  #immediate: NodeJS.Immediate | undefined;
+  readonly #onAbort: () => void;
+
+  constructor(
+    socket: Socket,
+    path: string,
+    busyWait: number,
+    signal: AbortSignal | undefined,
+    reject: (err: Error) => void,
+  ) {
+    this.#signal = signal;
+    const give = (err: Error): void => {
+      this.settle();
+      socket.removeAllListeners('connect');
+      socket.removeAllListeners('error');
+      socket.on('error', noop);
+      socket.destroy();
+      reject(err);
+    };
+    const onBusy = (): void => {
+      const cause = Object.assign(new Error('every instance of the pipe is busy'), {
+        code: 'EBUSY',
+      });
+      give(
+        new SimpleIpcError(
+          ErrorCode.NOT_LISTENING,
+          `no server listening at '${path}' (its pipe stayed busy)`,
+          { cause, path },
+        ),
+      );
+    };
+    this.#timer = setTimeout(() => {
+      this.#immediate = setImmediate(() => {
+        this.#immediate = setImmediate(onBusy);
+      });
+    }, busyWait);
+    this.#onAbort = () => give(abortError(signal!));
+    signal?.addEventListener('abort', this.#onAbort, { once: true });
+  }
+
+  /** The connect settled by itself: stop watching. */
+  settle(): void {
+    clearTimeout(this.#timer);
+    if (this.#immediate !== undefined) clearImmediate(this.#immediate);
+    this.#signal?.removeEventListener('abort', this.#onAbort);
+  }
+}
+
+function noop(): void {}
 
 function connectError(err: Error, path: string): SimpleIpcError {
   switch (systemCode(err)) {

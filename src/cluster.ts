@@ -14,6 +14,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import type { Server as NetServer } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { USES_NAMED_PIPES } from './address.js';
 import { ErrorCode, SimpleIpcError } from './errors.js';
 import { type ErrorData, errorFromData, moduleHref } from './handoff.js';
 import {
@@ -30,8 +31,9 @@ import { integer, optionsObject, socketPath } from './validate.js';
 /** Options of {@link startClusteredServer}: those of {@link startServer}, and `processes`. */
 export interface ClusteredServerOptions extends ServerOptions {
   /**
-   * How many processes serve, this one included: a whole number from 1 to 1024. Default: the number of cores (`os.availableParallelism()`). 1 is an
-   * ordinary {@link startServer}.
+   * How many processes serve, this one included: a whole number from 1 to 1024 (Windows: 1
+   * only). Default: the number of cores (`os.availableParallelism()`); 1 with Windows named
+   * pipes. 1 is an ordinary {@link startServer}.
    */
   processes?: number | undefined;
 }
@@ -109,10 +111,13 @@ const RESTART_DELAY_MS = 1000;
  * });
  * await server.closed;
  * ```
+ * On Windows a named pipe is served from one process only: `processes` defaults to 1 there,
+ * and more is refused.
+ *
  * @throws {SimpleIpcError} as {@link startServer}; `ERR_IPC_HANDLER_FAILED` when the module
  *   cannot be loaded or has no handler as its default export (in any process; nothing is left
- *   running then), `ERR_IPC_INVALID_ARGUMENT` for a bad `processes`, or a module that is
- *   not a path or a `file:` URL.
+ *   running then), `ERR_IPC_INVALID_ARGUMENT` for a bad `processes` (on Windows: more than
+ *   1), or a module that is not a path or a `file:` URL.
  */
 export async function startClusteredServer(
   path: string,
@@ -124,7 +129,16 @@ export async function startClusteredServer(
   const settings = serverSettings(options);
   const processes =
     integer(optionsObject(options).processes, 'options.processes', 1, MAX_PROCESSES) ??
-    Math.min(availableParallelism(), MAX_PROCESSES);
+    (USES_NAMED_PIPES ? 1 : Math.min(availableParallelism(), MAX_PROCESSES));
+  // Node passes a listening server to another process only as a TCP server on Windows
+  // (sending a named-pipe server fails inside child.send()), and libuv opens every pipe
+  // instance as the first one, so other processes cannot add instances of their own.
+  if (processes > 1 && USES_NAMED_PIPES) {
+    throw new SimpleIpcError(
+      ErrorCode.INVALID_ARGUMENT,
+      `a named pipe cannot be served from several processes on Windows (processes: ${processes}); use workerHandler() for CPU-bound handlers`,
+    );
+  }
   const server = Server.create(checkedPath, await loadHandler(href), settings);
   await server.start();
   if (processes === 1) return server;

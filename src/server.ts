@@ -99,7 +99,11 @@ export interface ServerOptions {
    * `threads * 100` (Git's).
    */
   queueSize?: number | undefined;
-  /** Listen backlog: a whole number from 0 to 2^31 - 1. Default 50 (Git's). */
+  /**
+   * Listen backlog: a whole number from 0 to 2^31 - 1. Default 50 (Git's). With Windows named
+   * pipes: how many pipe instances wait for clients (libuv's own default is 4), unless
+   * `NODE_PENDING_PIPE_INSTANCES` is set.
+   */
   backlog?: number | undefined;
   /**
    * Largest request for a whole-request handler, in bytes (a whole number, or `Infinity`).

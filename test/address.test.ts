@@ -15,7 +15,7 @@ import {
   SOCKET_PATH_MAX,
   withSocketAddress,
 } from '../src/address.js';
-import { tempDir, test } from './helpers.js';
+import { tempDir, test, unixOnly } from './helpers.js';
 
 const same = (p: string): string => p;
 
@@ -62,18 +62,22 @@ function dirOfLength(base: string, length: number): string {
   return dir;
 }
 
-test('withSocketAddress: a path that fits is used as it is', () => {
-  const path = `/tmp/${'s'.repeat(SOCKET_PATH_MAX - 5)}`;
-  assert.equal(Buffer.byteLength(path), SOCKET_PATH_MAX);
-  assert.equal(
-    withSocketAddress(path, {}, (a) => a),
-    path,
-  );
-  assert.equal(
-    withSocketAddress('relative.sock', { disallowChdir: true }, (a) => a),
-    'relative.sock',
-  );
-});
+test(
+  'withSocketAddress: a path that fits is used as it is',
+  { skip: unixOnly('Unix socket-address length rules (a named pipe takes the whole name)') },
+  () => {
+    const path = `/tmp/${'s'.repeat(SOCKET_PATH_MAX - 5)}`;
+    assert.equal(Buffer.byteLength(path), SOCKET_PATH_MAX);
+    assert.equal(
+      withSocketAddress(path, {}, (a) => a),
+      path,
+    );
+    assert.equal(
+      withSocketAddress('relative.sock', { disallowChdir: true }, (a) => a),
+      'relative.sock',
+    );
+  },
+);
 
 test(
   'withSocketAddress: a long path goes through its directory, exactly',
@@ -97,86 +101,106 @@ test(
   },
 );
 
-test('withSocketAddress: the chdir route binds the bare name and restores the directory', (t) => {
-  const dir = dirOfLength(tempDir(t), 140);
-  const path = join(dir, 'long.sock');
-  const cwd = process.cwd();
-  const address = withSocketAddress(path, { longPath: 'chdir' }, (a) => {
-    assert.equal(realpathSync(process.cwd()), realpathSync(dir));
-    return a;
-  });
-  assert.equal(address, 'long.sock');
-  assert.equal(process.cwd(), cwd);
-  // The directory is restored when the bind or connect throws, too.
-  assert.throws(
-    () =>
-      withSocketAddress(path, { longPath: 'chdir' }, () => {
-        throw new Error('bind failed');
-      }),
-    /bind failed/,
-  );
-  assert.equal(process.cwd(), cwd);
-});
+test(
+  'withSocketAddress: the chdir route binds the bare name and restores the directory',
+  { skip: unixOnly('Unix socket-address length rules (a named pipe takes the whole name)') },
+  (t) => {
+    const dir = dirOfLength(tempDir(t), 140);
+    const path = join(dir, 'long.sock');
+    const cwd = process.cwd();
+    const address = withSocketAddress(path, { longPath: 'chdir' }, (a) => {
+      assert.equal(realpathSync(process.cwd()), realpathSync(dir));
+      return a;
+    });
+    assert.equal(address, 'long.sock');
+    assert.equal(process.cwd(), cwd);
+    // The directory is restored when the bind or connect throws, too.
+    assert.throws(
+      () =>
+        withSocketAddress(path, { longPath: 'chdir' }, () => {
+          throw new Error('bind failed');
+        }),
+      /bind failed/,
+    );
+    assert.equal(process.cwd(), cwd);
+  },
+);
 
-test('withSocketAddress: no chdir allowed and no alias: ERR_IPC_NAME_TOO_LONG', (t) => {
-  const dir = dirOfLength(tempDir(t), 140);
-  let called = false;
-  assert.throws(
-    () =>
-      withSocketAddress(join(dir, 's'), { longPath: 'chdir', disallowChdir: true }, () => {
-        called = true;
-      }),
-    { code: 'ERR_IPC_NAME_TOO_LONG' },
-  );
-  assert.equal(called, false);
-});
-
-test('withSocketAddress: a file name too long for any address is an error, never truncated', (t) => {
-  const dir = tempDir(t);
-  const name = 'n'.repeat(SOCKET_PATH_MAX + 1);
-  for (const longPath of ['auto', 'chdir'] as const) {
+test(
+  'withSocketAddress: no chdir allowed and no alias: ERR_IPC_NAME_TOO_LONG',
+  { skip: unixOnly('Unix socket-address length rules (a named pipe takes the whole name)') },
+  (t) => {
+    const dir = dirOfLength(tempDir(t), 140);
     let called = false;
     assert.throws(
       () =>
-        withSocketAddress(join(dir, name), { longPath }, () => {
+        withSocketAddress(join(dir, 's'), { longPath: 'chdir', disallowChdir: true }, () => {
           called = true;
         }),
-      (err: Error & { code?: string }) => {
-        assert.equal(err.code, 'ERR_IPC_NAME_TOO_LONG');
-        assert.match(err.message, /shorter path/);
-        return true;
-      },
+      { code: 'ERR_IPC_NAME_TOO_LONG' },
     );
     assert.equal(called, false);
-  }
-  assert.throws(() => checkSocketPath(join(dir, name)), { code: 'ERR_IPC_NAME_TOO_LONG' });
-});
+  },
+);
 
-test('withSocketAddress: a name too long for the alias but not on its own uses the chdir route', (t) => {
-  const dir = tempDir(t);
-  // /proc/self/fd/N/ takes 16+ bytes: this name fits only on its own.
-  const name = 'm'.repeat(SOCKET_PATH_MAX - 5);
-  const cwd = process.cwd();
-  const address = withSocketAddress(join(dir, name), {}, (a) => {
-    assert.equal(realpathSync(process.cwd()), realpathSync(dir));
-    return a;
-  });
-  assert.equal(address, name);
-  assert.equal(process.cwd(), cwd);
-  assert.doesNotThrow(() => checkSocketPath(join(dir, name)));
-  assert.throws(() => withSocketAddress(join(dir, name), { disallowChdir: true }, () => 0), {
-    code: 'ERR_IPC_NAME_TOO_LONG',
-  });
-});
+test(
+  'withSocketAddress: a file name too long for any address is an error, never truncated',
+  { skip: unixOnly('Unix socket-address length rules (a named pipe takes the whole name)') },
+  (t) => {
+    const dir = tempDir(t);
+    const name = 'n'.repeat(SOCKET_PATH_MAX + 1);
+    for (const longPath of ['auto', 'chdir'] as const) {
+      let called = false;
+      assert.throws(
+        () =>
+          withSocketAddress(join(dir, name), { longPath }, () => {
+            called = true;
+          }),
+        (err: Error & { code?: string }) => {
+          assert.equal(err.code, 'ERR_IPC_NAME_TOO_LONG');
+          assert.match(err.message, /shorter path/);
+          return true;
+        },
+      );
+      assert.equal(called, false);
+    }
+    assert.throws(() => checkSocketPath(join(dir, name)), { code: 'ERR_IPC_NAME_TOO_LONG' });
+  },
+);
 
-test('withSocketAddress: the directory of a long path does not exist: ERR_IPC_PATH_NOT_FOUND', (t) => {
-  const missing = join(tempDir(t), 'x'.repeat(120), 'sock');
-  for (const longPath of ['auto', 'chdir'] as const) {
-    assert.throws(() => withSocketAddress(missing, { longPath }, () => 0), {
-      code: 'ERR_IPC_PATH_NOT_FOUND',
+test(
+  'withSocketAddress: a name too long for the alias but not on its own uses the chdir route',
+  { skip: unixOnly('Unix socket-address length rules (a named pipe takes the whole name)') },
+  (t) => {
+    const dir = tempDir(t);
+    // /proc/self/fd/N/ takes 16+ bytes: this name fits only on its own.
+    const name = 'm'.repeat(SOCKET_PATH_MAX - 5);
+    const cwd = process.cwd();
+    const address = withSocketAddress(join(dir, name), {}, (a) => {
+      assert.equal(realpathSync(process.cwd()), realpathSync(dir));
+      return a;
     });
-  }
-});
+    assert.equal(address, name);
+    assert.equal(process.cwd(), cwd);
+    assert.doesNotThrow(() => checkSocketPath(join(dir, name)));
+    assert.throws(() => withSocketAddress(join(dir, name), { disallowChdir: true }, () => 0), {
+      code: 'ERR_IPC_NAME_TOO_LONG',
+    });
+  },
+);
+
+test(
+  'withSocketAddress: the directory of a long path does not exist: ERR_IPC_PATH_NOT_FOUND',
+  { skip: unixOnly('Unix socket-address length rules (a named pipe takes the whole name)') },
+  (t) => {
+    const missing = join(tempDir(t), 'x'.repeat(120), 'sock');
+    for (const longPath of ['auto', 'chdir'] as const) {
+      assert.throws(() => withSocketAddress(missing, { longPath }, () => 0), {
+        code: 'ERR_IPC_PATH_NOT_FOUND',
+      });
+    }
+  },
+);
 
 test('withSocketAddress: empty paths and NUL bytes are invalid', () => {
   for (const bad of ['', 'a\0b', '\0abstract']) {
@@ -185,10 +209,13 @@ test('withSocketAddress: empty paths and NUL bytes are invalid', () => {
   }
 });
 
-test('withSocketAddress: a worker thread never changes directory', async (t) => {
-  const dir = dirOfLength(tempDir(t), 140);
-  const module = new URL('../src/address.js', import.meta.url).href;
-  const code = `
+test(
+  'withSocketAddress: a worker thread never changes directory',
+  { skip: unixOnly('process.chdir() for a long Unix socket path') },
+  async (t) => {
+    const dir = dirOfLength(tempDir(t), 140);
+    const module = new URL('../src/address.js', import.meta.url).href;
+    const code = `
     const { parentPort, workerData } = require('node:worker_threads');
     import(workerData.module).then((m) => {
       try {
@@ -198,11 +225,30 @@ test('withSocketAddress: a worker thread never changes directory', async (t) => 
         parentPort.postMessage(err.code);
       }
     });`;
-  const worker = new Worker(code, { eval: true, workerData: { module, path: join(dir, 's') } });
-  t.after(() => worker.terminate());
-  const answer = await new Promise((resolve, reject) => {
-    worker.once('message', resolve);
-    worker.once('error', reject);
-  });
-  assert.equal(answer, 'ERR_IPC_NAME_TOO_LONG');
-});
+    const worker = new Worker(code, { eval: true, workerData: { module, path: join(dir, 's') } });
+    t.after(() => worker.terminate());
+    const answer = await new Promise((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+    assert.equal(answer, 'ERR_IPC_NAME_TOO_LONG');
+  },
+);
+
+test(
+  'withSocketAddress on Windows: the pipe name of the real path, whole or refused',
+  { skip: process.platform !== 'win32' && 'Windows only: named pipes' },
+  (t) => {
+    const dir = tempDir(t);
+    const path = join(dir, 'ipc');
+    const address = withSocketAddress(path, {}, (a) => a);
+    assert.equal(address, pipeNameFor(path));
+    assert.match(address, /^\\\\\.\\pipe\\[A-Za-z]_\\/);
+    // The real path: the directory's links resolved, as Git's strbuf_realpath() does.
+    assert.ok(address.endsWith(`${realpathSync.native(dir).slice(2)}\\ipc`), address);
+    // A long path is never shortened: refused with the code a Unix path too long gets.
+    const long = join(dir, 'x'.repeat(PIPE_NAME_MAX));
+    assert.throws(() => withSocketAddress(long, {}, () => 0), { code: 'ERR_IPC_NAME_TOO_LONG' });
+    assert.doesNotThrow(() => checkSocketPath(long), 'checked when the pipe is made');
+  },
+);

@@ -14,7 +14,16 @@ import {
   startServer,
   tryConnect,
 } from '../src/index.js';
-import { delay, otherUser, runProcess, tempDir, test, until } from './helpers.js';
+import {
+  delay,
+  netAddress,
+  otherUser,
+  runProcess,
+  tempDir,
+  test,
+  unixOnly,
+  until,
+} from './helpers.js';
 
 // A raw server that answers every connection with fixed bytes (after reading the request).
 function rawServer(path: string, answer: (request: Buffer) => Buffer | null): Promise<NetServer> {
@@ -32,7 +41,7 @@ function rawServer(path: string, answer: (request: Buffer) => Buffer | null): Pr
         }
       });
     });
-    server.listen(path, () => resolve(server));
+    server.listen(netAddress(path), () => resolve(server));
   });
 }
 
@@ -51,28 +60,34 @@ async function deadSocket(path: string): Promise<void> {
   await closeServer(server);
 }
 
-test('getActiveState follows Git rules for every kind of path', async (t) => {
-  const dir = tempDir(t);
-  assert.equal(await getActiveState(join(dir, 'missing')), ActiveState.NOT_LISTENING);
-  writeFileSync(join(dir, 'file'), 'x');
-  assert.equal(await getActiveState(join(dir, 'file')), ActiveState.INVALID_PATH);
-  // ENOTDIR (a path below a regular file) is NOT_LISTENING, as in Git.
-  assert.equal(await getActiveState(join(dir, 'file', 'below')), ActiveState.NOT_LISTENING);
-  mkdirSync(join(dir, 'dir'));
-  assert.equal(await getActiveState(join(dir, 'dir')), ActiveState.INVALID_PATH);
-  await deadSocket(join(dir, 'dead'));
-  assert.equal(await getActiveState(join(dir, 'dead')), ActiveState.NOT_LISTENING);
+test(
+  'getActiveState follows Git rules for every kind of path',
+  {
+    skip: unixOnly('file kinds and dead socket files (a pipe has no file)'),
+  },
+  async (t) => {
+    const dir = tempDir(t);
+    assert.equal(await getActiveState(join(dir, 'missing')), ActiveState.NOT_LISTENING);
+    writeFileSync(join(dir, 'file'), 'x');
+    assert.equal(await getActiveState(join(dir, 'file')), ActiveState.INVALID_PATH);
+    // ENOTDIR (a path below a regular file) is NOT_LISTENING, as in Git.
+    assert.equal(await getActiveState(join(dir, 'file', 'below')), ActiveState.NOT_LISTENING);
+    mkdirSync(join(dir, 'dir'));
+    assert.equal(await getActiveState(join(dir, 'dir')), ActiveState.INVALID_PATH);
+    await deadSocket(join(dir, 'dead'));
+    assert.equal(await getActiveState(join(dir, 'dead')), ActiveState.NOT_LISTENING);
 
-  let calls = 0;
-  const server = await startServer(join(dir, 'live'), () => {
-    calls++;
-  });
-  t.after(() => server.destroy());
-  assert.equal(await getActiveState(join(dir, 'live')), ActiveState.LISTENING);
-  await until('the server to see the probe end', () => server.stats().probes === 1);
-  assert.equal(calls, 0, 'a probe never reaches the handler');
-  assert.equal(server.stats().requests, 0);
-});
+    let calls = 0;
+    const server = await startServer(join(dir, 'live'), () => {
+      calls++;
+    });
+    t.after(() => server.destroy());
+    assert.equal(await getActiveState(join(dir, 'live')), ActiveState.LISTENING);
+    await until('the server to see the probe end', () => server.stats().probes === 1);
+    assert.equal(calls, 0, 'a probe never reaches the handler');
+    assert.equal(server.stats().requests, 0);
+  },
+);
 
 test('tryConnect: missing path is path-not-found unless waitIfNotFound', async (t) => {
   const dir = tempDir(t);
@@ -92,49 +107,121 @@ test('tryConnect: missing path is path-not-found unless waitIfNotFound', async (
   }
 });
 
-test('tryConnect: deadline reached is not-listening; dead socket waited for only with waitIfBusy', async (t) => {
-  const dir = tempDir(t);
-  const started = performance.now();
-  const missing = await tryConnect(join(dir, 'never'), { waitIfNotFound: true, timeout: 300 });
-  assert.equal(missing.state, ActiveState.NOT_LISTENING);
-  assert.ok(performance.now() - started >= 250, 'it kept retrying until the deadline');
+test(
+  'tryConnect: deadline reached is not-listening; dead socket waited for only with waitIfBusy',
+  {
+    skip: unixOnly('a dead socket file (a pipe vanishes with its server)'),
+  },
+  async (t) => {
+    const dir = tempDir(t);
+    const started = performance.now();
+    const missing = await tryConnect(join(dir, 'never'), { waitIfNotFound: true, timeout: 300 });
+    assert.equal(missing.state, ActiveState.NOT_LISTENING);
+    assert.ok(performance.now() - started >= 250, 'it kept retrying until the deadline');
 
-  const dead = join(dir, 'dead');
-  await deadSocket(dead);
-  const quick = await tryConnect(dead);
+    const dead = join(dir, 'dead');
+    await deadSocket(dead);
+    const quick = await tryConnect(dead);
+    assert.equal(quick.state, ActiveState.NOT_LISTENING);
+    const t0 = performance.now();
+    const slow = await tryConnect(dead, { waitIfBusy: true, timeout: 200, retryInterval: 20 });
+    assert.equal(slow.state, ActiveState.NOT_LISTENING);
+    assert.ok(performance.now() - t0 >= 150);
+  },
+);
+
+test(
+  'tryConnect: a full listen backlog (EAGAIN) counts as busy',
+  {
+    skip: unixOnly('a Unix listen backlog, held by a Python AF_UNIX socket'),
+  },
+  async (t) => {
+    const dir = tempDir(t);
+    const path = join(dir, 'full');
+    // A listener that never accepts, with the smallest backlog: python keeps it honest.
+    const holder = spawn(
+      'python3',
+      [
+        '-c',
+        'import socket,sys,time\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\ns.listen(0)\nprint("up",flush=True)\ntime.sleep(30)',
+        path,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    t.after(() => holder.kill('SIGKILL'));
+    await new Promise((resolve) => holder.stdout.once('data', resolve));
+    const held = [];
+    let busy: Awaited<ReturnType<typeof tryConnect>> | undefined;
+    for (let i = 0; i < 20 && busy === undefined; i++) {
+      const r = await tryConnect(path);
+      if (r.state === 'listening') held.push(r.connection);
+      else busy = r;
+    }
+    for (const c of held) c.destroy();
+    assert.ok(busy, 'the backlog filled up');
+    assert.equal(busy.state, ActiveState.NOT_LISTENING);
+    assert.equal(errorCode(busy), 'ERR_IPC_NOT_LISTENING');
+  },
+);
+
+test(
+  'getActiveState on Windows: Git rules for named pipes',
+  {
+    skip: process.platform !== 'win32' && 'Windows only: named pipes',
+  },
+  async (t) => {
+    const dir = tempDir(t);
+    // No pipe: path-not-found, whatever is on disk (a file never stands in a pipe's way).
+    assert.equal(await getActiveState(join(dir, 'missing')), ActiveState.PATH_NOT_FOUND);
+    writeFileSync(join(dir, 'file'), 'x');
+    assert.equal(await getActiveState(join(dir, 'file')), ActiveState.PATH_NOT_FOUND);
+    let calls = 0;
+    const server = await startServer(join(dir, 'live'), () => {
+      calls++;
+    });
+    t.after(() => server.destroy());
+    assert.equal(await getActiveState(join(dir, 'live')), ActiveState.LISTENING);
+    await delay(50);
+    assert.equal(calls, 0, 'a probe never reaches the handler');
+    assert.equal(server.stats().probes, 1);
+    await server.stop();
+    assert.equal(await getActiveState(join(dir, 'live')), ActiveState.PATH_NOT_FOUND);
+  },
+);
+
+test('a stopping server with a conversation running: not-listening at once, waited for only with waitIfBusy', async (t) => {
+  // On Windows the pipe is busy then (its one instance is taken), and libuv by itself would
+  // wait up to 30 s for another; on Unix the socket refuses connections.
+  const path = join(tempDir(t), 's');
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const server = await startServer(path, async (_request, reply) => {
+    await held;
+    await reply('done');
+  });
+  t.after(() => server.destroy());
+  const running = sendCommand(path, 'x');
+  while (server.stats().running === 0) await delay(5);
+  void server.stop();
+  let t0 = performance.now();
+  assert.equal(await getActiveState(path), ActiveState.NOT_LISTENING);
+  const quick = await tryConnect(path);
   assert.equal(quick.state, ActiveState.NOT_LISTENING);
-  const t0 = performance.now();
-  const slow = await tryConnect(dead, { waitIfBusy: true, timeout: 200, retryInterval: 20 });
-  assert.equal(slow.state, ActiveState.NOT_LISTENING);
-  assert.ok(performance.now() - t0 >= 150);
-});
-
-test('tryConnect: a full listen backlog (EAGAIN) counts as busy', async (t) => {
-  const dir = tempDir(t);
-  const path = join(dir, 'full');
-  // A listener that never accepts, with the smallest backlog: python keeps it honest.
-  const holder = spawn(
-    'python3',
-    [
-      '-c',
-      'import socket,sys,time\ns=socket.socket(socket.AF_UNIX)\ns.bind(sys.argv[1])\ns.listen(0)\nprint("up",flush=True)\ntime.sleep(30)',
-      path,
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
+  assert.equal(errorCode(quick), 'ERR_IPC_NOT_LISTENING');
+  assert.ok(
+    performance.now() - t0 < 3000,
+    `no wait without waitIfBusy (${performance.now() - t0} ms)`,
   );
-  t.after(() => holder.kill('SIGKILL'));
-  await new Promise((resolve) => holder.stdout.once('data', resolve));
-  const held = [];
-  let busy: Awaited<ReturnType<typeof tryConnect>> | undefined;
-  for (let i = 0; i < 20 && busy === undefined; i++) {
-    const r = await tryConnect(path);
-    if (r.state === 'listening') held.push(r.connection);
-    else busy = r;
-  }
-  for (const c of held) c.destroy();
-  assert.ok(busy, 'the backlog filled up');
-  assert.equal(busy.state, ActiveState.NOT_LISTENING);
-  assert.equal(errorCode(busy), 'ERR_IPC_NOT_LISTENING');
+  t0 = performance.now();
+  const waited = await tryConnect(path, { waitIfBusy: true, timeout: 600 });
+  const took = performance.now() - t0;
+  assert.equal(waited.state, ActiveState.NOT_LISTENING);
+  assert.ok(took >= 500 && took < 5000, `waited until the deadline (${took} ms)`);
+  release();
+  assert.equal((await running).toString(), 'done');
+  await server.closed;
 });
 
 test('tryConnect honours an AbortSignal', async (t) => {

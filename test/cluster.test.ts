@@ -75,6 +75,12 @@ function childrenOf(pid: number): number[] {
   return found;
 }
 
+// Windows: a named pipe is served from one process only (Node passes no pipe server between
+// processes there); the last test checks that more is refused clearly.
+const onWindows =
+  process.platform === 'win32' &&
+  'Windows: a named pipe is served from one process only (Node cannot pass a pipe server to another process); see the test of that refusal';
+
 // A clustered server of PID_HANDLER in 2 processes, destroyed after the test.
 async function pidCluster(t: TestContext, threads: number) {
   const dir = tempDir(t);
@@ -90,7 +96,7 @@ const pidOf = async (path: string, request: string, timeout?: number): Promise<n
 
 test(
   'two processes serve one socket; QUIT from either stops both and removes it',
-  { timeout: 60_000 },
+  { timeout: 60_000, skip: onWindows },
   async (t) => {
     const { path, server } = await pidCluster(t, 2);
     // While one process is stuck in a handler, the other one takes the next connection.
@@ -118,7 +124,7 @@ test(
 
 test(
   'stop() lets a running request in another process finish, then all exit',
-  { timeout: 60_000 },
+  { timeout: 60_000, skip: onWindows },
   async (t) => {
     const { path, server } = await pidCluster(t, 4);
     // Connect three clients, and keep this process busy meanwhile: the other one accepts them.
@@ -141,7 +147,7 @@ test(
 
 test(
   'a process that dies is replaced; the server goes on answering',
-  { timeout: 60_000 },
+  { timeout: 60_000, skip: onWindows },
   async (t) => {
     const dir = tempDir(t);
     const module = writeModule(dir, 'pid.mjs', PID_HANDLER);
@@ -167,7 +173,7 @@ test(
 
 test(
   'clients that connect while the other processes load are all answered',
-  { timeout: 60_000 },
+  { timeout: 60_000, skip: onWindows },
   async (t) => {
     const dir = tempDir(t);
     // Slow to load in the other processes only: this one serves while they load.
@@ -199,7 +205,7 @@ test(
 
 test(
   'a handler module that cannot load: ERR_IPC_HANDLER_FAILED, nothing left behind',
-  { timeout: 60_000 },
+  { timeout: 60_000, skip: onWindows },
   async (t) => {
     const dir = tempDir(t);
     const path = join(dir, 's');
@@ -240,7 +246,7 @@ test(
 
 test(
   'CLI run-daemon --processes=2: Git-style clients, and the others leave when the first is killed',
-  { timeout: 60_000 },
+  { timeout: 60_000, skip: onWindows },
   async (t) => {
     const dir = tempDir(t);
     const path = join(dir, 'ipc');
@@ -264,5 +270,25 @@ test(
     // The first process dies without a word: the others must not linger as orphans.
     daemon.kill('SIGKILL');
     await waitUntil('the second process exits', () => children.every((pid) => !alive(pid)));
+  },
+);
+
+test(
+  'Windows: one process by default, more refused before anything is created',
+  { timeout: 60_000, skip: process.platform !== 'win32' && 'Windows only: named pipes' },
+  async (t) => {
+    const dir = tempDir(t);
+    const module = writeModule(dir, 'pid.mjs', PID_HANDLER);
+    const path = join(dir, 's');
+    await assert.rejects(startClusteredServer(path, module, { processes: 2 }), (err) =>
+      isSimpleIpcError(err, 'ERR_IPC_INVALID_ARGUMENT'),
+    );
+    assert.equal(await getActiveState(path), 'path-not-found');
+    const server = await startClusteredServer(path, module);
+    t.after(() => server.destroy());
+    assert.equal(await pidOf(path, 'ping'), process.pid);
+    await sendCommand(path, 'quit');
+    await server.closed;
+    assert.equal(await getActiveState(path), 'path-not-found');
   },
 );

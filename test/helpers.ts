@@ -5,13 +5,52 @@
  */
 
 import { type SpawnOptions, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test as nodeTest, type TestContext, type TestOptions } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { PktLineDecoder } from '../src/index.js';
+import { getActiveState, PktLineDecoder, pipeNameFor, USES_NAMED_PIPES } from '../src/index.js';
+
+/**
+ * Skips a test on Windows because what it checks exists only on Unix (socket files, modes,
+ * inodes, `/proc`, POSIX signals, process groups). False elsewhere: pass it as `{ skip }`.
+ */
+export function unixOnly(why: string): string | false {
+  return process.platform === 'win32' ? `Unix-only: ${why}` : false;
+}
+
+/**
+ * True when the Windows build of Node runs under Wine (scripts/test-windows.sh): Wine puts
+ * `WINELOADER` in every process's environment; Windows never does.
+ */
+export const UNDER_WINE = process.platform === 'win32' && process.env.WINELOADER !== undefined;
+
+/**
+ * Skips a test under Wine only, for a known difference between Wine and Windows: `why` names
+ * what Wine does and what Windows documents instead. False on real Windows and elsewhere.
+ */
+export function wineDiffers(why: string): string | false {
+  return UNDER_WINE ? `Wine differs from Windows: ${why}` : false;
+}
+
+/**
+ * What `node:net` must be given to reach the server at `path`: the path itself on Unix, the
+ * named pipe Git derives from it on Windows (for raw peers that bypass the library).
+ */
+export function netAddress(path: string): string {
+  return USES_NAMED_PIPES ? pipeNameFor(path) : path;
+}
+
+/**
+ * True once nothing is left at `path`: on Unix no socket file, on Windows no pipe (no file
+ * ever exists there; a pipe that is gone is `path-not-found`).
+ */
+export async function socketGone(path: string): Promise<boolean> {
+  if (!USES_NAMED_PIPES) return !existsSync(path);
+  return (await getActiveState(path)) === 'path-not-found';
+}
 
 /**
  * The deadline of every test that does not set its own, in ms: a bug that makes something
@@ -126,7 +165,7 @@ export async function rawConnect(path: string): Promise<Socket> {
   for (;;) {
     try {
       return await new Promise<Socket>((resolve, reject) => {
-        const socket = netConnect({ path });
+        const socket = netConnect({ path: netAddress(path) });
         socket.once('connect', () => resolve(socket));
         socket.once('error', reject);
       });

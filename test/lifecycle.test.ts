@@ -40,7 +40,16 @@ import {
 } from '../src/index.js';
 import { acquireLock, isLockHeld, LOCK_STALE_MS } from '../src/lock.js';
 import { describeTheft, removeIfOurs } from '../src/ownership.js';
-import { delay, otherUser, pathOfLength, runProcess, tempDir, test } from './helpers.js';
+import {
+  delay,
+  otherUser,
+  pathOfLength,
+  runProcess,
+  tempDir,
+  test,
+  unixOnly,
+  wineDiffers,
+} from './helpers.js';
 
 async function handler(request: Buffer, reply: (c: string) => Promise<void>) {
   const text = request.toString();
@@ -95,185 +104,237 @@ async function deadPid(): Promise<number> {
   return child.pid!;
 }
 
-test('start-up leaves the socket alone in its directory, owner-only, and no lock', async (t) => {
-  const dir = tempDir(t);
-  const path = join(dir, 's');
-  await serve(t, path);
-  assert.deepEqual(readdirSync(dir), ['s']);
-  const stats = lstatSync(path);
-  assert.ok(stats.isSocket());
-  assert.equal(stats.mode & 0o777, 0o600);
-  assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
-});
+test(
+  'start-up leaves the socket alone in its directory, owner-only, and no lock',
+  { skip: unixOnly('the socket file, its mode and the start-up lock') },
+  async (t) => {
+    const dir = tempDir(t);
+    const path = join(dir, 's');
+    await serve(t, path);
+    assert.deepEqual(readdirSync(dir), ['s']);
+    const stats = lstatSync(path);
+    assert.ok(stats.isSocket());
+    assert.equal(stats.mode & 0o777, 0o600);
+    assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
+  },
+);
 
-test('the mode option widens the permissions; a bad mode is refused', async (t) => {
-  const dir = tempDir(t);
-  await serve(t, join(dir, 'shared'), { mode: 0o660 });
-  assert.equal(lstatSync(join(dir, 'shared')).mode & 0o777, 0o660);
-  for (const mode of [0o1000, -1, 1.5, Number.NaN]) {
-    await assert.rejects(startServer(join(dir, 'bad'), handler, { mode }), {
-      code: 'ERR_IPC_INVALID_ARGUMENT',
+test(
+  'the mode option widens the permissions; a bad mode is refused',
+  { skip: unixOnly('file modes (a pipe gets a default DACL: docs/lifecycle.md)') },
+  async (t) => {
+    const dir = tempDir(t);
+    await serve(t, join(dir, 'shared'), { mode: 0o660 });
+    assert.equal(lstatSync(join(dir, 'shared')).mode & 0o777, 0o660);
+    for (const mode of [0o1000, -1, 1.5, Number.NaN]) {
+      await assert.rejects(startServer(join(dir, 'bad'), handler, { mode }), {
+        code: 'ERR_IPC_INVALID_ARGUMENT',
+      });
+    }
+    assert.deepEqual(readdirSync(dir), ['shared']);
+  },
+);
+
+test(
+  'a live server is never replaced: ERR_IPC_IN_USE, its socket untouched',
+  {
+    skip: unixOnly(
+      'a foreign socket file put in place by rename (server.test.ts checks a live pipe)',
+    ),
+  },
+  async (t) => {
+    const dir = tempDir(t);
+    const path = join(dir, 's');
+    const { ino } = await foreignSocket(t, path);
+    await assert.rejects(startServer(path, handler), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'ERR_IPC_IN_USE');
+      assert.match(err.message, /already in use/);
+      return true;
     });
-  }
-  assert.deepEqual(readdirSync(dir), ['shared']);
-});
+    assert.equal(lstatSync(path).ino, ino);
+    assert.equal(await getActiveState(path), ActiveState.LISTENING);
+    assert.deepEqual(readdirSync(dir), ['s']);
+  },
+);
 
-test('a live server is never replaced: ERR_IPC_IN_USE, its socket untouched', async (t) => {
-  const dir = tempDir(t);
-  const path = join(dir, 's');
-  const { ino } = await foreignSocket(t, path);
-  await assert.rejects(startServer(path, handler), (err: Error & { code?: string }) => {
-    assert.equal(err.code, 'ERR_IPC_IN_USE');
-    assert.match(err.message, /already in use/);
-    return true;
-  });
-  assert.equal(lstatSync(path).ino, ino);
-  assert.equal(await getActiveState(path), ActiveState.LISTENING);
-  assert.deepEqual(readdirSync(dir), ['s']);
-});
-
-test('a live server too busy to accept is not replaced either', async (t) => {
-  const dir = tempDir(t);
-  const path = join(dir, 's');
-  // A server that listens with a backlog of 1 and then never accepts (its loop is blocked).
-  const busy = spawn(
-    process.execPath,
-    [
-      '-e',
-      `require('net').createServer().listen({ path: process.argv[1], backlog: 1 }, () => {
+test(
+  'a live server too busy to accept is not replaced either',
+  { skip: unixOnly('a full Unix listen backlog (client.test.ts checks a busy pipe)') },
+  async (t) => {
+    const dir = tempDir(t);
+    const path = join(dir, 's');
+    // A server that listens with a backlog of 1 and then never accepts (its loop is blocked).
+    const busy = spawn(
+      process.execPath,
+      [
+        '-e',
+        `require('net').createServer().listen({ path: process.argv[1], backlog: 1 }, () => {
          console.log('ready'); for (;;);
        });`,
-      path,
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  t.after(() => busy.kill('SIGKILL'));
-  await new Promise((resolve) => busy.stdout.once('data', resolve));
-  const pending: Socket[] = [];
-  t.after(() => {
-    for (const s of pending) s.destroy();
-  });
-  let full = false;
-  for (let i = 0; i < 50 && !full; i++) {
-    const socket = netConnect({ path });
-    pending.push(socket);
-    full = await new Promise<boolean>((resolve) => {
-      socket.once('connect', () => resolve(false));
-      socket.once('error', (err: Error & { code?: string }) => resolve(err.code === 'EAGAIN'));
-    });
-  }
-  assert.ok(full, 'the backlog never filled');
-  const ino = lstatSync(path).ino;
-  await assert.rejects(startServer(path, handler), (err: Error & { code?: string }) => {
-    assert.equal(err.code, 'ERR_IPC_IN_USE');
-    assert.match(err.message, /too busy/);
-    return true;
-  });
-  assert.equal(lstatSync(path).ino, ino);
-});
-
-test('a dead socket is replaced, and the path never goes missing meanwhile', async (t) => {
-  const dir = tempDir(t);
-  const path = join(dir, 's');
-  await deadSocket(path);
-  const before = lstatSync(path).ino;
-  let looking = true;
-  let missing = 0;
-  const watcher = (async () => {
-    while (looking) {
-      try {
-        await lstat(path);
-      } catch {
-        missing++;
-      }
-    }
-  })();
-  await serve(t, path);
-  looking = false;
-  await watcher;
-  assert.equal(missing, 0);
-  assert.notEqual(lstatSync(path).ino, before);
-  assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
-});
-
-test('a regular file, a directory or a symbolic link at the path is left alone', async (t) => {
-  const dir = tempDir(t);
-  const live = join(dir, 'live');
-  await serve(t, live);
-  const cases: [string, () => void, () => void][] = [
-    [
-      'file',
-      () => writeFileSync(join(dir, 'file'), 'precious'),
-      () => assert.equal(readFileSync(join(dir, 'file'), 'utf8'), 'precious'),
-    ],
-    [
-      'dir',
-      () => mkdirSync(join(dir, 'dir')),
-      () => assert.ok(lstatSync(join(dir, 'dir')).isDirectory()),
-    ],
-    [
-      'dangling',
-      () => symlinkSync(join(dir, 'nowhere'), join(dir, 'dangling')),
-      () => assert.equal(readlinkSync(join(dir, 'dangling')), join(dir, 'nowhere')),
-    ],
-    [
-      'tolive',
-      () => symlinkSync(live, join(dir, 'tolive')),
-      () => assert.equal(readlinkSync(join(dir, 'tolive')), live),
-    ],
-  ];
-  for (const [name, make, check] of cases) {
-    make();
-    await assert.rejects(
-      startServer(join(dir, name), handler),
-      (err: Error & { code?: string }) => {
-        assert.equal(err.code, 'ERR_IPC_INVALID_PATH', name);
-        assert.match(err.message, /left alone/);
-        return true;
-      },
+        path,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
     );
-    check();
-  }
-  // No lock files, no temporary directories left behind.
-  assert.deepEqual(readdirSync(dir).sort(), ['dangling', 'dir', 'file', 'live', 'tolive']);
-});
+    t.after(() => busy.kill('SIGKILL'));
+    await new Promise((resolve) => busy.stdout.once('data', resolve));
+    const pending: Socket[] = [];
+    t.after(() => {
+      for (const s of pending) s.destroy();
+    });
+    let full = false;
+    for (let i = 0; i < 50 && !full; i++) {
+      const socket = netConnect({ path });
+      pending.push(socket);
+      full = await new Promise<boolean>((resolve) => {
+        socket.once('connect', () => resolve(false));
+        socket.once('error', (err: Error & { code?: string }) => resolve(err.code === 'EAGAIN'));
+      });
+    }
+    assert.ok(full, 'the backlog never filled');
+    const ino = lstatSync(path).ino;
+    await assert.rejects(startServer(path, handler), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'ERR_IPC_IN_USE');
+      assert.match(err.message, /too busy/);
+      return true;
+    });
+    assert.equal(lstatSync(path).ino, ino);
+  },
+);
 
-test('a lock held by a live process is respected: ERR_IPC_LOCKED, lock untouched', async (t) => {
-  const dir = tempDir(t);
-  const path = join(dir, 's');
-  writeFileSync(`${path}.lock`, `${process.pid}\n`);
-  await assert.rejects(startServer(path, handler), (err: Error & { code?: string }) => {
-    assert.equal(err.code, 'ERR_IPC_LOCKED');
-    assert.match(err.message, new RegExp(`held by process ${process.pid}`));
-    assert.match(err.message, /remove it/);
-    return true;
-  });
-  assert.equal(readFileSync(`${path}.lock`, 'utf8'), `${process.pid}\n`);
-  assert.deepEqual(readdirSync(dir), ['s.lock']);
-  assert.equal(isLockHeld(`${path}.lock`), true);
-});
+test(
+  'a dead socket is replaced, and the path never goes missing meanwhile',
+  { skip: unixOnly('dead socket files (a pipe vanishes with its last handle)') },
+  async (t) => {
+    const dir = tempDir(t);
+    const path = join(dir, 's');
+    await deadSocket(path);
+    const before = lstatSync(path).ino;
+    let looking = true;
+    let missing = 0;
+    const watcher = (async () => {
+      while (looking) {
+        try {
+          await lstat(path);
+        } catch {
+          missing++;
+        }
+      }
+    })();
+    await serve(t, path);
+    looking = false;
+    await watcher;
+    assert.equal(missing, 0);
+    assert.notEqual(lstatSync(path).ino, before);
+    assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
+  },
+);
 
-test('a fresh lock with no owner (as Git writes) is respected; an old one is broken', async (t) => {
-  const dir = tempDir(t);
-  const path = join(dir, 's');
-  writeFileSync(`${path}.lock`, '');
-  await assert.rejects(startServer(path, handler), { code: 'ERR_IPC_LOCKED' });
-  assert.ok(existsSync(`${path}.lock`));
-  const old = (Date.now() - LOCK_STALE_MS - 5000) / 1000;
-  utimesSync(`${path}.lock`, old, old);
-  assert.equal(isLockHeld(`${path}.lock`), false);
-  await serve(t, path);
-  assert.deepEqual(readdirSync(dir), ['s']);
-});
+test(
+  'a regular file, a directory or a symbolic link at the path is left alone',
+  { skip: unixOnly('files at the path (a pipe name never touches the file system)') },
+  async (t) => {
+    const dir = tempDir(t);
+    const live = join(dir, 'live');
+    await serve(t, live);
+    const cases: [string, () => void, () => void][] = [
+      [
+        'file',
+        () => writeFileSync(join(dir, 'file'), 'precious'),
+        () => assert.equal(readFileSync(join(dir, 'file'), 'utf8'), 'precious'),
+      ],
+      [
+        'dir',
+        () => mkdirSync(join(dir, 'dir')),
+        () => assert.ok(lstatSync(join(dir, 'dir')).isDirectory()),
+      ],
+      [
+        'dangling',
+        () => symlinkSync(join(dir, 'nowhere'), join(dir, 'dangling')),
+        () => assert.equal(readlinkSync(join(dir, 'dangling')), join(dir, 'nowhere')),
+      ],
+      [
+        'tolive',
+        () => symlinkSync(live, join(dir, 'tolive')),
+        () => assert.equal(readlinkSync(join(dir, 'tolive')), live),
+      ],
+    ];
+    for (const [name, make, check] of cases) {
+      make();
+      await assert.rejects(
+        startServer(join(dir, name), handler),
+        (err: Error & { code?: string }) => {
+          assert.equal(err.code, 'ERR_IPC_INVALID_PATH', name);
+          assert.match(err.message, /left alone/);
+          return true;
+        },
+      );
+      check();
+    }
+    // No lock files, no temporary directories left behind.
+    assert.deepEqual(readdirSync(dir).sort(), ['dangling', 'dir', 'file', 'live', 'tolive']);
+  },
+);
 
-test('a lock whose owner is dead is broken at once', async (t) => {
-  const dir = tempDir(t);
-  const path = join(dir, 's');
-  writeFileSync(`${path}.lock`, `${await deadPid()}\n`);
-  assert.equal(isLockHeld(`${path}.lock`), false);
-  await serve(t, path);
-  assert.deepEqual(readdirSync(dir), ['s']);
-});
+test(
+  'a lock held by a live process is respected: ERR_IPC_LOCKED, lock untouched',
+  {
+    skip: unixOnly(
+      'the start-up lock file (Windows creates the first pipe instance atomically instead)',
+    ),
+  },
+  async (t) => {
+    const dir = tempDir(t);
+    const path = join(dir, 's');
+    writeFileSync(`${path}.lock`, `${process.pid}\n`);
+    await assert.rejects(startServer(path, handler), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'ERR_IPC_LOCKED');
+      assert.match(err.message, new RegExp(`held by process ${process.pid}`));
+      assert.match(err.message, /remove it/);
+      return true;
+    });
+    assert.equal(readFileSync(`${path}.lock`, 'utf8'), `${process.pid}\n`);
+    assert.deepEqual(readdirSync(dir), ['s.lock']);
+    assert.equal(isLockHeld(`${path}.lock`), true);
+  },
+);
+
+test(
+  'a fresh lock with no owner (as Git writes) is respected; an old one is broken',
+  {
+    skip: unixOnly(
+      'the start-up lock file (Windows creates the first pipe instance atomically instead)',
+    ),
+  },
+  async (t) => {
+    const dir = tempDir(t);
+    const path = join(dir, 's');
+    writeFileSync(`${path}.lock`, '');
+    await assert.rejects(startServer(path, handler), { code: 'ERR_IPC_LOCKED' });
+    assert.ok(existsSync(`${path}.lock`));
+    const old = (Date.now() - LOCK_STALE_MS - 5000) / 1000;
+    utimesSync(`${path}.lock`, old, old);
+    assert.equal(isLockHeld(`${path}.lock`), false);
+    await serve(t, path);
+    assert.deepEqual(readdirSync(dir), ['s']);
+  },
+);
+
+test(
+  'a lock whose owner is dead is broken at once',
+  {
+    skip: unixOnly(
+      'the start-up lock file (Windows creates the first pipe instance atomically instead)',
+    ),
+  },
+  async (t) => {
+    const dir = tempDir(t);
+    const path = join(dir, 's');
+    writeFileSync(`${path}.lock`, `${await deadPid()}\n`);
+    assert.equal(isLockHeld(`${path}.lock`), false);
+    await serve(t, path);
+    assert.deepEqual(readdirSync(dir), ['s']);
+  },
+);
 
 test(
   'a lock whose pid now names a younger process (pid reuse) is broken',
@@ -293,53 +354,69 @@ test(
   },
 );
 
-test('the lock admits one holder at a time, also while racers break a stale lock', async (t) => {
-  const lock = join(tempDir(t), 's.lock');
-  const dead = await deadPid();
-  let inside = 0;
-  let most = 0;
-  let entered = 0;
-  for (let round = 0; round < 40; round++) {
-    writeFileSync(lock, `${dead}\n`);
-    await Promise.all(
-      Array.from({ length: 8 }, async () => {
-        const held = await acquireLock(lock, 10_000);
-        inside++;
-        entered++;
-        most = Math.max(most, inside);
-        await delay(1);
-        inside--;
-        await held.release();
-      }),
-    );
-  }
-  assert.equal(entered, 320);
-  assert.equal(most, 1);
-  assert.equal(existsSync(lock), false);
-  assert.equal(existsSync(`${lock}.break`), false);
-});
+test(
+  'the lock admits one holder at a time, also while racers break a stale lock',
+  {
+    skip: unixOnly(
+      'the start-up lock file (Windows creates the first pipe instance atomically instead)',
+    ),
+  },
+  async (t) => {
+    const lock = join(tempDir(t), 's.lock');
+    const dead = await deadPid();
+    let inside = 0;
+    let most = 0;
+    let entered = 0;
+    for (let round = 0; round < 40; round++) {
+      writeFileSync(lock, `${dead}\n`);
+      await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          const held = await acquireLock(lock, 10_000);
+          inside++;
+          entered++;
+          most = Math.max(most, inside);
+          await delay(1);
+          inside--;
+          await held.release();
+        }),
+      );
+    }
+    assert.equal(entered, 320);
+    assert.equal(most, 1);
+    assert.equal(existsSync(lock), false);
+    assert.equal(existsSync(`${lock}.break`), false);
+  },
+);
 
-test('servers started at once in one process: exactly one serves', async (t) => {
-  const dir = tempDir(t);
-  const path = join(dir, 's');
-  for (let round = 0; round < 3; round++) {
-    const results = await Promise.allSettled(
-      Array.from({ length: 6 }, () => startServer(path, handler)),
-    );
-    const servers = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-    const codes = results.flatMap((r) =>
-      r.status === 'rejected' ? [(r.reason as { code: string }).code] : [],
-    );
-    assert.equal(servers.length, 1);
-    // A loser that found the winner serving says IN_USE; one still waiting for the lock when
-    // its lockTimeout ran out (a loaded machine) says LOCKED. Both are right.
-    assert.equal(codes.length, 5);
-    for (const code of codes) assert.match(code, /^ERR_IPC_(IN_USE|LOCKED)$/);
-    assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
-    await servers[0]!.stop();
-    assert.deepEqual(readdirSync(dir), []);
-  }
-});
+test(
+  'servers started at once in one process: exactly one serves',
+  {
+    skip: wineDiffers(
+      'Wine ignores FILE_FLAG_FIRST_PIPE_INSTANCE, so servers starting at the same instant can all create the pipe (checked: two node:net servers both listen on one name); Windows documents that CreateNamedPipe then fails with ERROR_ACCESS_DENIED, which libuv reports as EADDRINUSE',
+    ),
+  },
+  async (t) => {
+    const dir = tempDir(t);
+    const path = join(dir, 's');
+    for (let round = 0; round < 3; round++) {
+      const results = await Promise.allSettled(
+        Array.from({ length: 6 }, () => startServer(path, handler)),
+      );
+      const servers = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      const codes = results.flatMap((r) =>
+        r.status === 'rejected' ? [(r.reason as { code: string }).code] : [],
+      );
+      assert.equal(servers.length, 1);
+      // A loser that found the winner serving says IN_USE; one still waiting for the lock when
+      // its lockTimeout ran out (a loaded machine) says LOCKED. Both are right.
+      assert.equal(codes.length, 5);
+      for (const code of codes) assert.match(code, /^ERR_IPC_(IN_USE|LOCKED)$/);
+      assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
+      await servers[0]!.stop();
+      assert.deepEqual(readdirSync(dir), []);
+    }
+  },
+);
 
 // A child process that loads the library, says "ready", starts a server on "go" and says how
 // it went, then stops on "stop". Lets the parent start several at the same instant.
@@ -400,32 +477,40 @@ function racer(path: string): {
   return { child, lines, next };
 }
 
-test('servers started at the same instant in separate processes: exactly one serves', async (t) => {
-  const dir = tempDir(t);
-  const path = join(dir, 's');
-  for (let round = 0; round < 3; round++) {
-    const racers = Array.from({ length: 4 }, () => racer(path));
-    t.after(() => {
-      for (const r of racers) r.child.kill('SIGKILL');
-    });
-    for (const r of racers) assert.equal(await r.next(), 'ready');
-    for (const r of racers) r.child.stdin!.write('go\n');
-    const answers = await Promise.all(racers.map((r) => r.next()));
-    // Losers say IN_USE, or LOCKED when the lock was still held at their lockTimeout.
-    assert.equal(
-      answers.filter((a) => a === 'ok').length,
-      1,
-      `round ${round}: ${answers.join(', ')}`,
-    );
-    for (const a of answers) assert.match(a, /^(ok|ERR_IPC_IN_USE|ERR_IPC_LOCKED)$/);
-    assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
-    const winner = racers[answers.indexOf('ok')]!;
-    const exited = new Promise((resolve) => winner.child.once('exit', resolve));
-    winner.child.stdin!.write('stop\n');
-    await exited;
-    assert.deepEqual(readdirSync(dir), []);
-  }
-});
+test(
+  'servers started at the same instant in separate processes: exactly one serves',
+  {
+    skip: wineDiffers(
+      'Wine ignores FILE_FLAG_FIRST_PIPE_INSTANCE, so servers starting at the same instant can all create the pipe (checked: two node:net servers both listen on one name); Windows documents that CreateNamedPipe then fails with ERROR_ACCESS_DENIED, which libuv reports as EADDRINUSE',
+    ),
+  },
+  async (t) => {
+    const dir = tempDir(t);
+    const path = join(dir, 's');
+    for (let round = 0; round < 3; round++) {
+      const racers = Array.from({ length: 4 }, () => racer(path));
+      t.after(() => {
+        for (const r of racers) r.child.kill('SIGKILL');
+      });
+      for (const r of racers) assert.equal(await r.next(), 'ready');
+      for (const r of racers) r.child.stdin!.write('go\n');
+      const answers = await Promise.all(racers.map((r) => r.next()));
+      // Losers say IN_USE, or LOCKED when the lock was still held at their lockTimeout.
+      assert.equal(
+        answers.filter((a) => a === 'ok').length,
+        1,
+        `round ${round}: ${answers.join(', ')}`,
+      );
+      for (const a of answers) assert.match(a, /^(ok|ERR_IPC_IN_USE|ERR_IPC_LOCKED)$/);
+      assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
+      const winner = racers[answers.indexOf('ok')]!;
+      const exited = new Promise((resolve) => winner.child.once('exit', resolve));
+      winner.child.stdin!.write('stop\n');
+      await exited;
+      assert.deepEqual(readdirSync(dir), []);
+    }
+  },
+);
 
 /** Steals the socket in one of three ways; returns how to check the thief's file is intact. */
 async function steal(
@@ -450,68 +535,88 @@ async function steal(
 }
 
 for (const how of ['replaced', 'removed', 'not-a-socket'] as const) {
-  test(`a stolen socket (${how}) is noticed at once; the thief's path is left alone`, async (t) => {
+  test(
+    `a stolen socket (${how}) is noticed at once; the thief's path is left alone`,
+    { skip: unixOnly('socket theft: a pipe has no file to replace or remove') },
+    async (t) => {
+      const dir = tempDir(t);
+      const path = join(dir, 's');
+      const server = await serve(t, path);
+      const stolenAt = performance.now();
+      const check = await steal(t, path, how);
+      await server.closed;
+      // File-system events make this a few ms; the periodic check bounds it at about 1 s. The
+      // bound is loose for loaded machines: Git's own check runs every 60 s.
+      assert.ok(performance.now() - stolenAt < 5000);
+      assert.deepEqual(server.stopReason, { kind: 'stolen', why: how });
+      await check();
+    },
+  );
+}
+
+test(
+  'a server whose directory is removed (temp dirs cleaned) stops by itself',
+  { skip: unixOnly('socket theft: a pipe has no file to replace or remove') },
+  async (t) => {
+    const dir = join(tempDir(t), 'run');
+    mkdirSync(dir);
+    const server = await serve(t, join(dir, 's'));
+    rmSync(dir, { recursive: true });
+    const stolenAt = performance.now();
+    await server.closed;
+    assert.ok(performance.now() - stolenAt < 5000);
+    assert.deepEqual(server.stopReason, { kind: 'stolen', why: 'removed' });
+    assert.equal(existsSync(dir), false);
+  },
+);
+
+test(
+  "stopping right after a theft leaves the successor's socket (Node's close unlinks)",
+  { skip: unixOnly('socket theft: a pipe has no file to replace or remove') },
+  async (t) => {
     const dir = tempDir(t);
     const path = join(dir, 's');
     const server = await serve(t, path);
-    const stolenAt = performance.now();
-    const check = await steal(t, path, how);
-    await server.closed;
-    // File-system events make this a few ms; the periodic check bounds it at about 1 s. The
-    // bound is loose for loaded machines: Git's own check runs every 60 s.
-    assert.ok(performance.now() - stolenAt < 5000);
-    assert.deepEqual(server.stopReason, { kind: 'stolen', why: how });
+    const check = await steal(t, path, 'replaced');
+    await server.stop(); // before the watch has had a chance to notice
     await check();
-  });
-}
+    assert.equal((await sendCommand(path, 'x')).toString(), 'mine');
+  },
+);
 
-test('a server whose directory is removed (temp dirs cleaned) stops by itself', async (t) => {
-  const dir = join(tempDir(t), 'run');
-  mkdirSync(dir);
-  const server = await serve(t, join(dir, 's'));
-  rmSync(dir, { recursive: true });
-  const stolenAt = performance.now();
-  await server.closed;
-  assert.ok(performance.now() - stolenAt < 5000);
-  assert.deepEqual(server.stopReason, { kind: 'stolen', why: 'removed' });
-  assert.equal(existsSync(dir), false);
-});
+test(
+  'stop removes our own socket, and nothing else',
+  { skip: unixOnly('socket files (a pipe vanishes with its last handle)') },
+  async (t) => {
+    const dir = tempDir(t);
+    const path = join(dir, 's');
+    const server = await serve(t, path);
+    writeFileSync(join(dir, 'other'), 'x');
+    await server.stop();
+    assert.deepEqual(readdirSync(dir), ['other']);
+    assert.deepEqual(server.stopReason, { kind: 'requested' });
+  },
+);
 
-test("stopping right after a theft leaves the successor's socket (Node's close unlinks)", async (t) => {
-  const dir = tempDir(t);
-  const path = join(dir, 's');
-  const server = await serve(t, path);
-  const check = await steal(t, path, 'replaced');
-  await server.stop(); // before the watch has had a chance to notice
-  await check();
-  assert.equal((await sendCommand(path, 'x')).toString(), 'mine');
-});
-
-test('stop removes our own socket, and nothing else', async (t) => {
-  const dir = tempDir(t);
-  const path = join(dir, 's');
-  const server = await serve(t, path);
-  writeFileSync(join(dir, 'other'), 'x');
-  await server.stop();
-  assert.deepEqual(readdirSync(dir), ['other']);
-  assert.deepEqual(server.stopReason, { kind: 'requested' });
-});
-
-test('removeIfOurs: only our device and inode, and not while a start-up holds the lock', async (t) => {
-  const dir = tempDir(t);
-  const path = join(dir, 's');
-  await deadSocket(path);
-  const ours = lstatSync(path);
-  const identity = { dev: ours.dev, ino: ours.ino };
-  assert.equal(await removeIfOurs(path, { dev: ours.dev, ino: ours.ino + 1 }), false);
-  writeFileSync(`${path}.lock`, `${process.pid}\n`);
-  assert.equal(await removeIfOurs(path, identity, 20), false);
-  assert.ok(existsSync(path));
-  unlinkSync(`${path}.lock`);
-  assert.equal(await removeIfOurs(path, identity), true);
-  assert.deepEqual(readdirSync(dir), []);
-  assert.equal(await removeIfOurs(path, identity), false);
-});
+test(
+  'removeIfOurs: only our device and inode, and not while a start-up holds the lock',
+  { skip: unixOnly('socket files, devices and inodes') },
+  async (t) => {
+    const dir = tempDir(t);
+    const path = join(dir, 's');
+    await deadSocket(path);
+    const ours = lstatSync(path);
+    const identity = { dev: ours.dev, ino: ours.ino };
+    assert.equal(await removeIfOurs(path, { dev: ours.dev, ino: ours.ino + 1 }), false);
+    writeFileSync(`${path}.lock`, `${process.pid}\n`);
+    assert.equal(await removeIfOurs(path, identity, 20), false);
+    assert.ok(existsSync(path));
+    unlinkSync(`${path}.lock`);
+    assert.equal(await removeIfOurs(path, identity), true);
+    assert.deepEqual(readdirSync(dir), []);
+    assert.equal(await removeIfOurs(path, identity), false);
+  },
+);
 
 test('describeTheft says what happened', () => {
   assert.match(describeTheft('/p', 'removed'), /removed/);
@@ -520,39 +625,63 @@ test('describeTheft says what happened', () => {
 });
 
 /** `base/.../name`, padded with subdirectories to exactly `length` bytes. */
-test('a 150-byte path is served at exactly that path', async (t) => {
-  const path = pathOfLength(tempDir(t), 150, 'long.sock');
-  const parent = join(path, '..');
-  const server = await serve(t, path);
-  assert.ok(lstatSync(path).isSocket());
-  assert.deepEqual(readdirSync(parent), ['long.sock']);
-  // Never a socket at the truncated path Node 20 would have used.
-  assert.equal(existsSync(path.slice(0, SOCKET_PATH_MAX)), false);
-  assert.equal(await getActiveState(path), ActiveState.LISTENING);
-  assert.equal((await sendCommand(path, 'ping', { disallowChdir: true })).toString(), 'pong');
-  await server.stop();
-  assert.deepEqual(readdirSync(parent), []);
-});
+test(
+  'a 150-byte path is served at exactly that path',
+  {
+    skip: unixOnly(
+      'socket-address length limits (a pipe name takes 256 characters, address.test.ts)',
+    ),
+  },
+  async (t) => {
+    const path = pathOfLength(tempDir(t), 150, 'long.sock');
+    const parent = join(path, '..');
+    const server = await serve(t, path);
+    assert.ok(lstatSync(path).isSocket());
+    assert.deepEqual(readdirSync(parent), ['long.sock']);
+    // Never a socket at the truncated path Node 20 would have used.
+    assert.equal(existsSync(path.slice(0, SOCKET_PATH_MAX)), false);
+    assert.equal(await getActiveState(path), ActiveState.LISTENING);
+    assert.equal((await sendCommand(path, 'ping', { disallowChdir: true })).toString(), 'pong');
+    await server.stop();
+    assert.deepEqual(readdirSync(parent), []);
+  },
+);
 
-test('a file name too long for the alias is served through its directory', async (t) => {
-  const dir = tempDir(t);
-  const name = 'n'.repeat(SOCKET_PATH_MAX - 10);
-  const path = join(dir, name);
-  await serve(t, path);
-  assert.deepEqual(readdirSync(dir), [name]);
-  assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
-  await assert.rejects(sendCommand(path, 'ping', { disallowChdir: true }), {
-    code: 'ERR_IPC_NAME_TOO_LONG',
-  });
-});
+test(
+  'a file name too long for the alias is served through its directory',
+  {
+    skip: unixOnly(
+      'socket-address length limits (a pipe name takes 256 characters, address.test.ts)',
+    ),
+  },
+  async (t) => {
+    const dir = tempDir(t);
+    const name = 'n'.repeat(SOCKET_PATH_MAX - 10);
+    const path = join(dir, name);
+    await serve(t, path);
+    assert.deepEqual(readdirSync(dir), [name]);
+    assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
+    await assert.rejects(sendCommand(path, 'ping', { disallowChdir: true }), {
+      code: 'ERR_IPC_NAME_TOO_LONG',
+    });
+  },
+);
 
-test('a file name no address can hold is refused before anything is created', async (t) => {
-  const dir = tempDir(t);
-  const path = join(dir, 'n'.repeat(SOCKET_PATH_MAX + 1));
-  await assert.rejects(startServer(path, handler), { code: 'ERR_IPC_NAME_TOO_LONG' });
-  assert.deepEqual(readdirSync(dir), []);
-  assert.equal(basename(path).length, SOCKET_PATH_MAX + 1);
-});
+test(
+  'a file name no address can hold is refused before anything is created',
+  {
+    skip: unixOnly(
+      'socket-address length limits (a pipe name takes 256 characters, address.test.ts)',
+    ),
+  },
+  async (t) => {
+    const dir = tempDir(t);
+    const path = join(dir, 'n'.repeat(SOCKET_PATH_MAX + 1));
+    await assert.rejects(startServer(path, handler), { code: 'ERR_IPC_NAME_TOO_LONG' });
+    assert.deepEqual(readdirSync(dir), []);
+    assert.equal(basename(path).length, SOCKET_PATH_MAX + 1);
+  },
+);
 
 test('ERR_IPC_ACCESS_DENIED: a directory this user may not write, a dead socket it may not probe', async (t) => {
   const user = otherUser();
