@@ -91,13 +91,14 @@ async function stopMonitor(
 
 /** Resolves once `check` returns true, polling every 20 ms; fails after `timeoutMs`. */
 export async function until(
-  what: string,
+  what: string | (() => string),
   check: () => boolean | Promise<boolean>,
   timeoutMs = 10_000,
 ): Promise<void> {
   const end = performance.now() + timeoutMs;
   while (!(await check())) {
-    if (performance.now() > end) throw new Error(`timed out waiting: ${what}`);
+    if (performance.now() > end)
+      throw new Error(`timed out waiting: ${typeof what === 'string' ? what : what()}`);
     await delay(20);
   }
 }
