@@ -5,8 +5,8 @@
  * - Git accepts what our encoder writes (ls-refs and fetch requests built with encodePacket,
  *   DELIM_PKT and FLUSH_PKT, up to a packet of the largest size).
  *
- * Optional, with Git's C test tool (`SIMPLE_IPC_GIT_TEST_TOOL=/path/to/t/helper/test-tool`;
- * skipped with a message otherwise): its pkt-line reader and writer against ours, and its
+ * Optional, with Git's C test tool (`SIMPLE_IPC_GIT_TEST_TOOL=/path/to/t/helper/test-tool`, or
+ * the Git build that test/git-build.ts finds; skipped with a message otherwise): its pkt-line reader and writer against ours, and its
  * Simple-IPC client and server against ours in both directions, on every test-daemon command,
  * with a 50 MB request and 30 concurrent senders.
  */
@@ -17,7 +17,7 @@ import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { devNull, tmpdir } from 'node:os';
-import { delimiter, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, type TestContext } from 'node:test';
 import { testDaemon } from '../cli/test-daemon.js';
 import {
@@ -35,6 +35,7 @@ import {
   sendCommand,
   startServer,
 } from '../src/index.js';
+import { gitEnv, TEST_TOOL, TEST_TOOL_SKIP } from './git-build.js';
 import {
   CLI,
   delay,
@@ -431,17 +432,13 @@ async function httpBackend(t: TestContext, root: string): Promise<number> {
 // ---------------------------------------------------------------------------------------------
 // Optional: Git's C test tool.
 
-const TEST_TOOL = process.env.SIMPLE_IPC_GIT_TEST_TOOL;
-const SKIP =
-  TEST_TOOL === undefined || TEST_TOOL === ''
-    ? 'set SIMPLE_IPC_GIT_TEST_TOOL to the path of Git\'s built "t/helper/test-tool" to run'
-    : false;
+// From SIMPLE_IPC_GIT_TEST_TOOL, or the Git build beside the project (test/git-build.ts).
+const SKIP = TEST_TOOL_SKIP;
 
 /** Runs Git's test tool. */
 function testTool(args: string[], options: { input?: Buffer; cwd?: string } = {}) {
   // start-daemon finds `test-tool` through PATH.
-  const env = { ...GIT_ENV, PATH: `${dirname(TEST_TOOL!)}${delimiter}${process.env.PATH ?? ''}` };
-  return runProcess(TEST_TOOL!, args, { env, timeoutMs: 120_000, ...options });
+  return runProcess(TEST_TOOL!, args, { env: gitEnv(), timeoutMs: 120_000, ...options });
 }
 
 /** Waits (up to 10 s) until a server listens at `path`. */
@@ -593,7 +590,7 @@ describe("Git's C test tool (optional)", { concurrency: true, skip: SKIP }, () =
       TEST_TOOL!,
       ['simple-ipc', 'run-daemon', name, '--threads=8'],
       {
-        env: GIT_ENV,
+        env: gitEnv(),
         stdio: 'ignore',
       },
     );

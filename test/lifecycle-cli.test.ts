@@ -1,7 +1,7 @@
 /**
  * The socket lifecycle as a user meets it: real `run-daemon` processes from the CLI, killed,
- * raced, robbed, and stopped with `stop-daemon`; and, when SIMPLE_IPC_GIT_TEST_TOOL names
- * Git's `test-tool`, the same paths shared with Git's own client and server.
+ * raced, robbed, and stopped with `stop-daemon`; and, when Git's `test-tool` is there
+ * (test/git-build.ts), the same paths shared with Git's own client and server.
  */
 
 import assert from 'node:assert/strict';
@@ -24,6 +24,7 @@ import { basename, dirname, join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { SOCKET_PATH_MAX } from '../src/address.js';
 import { ActiveState, getActiveState } from '../src/index.js';
+import { gitEnv, TEST_TOOL, TEST_TOOL_SKIP } from './git-build.js';
 import { CLI, delay, pathOfLength, runCli, runProcess, tempDir, test } from './helpers.js';
 
 /** A `run-daemon` process running in the background, killed when the test ends. */
@@ -35,8 +36,13 @@ interface Daemon {
   stderr(): string;
 }
 
-function spawnDaemon(t: TestContext, command: string, args: readonly string[]): Daemon {
-  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+function spawnDaemon(
+  t: TestContext,
+  command: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+): Daemon {
+  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
   t.after(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
@@ -294,15 +300,13 @@ test('stop-daemon removes our own socket and nothing else', async (t) => {
   assert.deepEqual(readdirSync(dir), ['s.keep']);
 });
 
-// Git's C test-tool as a peer. Machine-specific: its path comes from the environment.
-const GIT = process.env.SIMPLE_IPC_GIT_TEST_TOOL;
-const gitSkip =
-  GIT === undefined || GIT === ''
-    ? "set SIMPLE_IPC_GIT_TEST_TOOL to Git's t/helper/test-tool to run this"
-    : false;
+// Git's C test-tool as a peer, from SIMPLE_IPC_GIT_TEST_TOOL or the Git build beside the
+// project (test/git-build.ts).
+const GIT = TEST_TOOL;
+const gitSkip = TEST_TOOL_SKIP;
 
 async function git(args: readonly string[]): Promise<{ code: number | null; out: string }> {
-  const result = await runProcess(GIT!, ['simple-ipc', ...args]);
+  const result = await runProcess(GIT!, ['simple-ipc', ...args], { env: gitEnv() });
   return { code: result.code, out: result.stdout.toString() + result.stderr };
 }
 
@@ -334,7 +338,12 @@ test(
   },
   async (t) => {
     const path = pathOfLength(tempDir(t), 150, 'git.sock');
-    const gitServer = spawnDaemon(t, GIT!, ['simple-ipc', 'run-daemon', `--name=${path}`]);
+    const gitServer = spawnDaemon(
+      t,
+      GIT!,
+      ['simple-ipc', 'run-daemon', `--name=${path}`],
+      gitEnv(),
+    );
     await listening(path, gitServer);
     const ino = lstatSync(path).ino;
     assert.equal(await send(path, 'ping'), 'pong\n');
