@@ -6,20 +6,11 @@
  */
 
 import { fileURLToPath } from 'node:url';
-import { ActiveState, type ConnectOptions, getActiveState, sendCommand } from '../src/client.js';
+import { ActiveState, getActiveState, sendCommand } from '../src/client.js';
 import { isSimpleIpcError } from '../src/errors.js';
 import type { ServerOptions } from '../src/index.js';
-import { LARGE_PACKET_DATA_MAX } from '../src/pkt-line.js';
-import {
-  CliExit,
-  EXIT_FATAL,
-  EXIT_OK,
-  EXIT_USAGE,
-  fail,
-  LineOutput,
-  Progress,
-  writeOut,
-} from './io.js';
+import { CliExit, EXIT_FATAL, EXIT_OK, EXIT_USAGE, fail, Progress, writeOut } from './io.js';
+import { sendbytesOnce } from './sendbytes.js';
 
 /** The subcommands of Git's test tool. */
 export const TEST_TOOL_COMMANDS = [
@@ -148,7 +139,8 @@ export async function runTestTool(command: string, args: readonly string[]): Pro
     case 'sendbytes':
       return sendbytes(options);
     default:
-      return multiple(options);
+      await probe(options.name);
+      return (await import('./multiple.js')).multiple(options);
   }
 }
 
@@ -270,67 +262,6 @@ async function send(options: TestToolOptions): Promise<number> {
 }
 
 const NEWLINE = Buffer.from('\n');
-const SENDBYTES_PREFIX = Buffer.from('sendbytes ', 'latin1');
-
-// One sendbytes exchange. A request of up to one block is built and sent whole; a larger one is
-// generated in blocks, never held whole.
-async function sendbytesOnce(
-  path: string,
-  byte: number,
-  count: number,
-  connect: ConnectOptions,
-  progress?: Progress,
-): Promise<string> {
-  let answer: Buffer;
-  try {
-    const request =
-      count + SENDBYTES_PREFIX.length <= BALLAST_BLOCK
-        ? smallBallast(byte, count)
-        : ballast(byte, count, progress);
-    answer = await sendCommand(path, request, connect);
-  } catch {
-    throw fail(`client failed to sendbytes(${count}, '${String.fromCharCode(byte)}') to '${path}'`);
-  } finally {
-    progress?.done();
-  }
-  return `sent:${String.fromCharCode(byte)}${String(count).padStart(8, '0')} ${rtrim(answer)}\n`;
-}
-
-// Whole numbers of full packets, so that a streamed request is packetized exactly as Git's
-// client packetizes the same request (and as a whole one is).
-const BALLAST_BLOCK = LARGE_PACKET_DATA_MAX * 16;
-
-function smallBallast(byte: number, count: number): Buffer {
-  const request = Buffer.allocUnsafe(SENDBYTES_PREFIX.length + count);
-  SENDBYTES_PREFIX.copy(request);
-  return request.fill(byte, SENDBYTES_PREFIX.length);
-}
-
-// The request `sendbytes ` + `count` bytes, generated in blocks.
-function* ballast(byte: number, count: number, progress?: Progress): Generator<Buffer> {
-  const block = Buffer.alloc(Math.min(count + SENDBYTES_PREFIX.length, BALLAST_BLOCK), byte);
-  SENDBYTES_PREFIX.copy(block);
-  const total = count + SENDBYTES_PREFIX.length;
-  let sent = 0;
-  while (sent < total) {
-    const n = Math.min(block.length, total - sent);
-    yield n === block.length ? block : block.subarray(0, n);
-    if (sent === 0) block.fill(byte, 0, SENDBYTES_PREFIX.length);
-    sent += n;
-    progress?.update(sent - Math.min(sent, SENDBYTES_PREFIX.length), count);
-  }
-}
-
-// Git's strbuf_rtrim(): drop trailing white space.
-function rtrim(answer: Buffer): string {
-  let end = answer.length;
-  while (end > 0 && isSpace(answer[end - 1]!)) end--;
-  return answer.subarray(0, end).toString('latin1');
-}
-
-function isSpace(c: number): boolean {
-  return c === 0x20 || (c >= 0x09 && c <= 0x0d);
-}
 
 async function sendbytes(options: TestToolOptions): Promise<number> {
   const path = options.name;
@@ -344,42 +275,4 @@ async function sendbytes(options: TestToolOptions): Promise<number> {
   );
   await writeOut(process.stdout, Buffer.from(line, 'latin1'));
   return EXIT_OK;
-}
-
-async function multiple(options: TestToolOptions): Promise<number> {
-  const path = options.name;
-  await probe(path);
-  let good = 0;
-  let errors = 0;
-  const total = options.threads * options.batchsize;
-  const progress = new Progress('multiple');
-  const output = new LineOutput(process.stdout);
-  const sender = async (k: number): Promise<void> => {
-    const letter = 0x41 + (k % 26);
-    const base = options.bytecount + options.batchsize * Math.floor(k / 26);
-    for (let j = 0; j < options.batchsize; j++) {
-      try {
-        // Git's threads forbid chdir: it would move every thread of the process.
-        const line = await sendbytesOnce(path, letter, base + j, {
-          waitIfBusy: true,
-          disallowChdir: true,
-        });
-        good++;
-        progress.done();
-        await output.add(line);
-      } catch (err) {
-        errors++;
-        progress.done();
-        process.stderr.write(err instanceof CliExit ? err.message : `error: ${String(err)}\n`);
-      }
-      progress.update(good + errors, total, 'requests');
-    }
-  };
-  const senders: Promise<void>[] = [];
-  for (let k = 0; k < options.threads; k++) senders.push(sender(k));
-  await Promise.all(senders);
-  progress.done();
-  await output.add(`client (good ${good}) (join 0), (errors ${errors})\n`);
-  await output.flush();
-  return errors > 0 ? 1 : EXIT_OK;
 }

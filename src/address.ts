@@ -13,8 +13,8 @@
  */
 
 import { closeSync, constants, existsSync, openSync, realpathSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { basename, dirname, win32 } from 'node:path';
-import { isMainThread } from 'node:worker_threads';
 import { ErrorCode, SimpleIpcError, systemCode } from './errors.js';
 
 /** True when this platform uses named pipes instead of Unix domain sockets. */
@@ -162,7 +162,7 @@ export function withSocketAddress<T>(
     throw tooLong(path, 'and changing directory to reach it is not allowed (disallowChdir)');
   }
   // process.chdir() moves every thread of the process; Node forbids it in workers.
-  if (!isMainThread) throw tooLong(path, 'and a worker thread cannot change directory');
+  if (!isMainThread()) throw tooLong(path, 'and a worker thread cannot change directory');
   const previous = process.cwd();
   try {
     process.chdir(dir);
@@ -224,4 +224,13 @@ function directoryError(path: string, cause: unknown): SimpleIpcError {
     `cannot reach the directory of '${path}': ${(cause as Error).message}`,
     { path, cause },
   );
+}
+
+// node:worker_threads is loaded only here, for the rare chdir fallback: loading it costs a
+// short-lived client several ms of start-up (see docs/benchmarks.md, "CLI start-up").
+function isMainThread(): boolean {
+  const threads = createRequire(import.meta.url)('node:worker_threads') as {
+    isMainThread: boolean;
+  };
+  return threads.isMainThread;
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { dealSenders, MIN_REQUESTS_FOR_THREADS } from '../cli/multiple.js';
 import { recording, runCli, tempDir, test } from './helpers.js';
 
 test('SUPPORTS_SIMPLE_IPC, unknown subcommands and bad options exit as Git does', async () => {
@@ -23,6 +24,20 @@ test('SUPPORTS_SIMPLE_IPC, unknown subcommands and bad options exit as Git does'
   const badNumber = await runCli(['is-active', '--threads=abc']);
   assert.equal(badNumber.code, 129);
   assert.match(badNumber.stderr, /^error: option `threads' expects a numerical value\n/);
+});
+
+test('multiple deals its senders over threads only with more than one core and enough requests', () => {
+  const many = MIN_REQUESTS_FOR_THREADS;
+  assert.deepEqual(dealSenders(8, many, 1), [[0, 1, 2, 3, 4, 5, 6, 7]]);
+  assert.deepEqual(dealSenders(8, many - 1, 4), [[0, 1, 2, 3, 4, 5, 6, 7]]);
+  assert.deepEqual(dealSenders(8, many, 2), [
+    [0, 2, 4, 6],
+    [1, 3, 5, 7],
+  ]);
+  assert.deepEqual(dealSenders(5, many, 3), [[0, 3], [1, 4], [2]]);
+  // Never more threads than senders.
+  assert.deepEqual(dealSenders(2, many, 16), [[0], [1]]);
+  assert.deepEqual(dealSenders(1, many, 16), [[0]]);
 });
 
 test('client commands probe first and report the state of the path', async (t) => {

@@ -615,6 +615,16 @@ describe("Git's C test tool (optional)", { concurrency: true, skip: SKIP }, () =
     const big = await runCli(['sendbytes', name, `--bytecount=${FIFTY_MB}`, '--byte=Z']);
     assert.equal(big.stdout.toString(), 'sent:Z50000000 rcvd:Z50000000\n', big.stderr);
     checkMultiple(await runCli(['multiple', name, '--threads=30']), 30);
+    // Enough requests for our multiple to spread its senders over worker threads (where there
+    // is more than one core): the same lines and summary as Git's own client prints.
+    const spread = ['multiple', name, '--threads=8', '--batchsize=300', '--bytecount=1'];
+    const [ours, its] = [await runCli(spread), await testTool(['simple-ipc', ...spread])];
+    assert.equal(ours.stderr, '');
+    assert.equal(ours.code, 0);
+    assert.equal(its.code, 0, its.stderr);
+    const sorted = (r: RunResult): string[] => r.stdout.toString('latin1').split('\n').sort();
+    assert.deepEqual(sorted(ours), sorted(its));
+    assert.match(ours.stdout.toString(), /\nclient \(good 2400\) \(join 0\), \(errors 0\)\n$/);
     const stop = await runCli(['stop-daemon', name, '--max-wait=20']);
     assert.equal(stop.code, 0, stop.stderr);
     assert.equal(await exited, 0);
