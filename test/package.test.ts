@@ -48,7 +48,9 @@ let tarball = '';
 // Under Wine only Node's Windows executable is installed, no npm to pack and install with;
 // packing is the same on every platform, and runs on Linux here and on Windows in the GitHub
 // workflow.
-const skipUnderWine = UNDER_WINE ? 'under Wine there is no Windows npm to pack and install with' : false;
+const skipUnderWine = UNDER_WINE
+  ? 'under Wine there is no Windows npm to pack and install with'
+  : false;
 
 before(
   async () => {
