@@ -11,7 +11,7 @@ import {
   sendCommand,
   startServer,
 } from '../src/index.js';
-import { delay, rawConnect, rawExchange, tempDir, test, until } from './helpers.js';
+import { delay, rawConnect, rawExchange, settlesAtMost, tempDir, test, until } from './helpers.js';
 
 /** A promise and its resolver, to hold handlers at a known point. */
 function gate(): { promise: Promise<void>; open: () => void } {
@@ -20,31 +20,6 @@ function gate(): { promise: Promise<void>; open: () => void } {
     open = resolve;
   });
   return { promise, open };
-}
-
-/**
- * Waits until `read()` has not changed for `quietMs` (a producer held back by backpressure),
- * or fails once it passes `limit` (a producer nothing holds back). Returns the settled value.
- */
-async function settlesAtMost(
-  what: string,
-  read: () => number,
-  limit: number,
-  quietMs = 300,
-): Promise<number> {
-  let value = read();
-  let since = performance.now();
-  const end = since + 30_000;
-  for (;;) {
-    await delay(10);
-    const now = read();
-    assert.ok(now <= limit, `${what}: ${now}, past the bound of ${limit}`);
-    if (now !== value) {
-      value = now;
-      since = performance.now();
-    } else if (performance.now() - since >= quietMs) return value;
-    if (performance.now() > end) assert.fail(`${what} never settled`);
-  }
 }
 
 test('a handler that writes nothing still gets a flush; many chunks arrive in order', async (t) => {
