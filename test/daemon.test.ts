@@ -200,7 +200,7 @@ test('concurrent callers in one process share one start', async (t) => {
   await until('the socket to go', () => !existsSync(f.path));
 });
 
-test('startDaemon: the daemon runs detached and its output goes to the log file', async (t) => {
+test('startDaemon: what the daemon prints goes to the log file; it stops on SIGTERM', async (t) => {
   const f = fixture(t);
   const logFile = `${f.path}.log`;
   const { pid } = await startDaemon(f.path, daemonOptions(f, { logFile }));
