@@ -36,7 +36,9 @@ test('many concurrent requests: every client gets its own answer', async (t) => 
     Buffer.alloc((i * 7919) % 150_000, i % 2 === 0 ? 's' : String.fromCharCode(65 + (i % 26))),
   );
   const answers = await Promise.all(
-    requests.map((request) => sendCommand(server.path, request, { waitIfBusy: true })),
+    requests.map((request) =>
+      sendCommand(server.path, request, { waitIfBusy: true, timeout: 30_000 }),
+    ),
   );
   answers.forEach((answer, i) => {
     const request = requests[i]!;
