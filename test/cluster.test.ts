@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import {
@@ -10,7 +10,7 @@ import {
   sendCommand,
   startClusteredServer,
 } from '../src/index.js';
-import { delay, runCli, tempDir, test } from './helpers.js';
+import { delay, runCli, runProcess, tempDir, test } from './helpers.js';
 
 // Each test has a deadline: a process that never answers must fail the test, not stall the run.
 
@@ -19,21 +19,104 @@ import { delay, runCli, tempDir, test } from './helpers.js';
 const LIBRARY = new URL('../src/index.js', import.meta.url).href;
 const CLI = new URL('../../bin/simple-ipc.js', import.meta.url).pathname;
 
-// Answers `pid`, blocks its process for a while on `block` (so that the next connection must
-// go to another process), and stops the whole server on `quit`.
+// Answers `pid` with its process id and stops the whole server on `quit`. The others take a
+// directory and leave a marker file in it (`<what>-<pid>-<n>`) as they start, so the test can
+// see which process runs what, and wait for that instead of guessing with sleeps:
+// - `barrier <dir>` blocks its process (which accepts nothing meanwhile) until two handlers are
+//   in, so the second connection can only be taken by another process;
+// - `until-stopped <dir>` runs until its own process has been told to stop;
+// - `hang <dir>` runs until its client is cut off; `fail <dir>` throws.
 const PID_HANDLER = `
+import { readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { QUIT } from '${LIBRARY}';
-export default async (request, reply) => {
-  const text = request.toString();
+const nap = new Int32Array(new SharedArrayBuffer(4));
+let made = 0;
+const mark = (dir, what) => writeFileSync(join(dir, what + '-' + process.pid + '-' + made++), '');
+export default async (request, reply, context) => {
+  const [text, dir] = request.toString().split(' ');
   if (text === 'quit') return QUIT;
-  if (text === 'block') {
-    const until = Date.now() + 400;
-    while (Date.now() < until) {}
+  if (text === 'barrier') {
+    mark(dir, 'in');
+    const end = Date.now() + 20000;
+    while (readdirSync(dir).length < 2) {
+      if (Date.now() > end) return reply('alone');
+      Atomics.wait(nap, 0, 0, 5);
+    }
+  } else if (text === 'until-stopped') {
+    mark(dir, 'running');
+    const end = Date.now() + 20000;
+    while (!context.server.stopping) {
+      if (Date.now() > end) return reply('never told to stop');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  } else if (text === 'hang') {
+    mark(dir, 'hanging');
+    await new Promise((resolve) => context.signal.addEventListener('abort', resolve));
+    return;
+  } else if (text === 'fail') {
+    mark(dir, 'failing');
+    throw new Error('failed in ' + process.pid);
   }
-  if (text === 'slow') await new Promise((resolve) => setTimeout(resolve, 500));
   await reply(String(process.pid));
 };
 `;
+
+// A client process: sends each request once the directory named with it holds `after` files
+// (a handler has started), without waiting for earlier answers; prints every answer (or error
+// code) as JSON. Out of this process, so that it goes on while this one is blocked.
+const CLIENTS = `
+const { sendCommand } = await import(process.argv[1]);
+const { readdirSync } = await import('node:fs');
+const path = process.argv[2];
+const steps = JSON.parse(process.argv[3]);
+const answers = [];
+for (const { request, dir, after } of steps) {
+  const end = Date.now() + 20000;
+  while (after && readdirSync(dir).length < after) {
+    if (Date.now() > end) throw new Error('no handler started for ' + request);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  answers.push(
+    sendCommand(path, request, { waitIfBusy: true, timeout: 20000 }).then(String, (err) => err.code),
+  );
+}
+console.log(JSON.stringify(await Promise.all(answers)));
+`;
+
+interface Step {
+  request: string;
+  dir?: string;
+  after?: number;
+}
+
+function clients(path: string, steps: Step[]): Promise<string[]> {
+  return runProcess(
+    process.execPath,
+    ['--input-type=module', '-e', CLIENTS, LIBRARY, path, JSON.stringify(steps)],
+    { timeoutMs: 40_000 },
+  ).then((r) => {
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout.toString()) as string[];
+  });
+}
+
+// Blocks this process (it accepts and serves nothing meanwhile) until `check` holds.
+function blockUntil(what: string, check: () => boolean, ms = 20_000): void {
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    Atomics.wait(nap, 0, 0, 5);
+  }
+}
+
+// A fresh directory for the marker files of one kind of request.
+function markers(t: TestContext, name: string): string {
+  const dir = join(tempDir(t), name);
+  mkdirSync(dir);
+  return dir;
+}
 
 function writeModule(dir: string, name: string, source: string): string {
   const file = join(dir, name);
@@ -91,7 +174,9 @@ async function pidCluster(t: TestContext, threads: number) {
   return { path, server };
 }
 
-const pidOf = async (path: string, request: string, timeout?: number): Promise<number> =>
+// Many clients at once overflow the listen backlog: they wait while busy, for as long as a
+// loaded machine needs (Git's 1 s default is not the point of these tests).
+const pidOf = async (path: string, request: string, timeout = 30_000): Promise<number> =>
   Number((await sendCommand(path, request, { waitIfBusy: true, timeout })).toString());
 
 test(
@@ -99,13 +184,15 @@ test(
   { timeout: 60_000, skip: onWindows },
   async (t) => {
     const { path, server } = await pidCluster(t, 2);
-    // While one process is stuck in a handler, the other one takes the next connection.
-    const first = pidOf(path, 'block');
-    await delay(100);
-    const second = await pidOf(path, 'ping');
-    const blocked = await first;
-    assert.notEqual(blocked, second);
-    const pids = [blocked, second];
+    // The first barrier request blocks the process that took it; the second is sent only then,
+    // so another process must take it, and only then can both answer.
+    const dir = markers(t, 'barrier');
+    const answered = clients(path, [
+      { request: `barrier ${dir}` },
+      { request: `barrier ${dir}`, dir, after: 1 },
+    ]);
+    const pids = (await answered).map(Number);
+    assert.notEqual(pids[0], pids[1], `answers: ${pids.join(', ')}`);
     assert.ok(pids.includes(process.pid), 'this process serves too');
     const child = pids.find((pid) => pid !== process.pid)!;
     assert.ok(childrenOf(process.pid).includes(child));
@@ -114,7 +201,7 @@ test(
     const answers = await Promise.all(Array.from({ length: 200 }, () => pidOf(path, 'ping')));
     for (const pid of answers) assert.ok(pids.includes(pid));
 
-    await sendCommand(path, 'quit', { waitIfBusy: true });
+    await sendCommand(path, 'quit', { waitIfBusy: true, timeout: 30_000 });
     await server.closed;
     assert.equal(server.stopReason?.kind, 'quit');
     assert.equal(existsSync(path), false);
@@ -127,21 +214,83 @@ test(
   { timeout: 60_000, skip: onWindows },
   async (t) => {
     const { path, server } = await pidCluster(t, 4);
-    // Connect three clients, and keep this process busy meanwhile: the other one accepts them.
-    const slow = [pidOf(path, 'slow'), pidOf(path, 'slow'), pidOf(path, 'slow')];
-    const until = Date.now() + 300;
-    while (Date.now() < until) {
-      // busy: this process cannot accept
-    }
-    await delay(150);
-    await server.stop();
-    const served = await Promise.all(slow);
-    const child = served[0]!;
+    // Three requests, sent while this process is blocked: the other process takes them all.
+    // Each runs until its process has been told to stop.
+    const dir = markers(t, 'running');
+    const answered = clients(
+      path,
+      [1, 2, 3].map(() => ({ request: `until-stopped ${dir}` })),
+    );
+    blockUntil('three handlers running in the other process', () => readdirSync(dir).length === 3);
+    const child = Number(readdirSync(dir)[0]!.split('-')[1]);
     assert.notEqual(child, process.pid);
-    assert.deepEqual(served, [child, child, child]);
+    await server.stop();
+    // Each saw its process told to stop, and still finished its response.
+    assert.deepEqual(await answered, [String(child), String(child), String(child)]);
     assert.equal(existsSync(path), false);
     await waitUntil('the other process exits', () => !alive(child));
     assert.equal(await getActiveState(path), ActiveState.NOT_LISTENING);
+  },
+);
+
+test(
+  "another process's handler errors reach onHandlerError; destroy() cuts its conversations",
+  { timeout: 60_000 },
+  async (t) => {
+    const dir = tempDir(t);
+    const module = writeModule(dir, 'pid.mjs', PID_HANDLER);
+    const path = join(dir, 's');
+    const errors: unknown[] = [];
+    const server = await startClusteredServer(path, module, {
+      processes: 2,
+      onHandlerError: (err) => errors.push(err),
+    });
+    t.after(() => server.destroy());
+    const failing = markers(t, 'failing');
+    const failed = clients(path, [{ request: `fail ${failing}` }]);
+    blockUntil('the other process to take the request', () => readdirSync(failing).length === 1);
+    const child = Number(readdirSync(failing)[0]!.split('-')[1]);
+    assert.notEqual(child, process.pid);
+    assert.deepEqual(await failed, ['ERR_IPC_TRUNCATED']);
+    await waitUntil('the error to arrive', () => errors.length === 1);
+    assert.match((errors[0] as Error).message, new RegExp(`failed in ${child}`));
+
+    // destroy(): conversations running in the other process are cut at once (a stop() would
+    // wait for these handlers forever).
+    const hanging = markers(t, 'hanging');
+    const cut = clients(
+      path,
+      [1, 2].map(() => ({ request: `hang ${hanging}` })),
+    );
+    blockUntil('two handlers hanging', () => readdirSync(hanging).length === 2);
+    await server.destroy();
+    for (const answer of await cut) assert.match(answer, /^ERR_IPC_(TRUNCATED|CONNECTION_CLOSED)$/);
+    assert.equal(existsSync(path), false);
+    await waitUntil('the other process exits', () => !alive(child));
+  },
+);
+
+test(
+  'the signal option stops every process of a clustered server',
+  { timeout: 60_000 },
+  async (t) => {
+    const dir = tempDir(t);
+    const module = writeModule(dir, 'pid.mjs', PID_HANDLER);
+    const path = join(dir, 's');
+    const controller = new AbortController();
+    const server = await startClusteredServer(path, module, {
+      processes: 2,
+      signal: controller.signal,
+    });
+    t.after(() => server.destroy());
+    const children = childrenOf(process.pid).filter((pid) => alive(pid));
+    assert.equal(children.length, 1);
+    assert.ok((await pidOf(path, 'ping')) > 0);
+    controller.abort();
+    await server.closed;
+    assert.deepEqual(server.stopReason, { kind: 'requested' });
+    assert.equal(existsSync(path), false);
+    await waitUntil('the other process exits', () => !alive(children[0]!));
   },
 );
 

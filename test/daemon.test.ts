@@ -4,7 +4,14 @@
  */
 
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { pathToFileURL } from 'node:url';
@@ -193,7 +200,7 @@ test('concurrent callers in one process share one start', async (t) => {
   await until('the socket to go', () => !existsSync(f.path));
 });
 
-test('startDaemon: the daemon runs detached and its output goes to the log file', async (t) => {
+test('startDaemon: what the daemon prints goes to the log file; it stops on SIGTERM', async (t) => {
   const f = fixture(t);
   const logFile = `${f.path}.log`;
   const { pid } = await startDaemon(f.path, daemonOptions(f, { logFile }));
@@ -203,6 +210,52 @@ test('startDaemon: the daemon runs detached and its output goes to the log file'
   await until('the daemon to stop', () => readEvents(f.events).some((e) => e.what === 'stopped'));
   await until('the socket to go', () => !existsSync(f.path));
 });
+
+// pid, process group and session of a process, from /proc (Linux).
+function procIds(pid: number): { ppid: number; pgrp: number; session: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { ppid: Number(fields[1]), pgrp: Number(fields[2]), session: Number(fields[3]) };
+}
+
+test(
+  'startDaemon: the daemon has a session of its own, runs in cwd, and outlives its starter',
+  { skip: process.platform !== 'linux' && 'reads process groups from /proc' },
+  async (t) => {
+    const f = fixture(t);
+    const work = join(f.path, '..', 'work');
+    mkdirSync(work);
+    // A starter process that starts the daemon in `work` and exits at once.
+    const starter = `
+      import { startDaemon } from ${JSON.stringify(LIBRARY)};
+      const { pid } = await startDaemon(process.env.SIPC_PATH, {
+        command: process.execPath,
+        args: ['--input-type=module', '-e', process.env.SIPC_DAEMON],
+        cwd: process.argv[1],
+        timeout: 20000,
+      });
+      console.log(pid);`;
+    const r = await runProcess(process.execPath, ['--input-type=module', '-e', starter, work], {
+      env: f.env,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const pid = Number(r.stdout.toString());
+    assert.ok(pid > 0);
+    // The starter is gone; the daemon still serves.
+    assert.equal((await sendCommand(f.path, 'pid')).toString(), String(pid));
+    const ids = procIds(pid);
+    const ours = procIds(process.pid);
+    // setsid(): leader of a new session and process group, so a Ctrl-C or a hang-up meant for
+    // the starter's terminal job never reaches it.
+    assert.equal(ids.session, pid, 'a session of its own');
+    assert.equal(ids.pgrp, pid, 'a process group of its own');
+    assert.notEqual(ids.pgrp, ours.pgrp);
+    assert.notEqual(ids.ppid, process.pid);
+    assert.equal(realpathSync(readlinkSync(`/proc/${pid}/cwd`)), realpathSync(work));
+    await sendCommand(f.path, 'quit');
+    await until('the daemon to stop', () => readEvents(f.events).some((e) => e.what === 'stopped'));
+  },
+);
 
 test('startDaemon: a daemon that exits before listening is ERR_IPC_DAEMON_TERMINATED', async (t) => {
   const dir = tempDir(t);

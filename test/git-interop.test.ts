@@ -606,7 +606,10 @@ describe("Git's C test tool (optional)", { concurrency: true, skip: SKIP }, () =
         assert.ok(result.stdout.equals(stdout()), `send ${token}`);
       }),
       ...SENDS.map(async ([token, stdout]) => {
-        const answer = await sendCommand(path, token || '(no-command)', { waitIfBusy: true });
+        const answer = await sendCommand(path, token || '(no-command)', {
+          waitIfBusy: true,
+          timeout: 30_000,
+        });
         assert.ok(answer.equals(stdout().subarray(0, -1)), `sendCommand ${token}`);
       }),
     ]);

@@ -87,6 +87,31 @@ export async function until(
   }
 }
 
+/**
+ * Waits until `read()` has not changed for `quietMs` (a producer held back by backpressure),
+ * or fails once it passes `limit` (a producer nothing holds back). Returns the settled value.
+ */
+export async function settlesAtMost(
+  what: string,
+  read: () => number,
+  limit: number,
+  quietMs = 300,
+): Promise<number> {
+  let value = read();
+  let since = performance.now();
+  const end = since + 30_000;
+  for (;;) {
+    await delay(10);
+    const now = read();
+    if (now > limit) throw new Error(`${what}: ${now}, past the bound of ${limit}`);
+    if (now !== value) {
+      value = now;
+      since = performance.now();
+    } else if (performance.now() - since >= quietMs) return value;
+    if (performance.now() > end) throw new Error(`${what} never settled`);
+  }
+}
+
 /** The project root (dist/test/.. /..). */
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** The CLI entry point. */
