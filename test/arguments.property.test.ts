@@ -637,7 +637,17 @@ test('startDaemon and connectOrStart: any options give a clear error, never a sp
         disallowChdir: fc.boolean(),
       }),
     ),
-    async ([orStart, options]) => {
+    async ([orStart, generated]) => {
+      // A good command is spawned, and a good log file opened (created): whatever string was
+      // generated, run only a program that does not exist and log in the temp dir. Both stay
+      // non-empty strings, so the rules judge them the same.
+      let options = generated;
+      if (typeof options?.command === 'string' && options.command !== '') {
+        options = { ...options, command: join(dir, 'no-such-program') };
+      }
+      if (typeof options?.logFile === 'string' && options.logFile !== '') {
+        options = { ...options, logFile: join(dir, 'log') };
+      }
       const rules: Record<string, Rule> = {
         command: text,
         args: optional((v) => Array.isArray(v) && v.every((a) => typeof a === 'string')),
