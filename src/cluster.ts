@@ -109,7 +109,7 @@ const RESTART_DELAY_MS = 1000;
  * });
  * await server.closed;
  * ```
- * @throws {SimpleIpcError} as {@link startServer}; `ERR_IPC_HANDLER_FAILED` when the module
+ * @throws {@link SimpleIpcError} as {@link startServer}; `ERR_IPC_HANDLER_FAILED` when the module
  *   cannot be loaded or has no handler as its default export (in any process; nothing is left
  *   running then), `ERR_IPC_INVALID_ARGUMENT` for a bad `processes`, or a module that is
  *   not a path or a `file:` URL.
@@ -141,7 +141,7 @@ export async function startClusteredServer(
 
 /**
  * @internal Loads a handler module's default export.
- * @throws {SimpleIpcError} `ERR_IPC_HANDLER_FAILED`.
+ * @throws {@link SimpleIpcError} `ERR_IPC_HANDLER_FAILED`.
  */
 export async function loadHandler(href: string): Promise<Handler> {
   let exports: { default?: unknown };

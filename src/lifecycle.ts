@@ -69,7 +69,7 @@ export interface InstalledSocket {
  * On Windows the pipe is created with `FILE_FLAG_FIRST_PIPE_INSTANCE` (by libuv), which is
  * atomic by itself: no lock, and `mode` does not apply.
  *
- * @throws {SimpleIpcError} `ERR_IPC_IN_USE`, `ERR_IPC_LOCKED`, `ERR_IPC_INVALID_PATH`,
+ * @throws {@link SimpleIpcError} `ERR_IPC_IN_USE`, `ERR_IPC_LOCKED`, `ERR_IPC_INVALID_PATH`,
  *   `ERR_IPC_ACCESS_DENIED`, `ERR_IPC_NAME_TOO_LONG`, `ERR_IPC_INVALID_ARGUMENT` (mode),
  *   `ERR_IPC_OTHER`.
  */

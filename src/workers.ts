@@ -83,7 +83,7 @@ export interface WorkerHandler extends RequestHandler, AsyncDisposable {
   /**
    * Starts every worker now and resolves once each has loaded the module, instead of on the
    * first requests. Useful at start-up to fail early on a broken module.
-   * @throws {SimpleIpcError} `ERR_IPC_HANDLER_FAILED` if the module cannot be loaded or has no
+   * @throws {@link SimpleIpcError} `ERR_IPC_HANDLER_FAILED` if the module cannot be loaded or has no
    *   default export function.
    */
   ready(): Promise<void>;
@@ -117,7 +117,7 @@ export interface WorkerHandler extends RequestHandler, AsyncDisposable {
  * const server = await startServer(path, handler, { threads: 8 });
  * await server.closed;
  * ```
- * @throws {SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` if `workers` is not a whole number
+ * @throws {@link SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` if `workers` is not a whole number
  *   from 1 to 1024, `resourceLimits` is not an object of sizes, or `moduleUrl` is neither a
  *   path nor a `file:` URL.
  */
