@@ -304,8 +304,8 @@ function connectOnce(path: string, disallowChdir: boolean): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
     // A Socket made without options, then connected: `net.connect(options)` copies its options
     // object and adds fields to the copy, which on Node 20's V8 gives that copy a hidden class
-    // of its own every time, so every property read of the stream set-up misses its cache
-    // (16 to 26 us of CPU per connection here; see docs/benchmarks.md, "A Node 20 pitfall").
+    // of its own every time, so every property read of the stream set-up misses its cache (what
+    // that costs is measured in docs/benchmarks.md, "A Node 20 pitfall").
     const socket = withSocketAddress(path, { disallowChdir }, (address) =>
       new Socket().connect(address),
     );

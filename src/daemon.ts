@@ -6,8 +6,8 @@
  *
  * Several starters may race, in one process or in many. Within a process they share one start.
  * Across processes each may spawn a server, and the servers' start-up lock (`<path>.lock`, see
- * SPEC section 5) lets exactly one of them listen; the others exit with "already in use" and
- * their starters connect to the winner.
+ * docs/lifecycle.md and src/lock.ts) lets exactly one of them listen; the others exit with
+ * "already in use" and their starters connect to the winner.
  *
  * @module
  */

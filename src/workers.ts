@@ -60,9 +60,9 @@ export type WorkerTask = (request: Buffer) => WorkerResult | Promise<WorkerResul
 export interface WorkerHandlerOptions {
   /**
    * Worker threads at most (a whole number from 1 to 1024); each is started when a request
-   * first needs it and then kept. Default `os.availableParallelism()`: one per core. The server's own thread needs little
-   * CPU beside a handler worth moving (a few percent for a 2 ms handler), so leaving it a core
-   * of its own wastes one: on 2 cores, 1 worker serves no faster than no worker at all.
+   * first needs it and then kept. Default `os.availableParallelism()`: one per core. The
+   * server's own thread needs little CPU beside a handler worth moving, so leaving it a core of
+   * its own wastes one (docs/workers.md has the measurements).
    */
   workers?: number | undefined;
   /**
