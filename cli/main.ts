@@ -10,7 +10,7 @@ import { CliExit, EXIT_OK, EXIT_USAGE } from './io.js';
 type Command = (args: readonly string[]) => Promise<number>;
 
 // Each command's module is loaded only when it runs: a client command starts without loading
-// the server, the daemon starter or the worker pool (about 14 ms less per run).
+// the server, the daemon starter or the worker pool (docs/benchmarks.md has the start-up times).
 const PEOPLE_COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   status: async () => (await import('./people.js')).status,
   call: async () => (await import('./people.js')).call,

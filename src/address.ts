@@ -53,7 +53,7 @@ export function pipeNameFor(
 /**
  * {@link pipeNameFor}, checked against the length Windows allows.
  *
- * @throws {SimpleIpcError} `ERR_IPC_NAME_TOO_LONG` when the pipe name is longer than
+ * @throws {@link SimpleIpcError} `ERR_IPC_NAME_TOO_LONG` when the pipe name is longer than
  *   {@link PIPE_NAME_MAX}: it is never shortened.
  */
 export function checkedPipeName(
@@ -115,7 +115,7 @@ function procAliasAvailable(): boolean {
  * both make their system call before returning), because the alias it may be given lives only
  * during the call: an open directory descriptor, or a changed working directory.
  *
- * @throws {SimpleIpcError} `ERR_IPC_NAME_TOO_LONG` when no safe address exists (never a
+ * @throws {@link SimpleIpcError} `ERR_IPC_NAME_TOO_LONG` when no safe address exists (never a
  *   truncated one), `ERR_IPC_INVALID_PATH` for an empty path or one with a NUL byte,
  *   `ERR_IPC_PATH_NOT_FOUND` when the directory of a long path does not exist, `ERR_IPC_OTHER`
  *   when it cannot be entered.
@@ -181,7 +181,7 @@ export function withSocketAddress<T>(
  * {@link SOCKET_PATH_MAX} bytes is reachable only through its directory, so its file name
  * must fit on its own. A server refuses a path no client can reach.
  *
- * @throws {SimpleIpcError} `ERR_IPC_INVALID_PATH` for an empty path or one with a NUL byte,
+ * @throws {@link SimpleIpcError} `ERR_IPC_INVALID_PATH` for an empty path or one with a NUL byte,
  *   `ERR_IPC_NAME_TOO_LONG` for a file name that can never fit.
  */
 export function checkSocketPath(path: string): void {

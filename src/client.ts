@@ -43,8 +43,10 @@ export const ActiveState = {
   OTHER_ERROR: 'other-error',
 } as const;
 
-/** One of the {@link ActiveState} values. */
+/** One of the `ActiveState` values. */
 export type ActiveState = (typeof ActiveState)[keyof typeof ActiveState];
+
+const kCreate = Symbol('create');
 
 /** Git's connect retry step and deadline (`ipc-unix-socket.c`). */
 export const CONNECT_RETRY_INTERVAL_MS = 50;
@@ -122,7 +124,7 @@ export type ConnectResult =
  *
  * Never throws for a state; rejects only when aborted, or for a bad argument.
  *
- * @throws {SimpleIpcError} `ABORT_ERR`, `ERR_IPC_INVALID_ARGUMENT`.
+ * @throws {@link SimpleIpcError} `ABORT_ERR`, `ERR_IPC_INVALID_ARGUMENT`.
  */
 export async function getActiveState(
   path: string,
@@ -154,7 +156,7 @@ export async function getActiveState(
  *   instance busy: retry (for a pipe: wait) if `waitIfBusy`, else `not-listening`;
  * - anything else: `other-error`; deadline reached: `not-listening`.
  *
- * @throws {SimpleIpcError} `ABORT_ERR` when `signal` aborts; `ERR_IPC_INVALID_ARGUMENT` for
+ * @throws {@link SimpleIpcError} `ABORT_ERR` when `signal` aborts; `ERR_IPC_INVALID_ARGUMENT` for
  *   a bad `path` or option.
  */
 export async function tryConnect(
@@ -276,7 +278,7 @@ function checkMessage(request: unknown): Message {
 /**
  * Like {@link tryConnect}, but throws when no connection was made.
  *
- * @throws {SimpleIpcError} `ERR_IPC_NOT_LISTENING`, `ERR_IPC_PATH_NOT_FOUND`,
+ * @throws {@link SimpleIpcError} `ERR_IPC_NOT_LISTENING`, `ERR_IPC_PATH_NOT_FOUND`,
  *   `ERR_IPC_INVALID_PATH`, `ERR_IPC_OTHER` (with the system error as `cause`), `ABORT_ERR`,
  *   or `ERR_IPC_INVALID_ARGUMENT`.
  */
@@ -294,7 +296,7 @@ export async function connect(path: string, options: ConnectOptions = {}): Promi
  * ```ts
  * const answer = await sendCommand('/run/me/app.sock', 'ping', { waitIfBusy: true });
  * ```
- * @throws {SimpleIpcError} a connect error (see {@link connect}), an exchange error (see
+ * @throws {@link SimpleIpcError} a connect error (see {@link connect}), an exchange error (see
  *   {@link Connection.send}), or `ERR_IPC_INVALID_ARGUMENT` (before connecting).
  */
 export async function sendCommand(
@@ -320,8 +322,8 @@ function connectOnce(
   return new Promise<Socket>((resolve, reject) => {
     // A Socket made without options, then connected: `net.connect(options)` copies its options
     // object and adds fields to the copy, which on Node 20's V8 gives that copy a hidden class
-    // of its own every time, so every property read of the stream set-up misses its cache
-    // (16 to 26 us of CPU per connection here; see docs/benchmarks.md, "A Node 20 pitfall").
+    // of its own every time, so every property read of the stream set-up misses its cache (what
+    // that costs is measured in docs/benchmarks.md, "A Node 20 pitfall").
     const socket = withSocketAddress(path, { disallowChdir }, (address) =>
       new Socket().connect(address),
     );
@@ -448,7 +450,7 @@ function stateOf(err: SimpleIpcError): Exclude<ActiveState, 'listening'> {
  * One client connection to a server: it carries exactly one request and one response (the
  * Simple-IPC protocol has no second round trip). Get one from {@link connect}.
  *
- * Use {@link send} for a whole response, or {@link stream} to receive a large response in
+ * Use {@link Connection.send} for a whole response, or {@link Connection.stream} to receive a large response in
  * pieces with backpressure. Disposable: `await using conn = await connect(path)`.
  */
 export class Connection {
@@ -456,15 +458,19 @@ export class Connection {
   readonly #path: string;
   #used = false;
 
-  // Made only by Connection.create: users get connections from connect().
-  private constructor(socket: Socket, path: string) {
+  // Made only by Connection.create: users get connections from connect(). The token keeps
+  // JavaScript callers, which TypeScript's `private` does not stop, out too.
+  private constructor(token: symbol, socket: Socket, path: string) {
+    if (token !== kCreate) {
+      throw new SimpleIpcError(ErrorCode.INVALID_ARGUMENT, 'use connect() to make a Connection');
+    }
     this.#socket = socket;
     this.#path = path;
   }
 
   /** @internal A connection over `socket`, connected to `path`. */
   static create(socket: Socket, path: string): Connection {
-    return new Connection(socket, path);
+    return new Connection(kCreate, socket, path);
   }
 
   /** The path this connection was made to. */
@@ -480,7 +486,7 @@ export class Connection {
   /**
    * Sends `request` and resolves with the whole response, once its flush has arrived.
    *
-   * @throws {SimpleIpcError} `ERR_IPC_TRUNCATED` if the server hangs up before the flush (never
+   * @throws {@link SimpleIpcError} `ERR_IPC_TRUNCATED` if the server hangs up before the flush (never
    *   a short success), `ERR_PKT_LINE_*` on a malformed response, `ERR_IPC_TOO_LARGE` over
    *   `maxResponseSize`, `ERR_IPC_TIMEOUT`, `ERR_IPC_CONNECTION_CLOSED`, `ABORT_ERR`,
    *   `ERR_IPC_INVALID_ARGUMENT` (a bad request or option, or a second request).
@@ -497,9 +503,9 @@ export class Connection {
   /**
    * Sends `request` and yields the response in pieces as they arrive. Reading pauses the
    * socket while the consumer is behind, so a response of any size takes bounded memory.
-   * The iteration throws like {@link send} if the response ends early or is malformed.
+   * The iteration throws like {@link Connection.send} if the response ends early or is malformed.
    *
-   * @throws {SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` at once for a bad request or option.
+   * @throws {@link SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` at once for a bad request or option.
    */
   stream(request: Message, options: SendOptions = {}): AsyncIterable<Buffer> {
     checkMessage(request);
@@ -530,7 +536,7 @@ export class Connection {
     });
   }
 
-  /** Same as {@link close}, for `await using`. */
+  /** Same as {@link Connection.close}, for `await using`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }

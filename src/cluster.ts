@@ -114,7 +114,7 @@ const RESTART_DELAY_MS = 1000;
  * On Windows a named pipe is served from one process only: `processes` defaults to 1 there,
  * and more is refused.
  *
- * @throws {SimpleIpcError} as {@link startServer}; `ERR_IPC_HANDLER_FAILED` when the module
+ * @throws {@link SimpleIpcError} as {@link startServer}; `ERR_IPC_HANDLER_FAILED` when the module
  *   cannot be loaded or has no handler as its default export (in any process; nothing is left
  *   running then), `ERR_IPC_INVALID_ARGUMENT` for a bad `processes` (on Windows: more than
  *   1), or a module that is not a path or a `file:` URL.
@@ -155,7 +155,7 @@ export async function startClusteredServer(
 
 /**
  * @internal Loads a handler module's default export.
- * @throws {SimpleIpcError} `ERR_IPC_HANDLER_FAILED`.
+ * @throws {@link SimpleIpcError} `ERR_IPC_HANDLER_FAILED`.
  */
 export async function loadHandler(href: string): Promise<Handler> {
   let exports: { default?: unknown };

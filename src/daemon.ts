@@ -6,8 +6,8 @@
  *
  * Several starters may race, in one process or in many. Within a process they share one start.
  * Across processes each may spawn a server, and the servers' start-up lock (`<path>.lock`, see
- * SPEC section 5) lets exactly one of them listen; the others exit with "already in use" and
- * their starters connect to the winner.
+ * docs/lifecycle.md and src/lock.ts) lets exactly one of them listen; the others exit with
+ * "already in use" and their starters connect to the winner.
  *
  * @module
  */
@@ -89,7 +89,7 @@ export interface StartedDaemon {
  * process holds the start-up lock `<path>.lock` (a racing server that won it is still
  * binding), and fails otherwise.
  *
- * @throws {SimpleIpcError} `ERR_IPC_DAEMON_FAILED` (the spawn failed, the log file cannot be
+ * @throws {@link SimpleIpcError} `ERR_IPC_DAEMON_FAILED` (the spawn failed, the log file cannot be
  *   opened, or the path is unusable: `invalid-path` / `other-error`; in that case nothing is
  *   spawned when the path was already unusable), `ERR_IPC_DAEMON_NOT_ONLINE` (deadline passed;
  *   the process is left running), `ERR_IPC_DAEMON_TERMINATED` (it exited before listening),
@@ -256,7 +256,7 @@ const starting = new Map<string, Promise<unknown>>();
  * });
  * const answer = await conn.send('status');
  * ```
- * @throws {SimpleIpcError} the errors of {@link startDaemon}; `ERR_IPC_INVALID_PATH` or
+ * @throws {@link SimpleIpcError} the errors of {@link startDaemon}; `ERR_IPC_INVALID_PATH` or
  *   `ERR_IPC_OTHER` when the path cannot be connected to for a reason a new daemon would not
  *   fix; `ERR_IPC_NOT_LISTENING` if the started daemon does not accept within 1 s of listening
  *   (it is busy); `ERR_IPC_INVALID_ARGUMENT` (a bad `path` or option, before anything is

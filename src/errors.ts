@@ -61,7 +61,7 @@ export const ErrorCode = {
   ACCESS_DENIED: 'ERR_IPC_ACCESS_DENIED',
 } as const;
 
-/** One of the {@link ErrorCode} values. */
+/** One of the `ErrorCode` values. */
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
 // The brand every SimpleIpcError carries, registered so that two copies of this package (common
@@ -83,7 +83,7 @@ const kSimpleIpcError = Symbol.for('simple-ipc.error');
  * ```
  */
 export class SimpleIpcError extends Error {
-  /** A stable machine-readable code, one of {@link ErrorCode}. */
+  /** A stable machine-readable code, one of `ErrorCode`. */
   readonly code: ErrorCode;
   /** The socket path involved, when there is one. */
   readonly path: string | undefined;

@@ -11,7 +11,7 @@ import { invalidArgument } from './validate.js';
 /**
  * The `file:` URL of a handler module given as a path (also a Windows one, `C:\...`), a
  * `file:` URL string or a `URL`.
- * @throws {SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` for anything else; `what` names it.
+ * @throws {@link SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` for anything else; `what` names it.
  */
 export function moduleHref(module: string | URL, what: string): string {
   const href = module instanceof URL ? module.href : module;

@@ -4,8 +4,8 @@
  * when it is stolen, and remove it at the end only if it is still ours.
  *
  * Mirrors Git's `compat/simple-ipc/ipc-unix-socket.c` and `unix-stream-server.c`, with the
- * improvements of SPEC section 8 (never remove a non-socket, break dead locks, never delete a
- * successor's socket, notice theft within a second, no permission window).
+ * improvements docs/lifecycle.md describes (never remove a non-socket, break dead locks, never
+ * delete a successor's socket, notice theft within a second, no permission window).
  *
  * Node's `net.Server#close()` unlinks the name it bound, whoever owns that name by then. So we
  * never bind at the application's path: the socket is bound under a random name in a private
@@ -69,7 +69,7 @@ export interface InstalledSocket {
  * On Windows the pipe is created with `FILE_FLAG_FIRST_PIPE_INSTANCE` (by libuv), which is
  * atomic by itself: no lock, and `mode` does not apply.
  *
- * @throws {SimpleIpcError} `ERR_IPC_IN_USE`, `ERR_IPC_LOCKED`, `ERR_IPC_INVALID_PATH`,
+ * @throws {@link SimpleIpcError} `ERR_IPC_IN_USE`, `ERR_IPC_LOCKED`, `ERR_IPC_INVALID_PATH`,
  *   `ERR_IPC_ACCESS_DENIED`, `ERR_IPC_NAME_TOO_LONG`, `ERR_IPC_INVALID_ARGUMENT` (mode),
  *   `ERR_IPC_OTHER`.
  */

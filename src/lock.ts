@@ -30,7 +30,7 @@ export interface Lock {
  * for `timeout` ms. A lock whose owner is dead (or whose pid now names a younger process), or
  * which has no readable owner and is older than {@link LOCK_STALE_MS}, is broken.
  *
- * @throws {SimpleIpcError} `ERR_IPC_LOCKED` when a live owner keeps it past the timeout;
+ * @throws {@link SimpleIpcError} `ERR_IPC_LOCKED` when a live owner keeps it past the timeout;
  *   `ERR_IPC_ACCESS_DENIED`, `ERR_IPC_INVALID_PATH`, `ERR_IPC_NAME_TOO_LONG`, `ERR_IPC_OTHER`
  *   when it cannot be created.
  */

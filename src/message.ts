@@ -10,6 +10,7 @@
 import type { Socket } from 'node:net';
 import { ErrorCode, SimpleIpcError } from './errors.js';
 import { MessageDecoder, PacketBuilder, type PieceSink, toBuffer } from './pkt-line.js';
+import { invalidArgument } from './validate.js';
 
 const RESOLVED: Promise<void> = Promise.resolve();
 
@@ -329,7 +330,8 @@ export class OutboundMessage {
   /**
    * Adds `data` to the message.
    * @returns a Promise that resolves when the caller may write more; it rejects if the socket
-   *   fails or closes first.
+   *   fails or closes first, or with `ERR_IPC_INVALID_ARGUMENT` if `data` is neither a string
+   *   nor a Uint8Array.
    */
   write(data: string | Uint8Array): Promise<void> {
     if (this.#ended) {
@@ -345,6 +347,9 @@ export class OutboundMessage {
     if (typeof data === 'string') {
       builder.addString(data);
       return this.#afterSmall();
+    }
+    if (!(data instanceof Uint8Array)) {
+      return rejected(invalidArgument('chunk', data, 'a string or a Uint8Array'));
     }
     const buffer = toBuffer(data);
     if (buffer.length >= 4096) {

@@ -1,6 +1,6 @@
 /**
  * Who owns the socket at a path: our socket is known by its device and inode. While the server
- * runs, {@link OwnershipWatch} notices within about a second when someone removes or replaces
+ * runs, `OwnershipWatch` notices within about a second when someone removes or replaces
  * it (Git looks every 60 s); at the end, {@link removeIfOurs} removes it only if it is still
  * ours, never a successor's.
  *
@@ -66,7 +66,7 @@ async function isOurs(path: string, identity: SocketIdentity): Promise<boolean> 
   }
 }
 
-/** Why {@link OwnershipWatch} thinks the socket is no longer ours. */
+/** Why `OwnershipWatch` thinks the socket is no longer ours. */
 export type TheftReason = 'removed' | 'not-a-socket' | 'replaced';
 
 /** A {@link TheftReason} as a sentence, for logs and error messages. */

@@ -53,7 +53,7 @@ const HEX_DIGITS = '0123456789abcdef';
  * Reads the 4-hex-digit length at `offset` of `bytes` and checks it.
  * Returns the packet length (0, 1 and 2 for the special packets; 4..65520 for data).
  *
- * @throws {SimpleIpcError} `ERR_PKT_LINE_LENGTH` for non-hex digits, the length 3, or fewer
+ * @throws {@link SimpleIpcError} `ERR_PKT_LINE_LENGTH` for non-hex digits, the length 3, or fewer
  *   than 4 bytes at `offset`; `ERR_PKT_LINE_TOO_LONG` above 65520.
  */
 export function parsePacketLength(bytes: Uint8Array, offset = 0): number {
@@ -102,7 +102,7 @@ export function parsePacketLength(bytes: Uint8Array, offset = 0): number {
 /**
  * Writes `length` as 4 lowercase hex digits at `offset` (writers emit lowercase, like Git).
  *
- * @throws {SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` if `target` is not a Uint8Array with 4
+ * @throws {@link SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` if `target` is not a Uint8Array with 4
  *   bytes at `offset`, or `length` is not a whole number from 0 to 65520.
  */
 export function writePacketLength(target: Uint8Array, offset: number, length: number): void {
@@ -148,7 +148,7 @@ export function encodeMessage(payload: string | Uint8Array): Buffer {
  * Encodes one data packet. Use {@link encodeMessage} or {@link PacketBuilder} for payloads
  * that may be larger than one packet.
  *
- * @throws {SimpleIpcError} `ERR_PKT_LINE_TOO_LONG` when `payload` is over 65516 bytes,
+ * @throws {@link SimpleIpcError} `ERR_PKT_LINE_TOO_LONG` when `payload` is over 65516 bytes,
  *   `ERR_PKT_LINE_LENGTH` when it is empty (an empty data packet is never written).
  */
 export function encodePacket(payload: string | Uint8Array): Buffer {
@@ -172,8 +172,8 @@ export function encodePacket(payload: string | Uint8Array): Buffer {
 const COPY_BELOW = 4096;
 // First shared-packet buffer: only as large as a short reply and its flush need. It comes from
 // Node's 8 KiB buffer pool, and a small one leaves the pool to many replies: at 2 KiB, a new
-// pool was allocated every fourth reply, which made a one-packet response cost 3.5 times as
-// much CPU. The next ones grow eightfold up to one full packet: a reply that goes on soon gets
+// pool was allocated every fourth reply, which made a one-packet response cost several times
+// as much CPU (measured in docs/benchmarks.md). The next ones grow eightfold up to one full packet: a reply that goes on soon gets
 // few, large packets, and a short one never allocates 64 KiB.
 const FIRST_SCRATCH = 64;
 const SCRATCH_GROWTH = 8;
@@ -183,7 +183,7 @@ const SCRATCH_GROWTH = 8;
  *
  * Small chunks are packed together into shared packets (so 10,000 small replies become a
  * dozen packets, not 10,000); a chunk of 4 KiB or more is cut into views of at most 65516
- * bytes, each behind its own 4-byte header, without copying. Call {@link take} to get what
+ * bytes, each behind its own 4-byte header, without copying. Call {@link PacketBuilder.take} to get what
  * to write, in order (for `socket.cork()` + writes, or one `writev`).
  */
 export class PacketBuilder {
@@ -328,7 +328,7 @@ export class PacketBuilder {
 /**
  * Streaming decoder of whole packets, for any pkt-line stream (Simple-IPC or Git protocol).
  *
- * Feed chunks with {@link push}, take packets with {@link next} until it returns undefined.
+ * Feed chunks with {@link PktLineDecoder.push}, take packets with {@link PktLineDecoder.next} until it returns undefined.
  * A payload is a view into the pushed chunk when it sits in one chunk, and a copy only when it
  * spans chunks. It holds only what was pushed and not yet returned: a caller that takes every
  * packet after each push holds at most one partial packet (under 65520 bytes).
@@ -366,7 +366,7 @@ export class PktLineDecoder {
   /**
    * Returns the next whole packet, or undefined when more bytes are needed.
    *
-   * @throws {SimpleIpcError} `ERR_PKT_LINE_LENGTH` / `ERR_PKT_LINE_TOO_LONG` on a bad length;
+   * @throws {@link SimpleIpcError} `ERR_PKT_LINE_LENGTH` / `ERR_PKT_LINE_TOO_LONG` on a bad length;
    *   the decoder stays failed and throws the same error again.
    */
   next(): Packet | undefined {
@@ -398,7 +398,7 @@ export class PktLineDecoder {
   /**
    * Declares the end of the stream.
    *
-   * @throws {SimpleIpcError} `ERR_IPC_TRUNCATED` when part of a packet is still buffered.
+   * @throws {@link SimpleIpcError} `ERR_IPC_TRUNCATED` when part of a packet is still buffered.
    */
   end(): void {
     if (this.#buffered > 0) {
@@ -491,7 +491,7 @@ export class MessageDecoder {
    * @returns the offset in `chunk` just past the flush when the message ended in it, or -1 when
    *   more bytes are needed (0 once the message has ended). Bytes after the flush are not the
    *   message's.
-   * @throws {SimpleIpcError} `ERR_PKT_LINE_LENGTH` / `ERR_PKT_LINE_TOO_LONG` on a bad length,
+   * @throws {@link SimpleIpcError} `ERR_PKT_LINE_LENGTH` / `ERR_PKT_LINE_TOO_LONG` on a bad length,
    *   `ERR_PKT_LINE_UNEXPECTED` on a delim or response-end packet; what `sink` throws. The
    *   decoder stays failed and throws the same error again.
    */
@@ -557,7 +557,7 @@ export class MessageDecoder {
   /**
    * Declares the end of the stream.
    *
-   * @throws {SimpleIpcError} `ERR_IPC_TRUNCATED` when the flush has not been seen, or the error
+   * @throws {@link SimpleIpcError} `ERR_IPC_TRUNCATED` when the flush has not been seen, or the error
    *   that failed the decoder.
    */
   end(): void {

@@ -89,7 +89,7 @@ export interface IdleOptions {
  * stopWhenIdle(server, 5 * 60_000); // a daemon started on demand goes away when unused
  * await server.closed;
  * ```
- * @throws {SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` if `server` is not a server, `timeout`
+ * @throws {@link SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` if `server` is not a server, `timeout`
  *   is not a number of ms above 0 (to 2^31 - 1), or an option is bad.
  */
 export function stopWhenIdle(
@@ -169,7 +169,7 @@ export interface SignalOptions {
  * stopOnSignals(server, { onSignal: (sig) => console.error(`${sig}: stopping`) });
  * await server.closed; // then exit as usual
  * ```
- * @throws {SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` if `server` is not a server or an option
+ * @throws {@link SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` if `server` is not a server or an option
  *   is bad (nothing is installed then).
  */
 export function stopOnSignals(server: Server, options: SignalOptions = {}): ServerPolicy {

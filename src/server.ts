@@ -167,7 +167,7 @@ export interface ServerSettings {
 
 /**
  * @internal Checks `options` and fills in the defaults.
- * @throws {SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` naming the first bad option.
+ * @throws {@link SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` naming the first bad option.
  */
 export function serverSettings(options: ServerOptions | undefined): ServerSettings {
   const o = optionsObject(options);
@@ -194,7 +194,7 @@ export function serverSettings(options: ServerOptions | undefined): ServerSettin
 
 /**
  * @internal Checks a {@link Handler}: a function, or `{ stream: function }`.
- * @throws {SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT`.
+ * @throws {@link SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT`.
  */
 export function checkHandler(handler: unknown, name = 'handler'): Handler {
   if (
@@ -264,11 +264,12 @@ export interface ServerGroup {
 }
 
 const kConversation = Symbol('conversation');
+const kCreate = Symbol('create');
 type TaggedSocket = Socket & { [kConversation]?: Conversation };
 
 /**
- * A Simple-IPC server. Get one from {@link startServer}; stop it with {@link stop} (graceful) or
- * {@link destroy} (now), or `await using server = await startServer(...)`.
+ * A Simple-IPC server. Get one from {@link startServer}; stop it with {@link Server.stop} (graceful) or
+ * {@link Server.destroy} (now), or `await using server = await startServer(...)`.
  */
 export class Server {
   readonly #path: string;
@@ -320,8 +321,12 @@ export class Server {
   /** Resolves once the server has stopped and every conversation has ended. Never rejects. */
   readonly closed: Promise<void>;
 
-  // Made only by Server.create: handlers and users get servers from startServer.
-  private constructor(path: string, handler: Handler, settings: ServerSettings) {
+  // Made only by Server.create: handlers and users get servers from startServer. The token
+  // keeps JavaScript callers, which TypeScript's `private` does not stop, out too.
+  private constructor(token: symbol, path: string, handler: Handler, settings: ServerSettings) {
+    if (token !== kCreate) {
+      throw new SimpleIpcError(ErrorCode.INVALID_ARGUMENT, 'use startServer() to make a Server');
+    }
     this.#path = path;
     if (typeof handler === 'function') this.#handler = handler;
     else this.#streamHandler = handler.stream;
@@ -350,12 +355,12 @@ export class Server {
   }
 
   /**
-   * @internal Makes a server that is not serving yet (see {@link start}, {@link attach}).
+   * @internal Makes a server that is not serving yet (see {@link Server.start}, {@link Server.attach}).
    * `handler` and `settings` must have been checked ({@link checkHandler},
    * {@link serverSettings}).
    */
   static create(path: string, handler: Handler, settings: ServerSettings): Server {
-    return new Server(path, handler, settings);
+    return new Server(kCreate, path, handler, settings);
   }
 
   /** The path the server listens at. */
@@ -363,7 +368,7 @@ export class Server {
     return this.#path;
   }
 
-  /** True once {@link stop} or {@link destroy} has been called (or QUIT, or theft). */
+  /** True once {@link Server.stop} or {@link Server.destroy} has been called (or QUIT, or theft). */
   get stopping(): boolean {
     return this.#stopReason !== undefined;
   }
@@ -381,14 +386,14 @@ export class Server {
   /**
    * Stops gracefully: accepts no more connections, closes those whose handler has not
    * started, lets running handlers finish their responses. Idempotent; callable from a handler.
-   * Resolves like {@link closed}.
+   * Resolves like {@link Server.closed}.
    */
   stop(): Promise<void> {
     this.#beginStop({ kind: 'requested' });
     return this.closed;
   }
 
-  /** Stops now: like {@link stop}, but running conversations are cut off too. */
+  /** Stops now: like {@link Server.stop}, but running conversations are cut off too. */
   destroy(): Promise<void> {
     this.#beginStop({ kind: 'requested' });
     this.#group?.stop(true);
@@ -396,7 +401,7 @@ export class Server {
     return this.closed;
   }
 
-  /** Same as {@link stop}, for `await using`. */
+  /** Same as {@link Server.stop}, for `await using`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.stop();
   }
@@ -433,7 +438,7 @@ export class Server {
 
   /**
    * @internal Other processes serving the same socket: told to stop when this server stops,
-   * and waited for before {@link closed} resolves.
+   * and waited for before {@link Server.closed} resolves.
    */
   setGroup(group: ServerGroup): void {
     this.#group = group;
@@ -836,7 +841,7 @@ function ignore(): void {}
  * }, { threads: 8 });
  * await server.closed;
  * ```
- * @throws {SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` (a bad `path`, `handler` or option,
+ * @throws {@link SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` (a bad `path`, `handler` or option,
  *   named in the message), `ERR_IPC_IN_USE` (a server answers at `path`), `ERR_IPC_LOCKED`,
  *   `ERR_IPC_INVALID_PATH` (something that is not a socket is at `path`: it is left alone),
  *   `ERR_IPC_NAME_TOO_LONG`, `ERR_IPC_OTHER`.

@@ -60,9 +60,9 @@ export type WorkerTask = (request: Buffer) => WorkerResult | Promise<WorkerResul
 export interface WorkerHandlerOptions {
   /**
    * Worker threads at most (a whole number from 1 to 1024); each is started when a request
-   * first needs it and then kept. Default `os.availableParallelism()`: one per core. The server's own thread needs little
-   * CPU beside a handler worth moving (a few percent for a 2 ms handler), so leaving it a core
-   * of its own wastes one: on 2 cores, 1 worker serves no faster than no worker at all.
+   * first needs it and then kept. Default `os.availableParallelism()`: one per core. The
+   * server's own thread needs little CPU beside a handler worth moving, so leaving it a core of
+   * its own wastes one (docs/workers.md has the measurements).
    */
   workers?: number | undefined;
   /**
@@ -83,7 +83,7 @@ export interface WorkerHandler extends RequestHandler, AsyncDisposable {
   /**
    * Starts every worker now and resolves once each has loaded the module, instead of on the
    * first requests. Useful at start-up to fail early on a broken module.
-   * @throws {SimpleIpcError} `ERR_IPC_HANDLER_FAILED` if the module cannot be loaded or has no
+   * @throws {@link SimpleIpcError} `ERR_IPC_HANDLER_FAILED` if the module cannot be loaded or has no
    *   default export function.
    */
   ready(): Promise<void>;
@@ -117,7 +117,7 @@ export interface WorkerHandler extends RequestHandler, AsyncDisposable {
  * const server = await startServer(path, handler, { threads: 8 });
  * await server.closed;
  * ```
- * @throws {SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` if `workers` is not a whole number
+ * @throws {@link SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` if `workers` is not a whole number
  *   from 1 to 1024, `resourceLimits` is not an object of sizes, or `moduleUrl` is neither a
  *   path nor a `file:` URL.
  */
