@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { connect, QUIT, type SimpleIpcError, sendCommand, startServer } from '../src/index.js';
-import { delay, rawConnect, rawExchange, tempDir } from './helpers.js';
+import { delay, rawConnect, rawExchange, socketGone, tempDir } from './helpers.js';
 
 /** A promise and its resolver, to hold handlers at a known point. */
 function gate(): { promise: Promise<void>; open: () => void } {
@@ -123,7 +122,7 @@ test('QUIT: the quitting client gets its flush, then the server stops and remove
   assert.equal(raw.response.toString(), '0007bye0000');
   await server.closed;
   assert.deepEqual(server.stopReason, { kind: 'quit' });
-  assert.equal(existsSync(path), false);
+  assert.ok(await socketGone(path), 'the socket is gone');
   await assert.rejects(sendCommand(path, 'x'), { code: 'ERR_IPC_PATH_NOT_FOUND' });
 });
 
@@ -210,7 +209,7 @@ test('stop lets running conversations finish, drops queued ones, and is idempote
   await stopped;
   await server.stop();
   await server[Symbol.asyncDispose]();
-  assert.equal(existsSync(path), false);
+  assert.ok(await socketGone(path), 'the socket is gone');
   assert.deepEqual(server.stopReason, { kind: 'requested' });
 });
 
@@ -234,7 +233,7 @@ test('an AbortSignal in the options stops the server', async (t) => {
   const server = await startServer(path, () => undefined, { signal: controller.signal });
   controller.abort();
   await server.closed;
-  assert.equal(existsSync(path), false);
+  assert.ok(await socketGone(path), 'the socket is gone');
 });
 
 test('a second server at a live path fails with ERR_IPC_IN_USE and the first keeps serving', async (t) => {
