@@ -10,7 +10,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test, { type TestContext } from 'node:test';
 import { connect, getActiveState, isSimpleIpcError, startServer } from '../src/index.js';
-import { CLI, delay, ROOT, runCli, runProcess, socketGone, unixOnly } from './helpers.js';
+import {
+  CLI,
+  delay,
+  PROCESS_SLOWNESS,
+  ROOT,
+  runCli,
+  runProcess,
+  socketGone,
+  unixOnly,
+} from './helpers.js';
 
 const WINDOWS = process.platform === 'win32';
 
@@ -31,7 +40,11 @@ const COUNT = command(
   'let n = 0; process.stdin.on(`data`, (d) => (n += d.length)).on(`end`, () => console.log(n))',
 );
 
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 15_000) {
+async function until(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  ms = 15_000 * PROCESS_SLOWNESS,
+) {
   const deadline = Date.now() + ms;
   while (!(await check())) {
     if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);

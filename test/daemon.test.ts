@@ -17,7 +17,15 @@ import {
   startDaemon,
   startServer,
 } from '../src/index.js';
-import { delay, ROOT, runProcess, socketGone, tempDir, wineDiffers } from './helpers.js';
+import {
+  delay,
+  PROCESS_SLOWNESS,
+  ROOT,
+  runProcess,
+  socketGone,
+  tempDir,
+  wineDiffers,
+} from './helpers.js';
 
 const LIBRARY = pathToFileURL(join(ROOT, 'dist', 'src', 'index.js')).href;
 
@@ -112,7 +120,7 @@ function kill(pid: number): void {
 async function until(
   what: string,
   check: () => boolean | Promise<boolean>,
-  ms = 15_000,
+  ms = 15_000 * PROCESS_SLOWNESS,
 ): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await check())) {

@@ -11,7 +11,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { connect, getActiveState, sendCommand, startServer } from '../src/index.js';
-import { CLI, delay, rawConnect, rawExchange, tempDir, unixOnly } from './helpers.js';
+import {
+  CLI,
+  delay,
+  PROCESS_SLOWNESS,
+  rawConnect,
+  rawExchange,
+  tempDir,
+  unixOnly,
+} from './helpers.js';
 
 // The daemon's peak memory and CPU time are read from /proc.
 const linuxOnly =
@@ -55,7 +63,7 @@ async function startDaemon(
     }
     rmSync(dir, { recursive: true, force: true });
   });
-  const end = performance.now() + 15_000;
+  const end = performance.now() + 15_000 * PROCESS_SLOWNESS;
   while ((await getActiveState(path)) !== 'listening') {
     if (performance.now() > end || child.exitCode !== null) {
       assert.fail(`daemon did not start: ${stderr}`);
