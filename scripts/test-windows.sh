@@ -117,6 +117,8 @@ for file in "${files[@]}"; do
   pass=$(count pass "$log") fail=$(count fail "$log") skip=$(count skipped "$log")
   cancelled=$(count cancelled "$log")
   pass=${pass:-0} fail=${fail:-0} skip=${skip:-0} cancelled=${cancelled:-0}
+  # Skipped suites (describe with skip) count as no test: count them as skipped.
+  if [ "$skip" = 0 ]; then skip=$(sed -e 's/\r$//' "$log" | grep -c '^﹣ ' || true); fi
   fail=$((fail + cancelled))
   status=ok
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
