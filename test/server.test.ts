@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, unlinkSync, writeFileSync } from 'node:fs';
-import { connect as netConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { unlinkSync, writeFileSync } from 'node:fs';
+import { connect as netConnect, type Socket } from 'node:net';
 import {
   encodeMessage,
   getActiveState,
@@ -11,7 +11,16 @@ import {
   sendCommand,
   startServer,
 } from '../src/index.js';
-import { delay, rawConnect, rawExchange, settlesAtMost, tempDir, test, until } from './helpers.js';
+import {
+  delay,
+  rawConnect,
+  rawExchange,
+  settlesAtMost,
+  socketGone,
+  tempDir,
+  test,
+  until,
+} from './helpers.js';
 
 /** A promise and its resolver, to hold handlers at a known point. */
 function gate(): { promise: Promise<void>; open: () => void } {
@@ -124,7 +133,7 @@ test('QUIT: the quitting client gets its flush, then the server stops and remove
   assert.equal(raw.response.toString(), '0007bye0000');
   await server.closed;
   assert.deepEqual(server.stopReason, { kind: 'quit' });
-  assert.equal(existsSync(path), false);
+  assert.ok(await socketGone(path), 'the socket is gone');
   await assert.rejects(sendCommand(path, 'x'), { code: 'ERR_IPC_PATH_NOT_FOUND' });
 });
 
@@ -212,7 +221,7 @@ test('stop lets running conversations finish, drops queued ones, and is idempote
   await stopped;
   await server.stop();
   await server[Symbol.asyncDispose]();
-  assert.equal(existsSync(path), false);
+  assert.ok(await socketGone(path), 'the socket is gone');
   assert.deepEqual(server.stopReason, { kind: 'requested' });
 });
 
@@ -240,12 +249,12 @@ test('an AbortSignal in the options stops the server', async (t) => {
   controller.abort();
   await server.closed;
   assert.deepEqual(server.stopReason, { kind: 'requested' });
-  assert.equal(existsSync(path), false);
+  assert.ok(await socketGone(path), 'the socket is gone');
   // Already aborted: the server stops as soon as it has started.
   const again = await startServer(path, () => undefined, { signal: controller.signal });
   t.after(() => again.destroy());
   await again.closed;
-  assert.equal(existsSync(path), false);
+  assert.ok(await socketGone(path), 'the socket is gone');
 });
 
 test('a second server at a live path fails with ERR_IPC_IN_USE and the first keeps serving', async (t) => {
