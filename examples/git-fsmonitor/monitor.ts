@@ -144,12 +144,14 @@ export async function startMonitor(root: string, options: MonitorOptions = {}): 
       const why =
         asked === undefined || asked.id !== id || asked.seq > bin
           ? 'a token of another monitor'
-          : !(await sync())
-            ? 'no cookie event in time'
-            : // The id may have changed while we waited: then events may have been missed.
-              id !== idBefore
-              ? 'a new token id while syncing'
-              : undefined;
+          : watcher.blind
+            ? 'some folders cannot be watched'
+            : !(await sync())
+              ? 'no cookie event in time'
+              : // The id may have changed while we waited: then events may have been missed.
+                id !== idBefore
+                ? 'a new token id while syncing'
+                : undefined;
       if (why !== undefined || asked === undefined) {
         bin++;
         log(`trivial answer: ${why}`);

@@ -54,6 +54,8 @@ export class TreeWatcher {
   readonly #on: WatcherEvents;
   /** Watched folders by relative path ('' is the root). */
   readonly #watches = new Map<string, Watch>();
+  /** Folders that exist but could not be watched (out of inotify watches, no access). */
+  readonly #unwatched = new Set<string>();
   #gitWatch: FSWatcher | undefined;
   #burst = 0;
   #burstLimit = Math.max(64, Math.floor(maxQueuedEvents() / 2));
@@ -67,6 +69,11 @@ export class TreeWatcher {
     this.#gitWatch = watch(gitDir, (_type, name) => this.#onGitDir(name));
     this.#gitWatch.on('error', (err) => this.#on.fatal(err));
     this.#addTree('', false);
+  }
+
+  /** True while some folder cannot be watched: its changes would go unseen. */
+  get blind(): boolean {
+    return this.#unwatched.size > 0;
   }
 
   /** How many folders are watched. */
@@ -138,7 +145,7 @@ export class TreeWatcher {
     const now = identity(join(this.#root, path), true);
     const watched = this.#watches.get(path);
     if (watched !== undefined && watched.identity === now && !renamed) return;
-    if (watched !== undefined) this.#dropTree(path);
+    if (watched !== undefined || this.#unwatched.has(path)) this.#dropTree(path);
     if (now !== undefined) this.#addTree(path, true);
   }
 
@@ -159,7 +166,8 @@ export class TreeWatcher {
       const code = (err as { code?: string }).code;
       // Gone again already: its parent's event says so.
       if (code === 'ENOENT' || code === 'ENOTDIR') return;
-      // Out of inotify watches, or no access: we cannot see this folder.
+      // Out of inotify watches, or no access: we cannot see this folder (until it goes).
+      this.#unwatched.add(path);
       this.#on.overflow(`cannot watch '${path}': ${String(err)}`);
       return;
     }
@@ -173,6 +181,7 @@ export class TreeWatcher {
       return;
     }
     this.#watches.set(path, { watcher, identity: id });
+    this.#unwatched.delete(path);
     let entries;
     try {
       entries = readdirSync(abs, { withFileTypes: true });
@@ -190,6 +199,9 @@ export class TreeWatcher {
   /** Stops watching the folder at `path` and everything below it. */
   #dropTree(path: string): void {
     const prefix = `${path}/`;
+    for (const dir of this.#unwatched) {
+      if (dir === path || dir.startsWith(prefix)) this.#unwatched.delete(dir);
+    }
     for (const [dir, { watcher }] of this.#watches) {
       if (dir === path || dir.startsWith(prefix)) {
         watcher.close();
