@@ -14,7 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { USES_NAMED_PIPES, withSocketAddress } from './address.js';
 import { abortError, ErrorCode, SimpleIpcError, systemCode } from './errors.js';
 import { InboundMessage, OutboundMessage } from './message.js';
-import { PacketBuilder, toBuffer } from './pkt-line.js';
+import { PacketBuilder, toBuffer, writePacketLength } from './pkt-line.js';
 
 /**
  * What is at a path, in Git's words (`enum ipc_active_state`).
@@ -131,21 +131,25 @@ export async function tryConnect(
   path: string,
   options: ConnectOptions = {},
 ): Promise<ConnectResult> {
+  if (options.signal?.aborted) throw abortError(options.signal);
+  return connectAfter(path, options, await attempt(path, options));
+}
+
+function attempt(path: string, options: ConnectOptions): Promise<Socket | SimpleIpcError> {
+  return new Promise((resolve) => connectOnce(path, options.disallowChdir === true, resolve));
+}
+
+// Git's retry rules, from the outcome of a first attempt on.
+async function connectAfter(
+  path: string,
+  options: ConnectOptions,
+  first: Socket | SimpleIpcError,
+): Promise<ConnectResult> {
   const timeout = options.timeout ?? CONNECT_TIMEOUT_MS;
   const signal = options.signal;
   // The clock is read only once a retry is needed (the first attempt takes microseconds).
   let deadline: number | undefined;
-  for (;;) {
-    if (signal?.aborted) throw abortError(signal);
-    let outcome: Socket | SimpleIpcError;
-    try {
-      outcome = await connectOnce(path, options.disallowChdir === true);
-    } catch (err) {
-      outcome =
-        err instanceof SimpleIpcError
-          ? err
-          : new SimpleIpcError(ErrorCode.OTHER, String(err), { cause: err, path });
-    }
+  for (let outcome = first; ; outcome = await attempt(path, options)) {
     if (!(outcome instanceof SimpleIpcError)) {
       return { state: ActiveState.LISTENING, connection: new Connection(outcome, path) };
     }
@@ -172,6 +176,7 @@ export async function tryConnect(
     } catch {
       throw abortError(signal!);
     }
+    if (signal?.aborted) throw abortError(signal);
   }
 }
 
@@ -198,37 +203,65 @@ export async function connect(path: string, options: ConnectOptions = {}): Promi
  * @throws {SimpleIpcError} a connect error (see {@link connect}), or an exchange error (see
  *   {@link Connection.send}).
  */
-export async function sendCommand(
+export function sendCommand(
   path: string,
   request: Message,
   options: ConnectOptions & SendOptions = {},
 ): Promise<Buffer> {
-  const result = await tryConnect(path, options);
-  if (result.state !== ActiveState.LISTENING) throw result.error;
-  // send() hangs up whatever happens.
-  return result.connection.send(request, options);
+  // One Promise for the whole round trip, settled from the socket's events: every async layer
+  // (connect, exchange, collect) would add a Promise, a microtask turn and a look-up of `then`
+  // on the value it settles with (see docs/benchmarks.md, "Node 24 and 26").
+  return new Promise<Buffer>((resolve, reject) => {
+    const signal = options.signal;
+    if (signal?.aborted) {
+      reject(abortError(signal));
+      return;
+    }
+    connectOnce(path, options.disallowChdir === true, (outcome) => {
+      if (!(outcome instanceof SimpleIpcError)) {
+        exchangeWhole(outcome, path, request, options, resolve, reject);
+        return;
+      }
+      // The first attempt failed: Git's retry rules, the ordinary way.
+      connectAfter(path, options, outcome).then((result) => {
+        if (result.state !== ActiveState.LISTENING) reject(result.error);
+        else result.connection.send(request, options).then(resolve, reject);
+      }, reject);
+    });
+  });
 }
 
-function connectOnce(path: string, disallowChdir: boolean): Promise<Socket> {
-  return new Promise<Socket>((resolve, reject) => {
+// Makes one connection attempt; `done` gets the connected Socket or the error, never both.
+function connectOnce(
+  path: string,
+  disallowChdir: boolean,
+  done: (outcome: Socket | SimpleIpcError) => void,
+): void {
+  let socket: Socket;
+  try {
     // A Socket made without options, then connected: `net.connect(options)` copies its options
     // object and adds fields to the copy, which on Node 20's V8 gives that copy a hidden class
     // of its own every time, so every property read of the stream set-up misses its cache
     // (16 to 26 us of CPU per connection here; see docs/benchmarks.md, "A Node 20 pitfall").
-    const socket = withSocketAddress(path, { disallowChdir }, (address) =>
-      new Socket().connect(address),
+    socket = withSocketAddress(path, { disallowChdir }, (address) => new Socket().connect(address));
+  } catch (err) {
+    done(
+      err instanceof SimpleIpcError
+        ? err
+        : new SimpleIpcError(ErrorCode.OTHER, String(err), { cause: err, path }),
     );
-    const onError = (err: Error): void => {
-      socket.off('connect', onConnect);
-      reject(connectError(err, path));
-    };
-    const onConnect = (): void => {
-      socket.off('error', onError);
-      resolve(socket);
-    };
-    socket.once('error', onError);
-    socket.once('connect', onConnect);
-  });
+    return;
+  }
+  const onError = (err: Error): void => {
+    socket.off('connect', onConnect);
+    done(connectError(err, path));
+  };
+  const onConnect = (): void => {
+    socket.off('error', onError);
+    done(socket);
+  };
+  socket.once('error', onError);
+  socket.once('connect', onConnect);
 }
 
 function connectError(err: Error, path: string): SimpleIpcError {
@@ -305,13 +338,11 @@ export class Connection {
    *   a short success), `ERR_PKT_LINE_*` on a malformed response, `ERR_IPC_TOO_LARGE` over
    *   `maxResponseSize`, `ERR_IPC_TIMEOUT`, `ERR_IPC_CONNECTION_CLOSED`, `ABORT_ERR`.
    */
-  async send(request: Message, options: SendOptions = {}): Promise<Buffer> {
-    const inbound = this.#exchange(request, options);
-    try {
-      return await inbound.whole();
-    } finally {
-      this.destroy();
-    }
+  send(request: Message, options: SendOptions = {}): Promise<Buffer> {
+    return new Promise<Buffer>((resolve, reject) => {
+      this.#claim();
+      exchangeWhole(this.#socket, this.#path, request, options, resolve, reject);
+    });
   }
 
   /**
@@ -322,7 +353,8 @@ export class Connection {
   stream(request: Message, options: SendOptions = {}): AsyncIterable<Buffer> {
     let inbound: InboundMessage;
     try {
-      inbound = this.#exchange(request, options);
+      this.#claim();
+      inbound = startExchange(this.#socket, this.#path, request, options);
     } catch (err) {
       return failedIterable(err);
     }
@@ -351,7 +383,7 @@ export class Connection {
     return this.close();
   }
 
-  #exchange(request: Message, options: SendOptions): InboundMessage {
+  #claim(): void {
     if (this.#used) {
       throw new SimpleIpcError(
         ErrorCode.INVALID_ARGUMENT,
@@ -359,46 +391,78 @@ export class Connection {
       );
     }
     this.#used = true;
-    const socket = this.#socket;
-    const inbound = new InboundMessage(
-      { maxSize: options.maxResponseSize ?? Number.POSITIVE_INFINITY, highWaterMark: 1 << 20 },
-      socket,
-    );
-    // A whole request goes out as one buffer; only chunked ones need the streaming writer.
-    const whole = typeof request === 'string' || request instanceof Uint8Array;
-    const exchange = new Exchange(socket, this.#path, inbound, whole);
-    socket.on('data', (chunk: Buffer) => exchange.onData(chunk));
-    socket.on('end', () => inbound.end());
-    socket.on('error', (err: Error) => exchange.onError(err));
-    socket.on('close', () => exchange.onClose());
-    if (options.timeout !== undefined && options.timeout > 0) {
-      socket.setTimeout(options.timeout, () =>
-        exchange.fail(
-          new SimpleIpcError(
-            ErrorCode.TIMEOUT,
-            `the server at '${this.#path}' sent nothing for ${options.timeout} ms`,
-            { path: this.#path },
-          ),
-        ),
-      );
-    }
-    const signal = options.signal;
-    if (signal !== undefined) {
-      if (signal.aborted) exchange.fail(abortError(signal));
-      else {
-        const onAbort = (): void => exchange.fail(abortError(signal));
-        signal.addEventListener('abort', onAbort, { once: true });
-        socket.once('close', () => signal.removeEventListener('abort', onAbort));
-      }
-    }
-    if (whole) writeWhole(socket, request);
-    else {
-      writeRequest(exchange.outbound!, request as Iterable<string | Uint8Array>).catch((err) =>
-        exchange.fail(err as Error),
-      );
-    }
-    return inbound;
   }
+}
+
+// Sends a request and settles with the whole response; hangs up whatever happens.
+function exchangeWhole(
+  socket: Socket,
+  path: string,
+  request: Message,
+  options: SendOptions,
+  resolve: (response: Buffer) => void,
+  reject: (err: unknown) => void,
+): void {
+  let inbound: InboundMessage;
+  try {
+    inbound = startExchange(socket, path, request, options);
+  } catch (err) {
+    socket.destroy();
+    reject(err);
+    return;
+  }
+  inbound.collect((err, response) => {
+    socket.destroy();
+    if (err === undefined) resolve(response!);
+    else reject(err);
+  });
+}
+
+// Sets up one request/response on a connected socket: listeners, timeout, abort, the write.
+function startExchange(
+  socket: Socket,
+  path: string,
+  request: Message,
+  options: SendOptions,
+): InboundMessage {
+  const inbound = new InboundMessage(
+    { maxSize: options.maxResponseSize ?? Number.POSITIVE_INFINITY, highWaterMark: 1 << 20 },
+    socket,
+  );
+  // A whole request goes out as one buffer; only chunked ones need the streaming writer.
+  const whole = typeof request === 'string' || request instanceof Uint8Array;
+  const exchange = new Exchange(socket, path, inbound, whole);
+  socket.on('data', (chunk: Buffer) => exchange.onData(chunk));
+  socket.on('end', () => inbound.end());
+  socket.on('error', (err: Error) => exchange.onError(err));
+  socket.on('close', () => exchange.onClose());
+  if (options.timeout !== undefined && options.timeout > 0) {
+    socket.setTimeout(options.timeout, () =>
+      exchange.fail(
+        new SimpleIpcError(
+          ErrorCode.TIMEOUT,
+          `the server at '${path}' sent nothing for ${options.timeout} ms`,
+          { path },
+        ),
+      ),
+    );
+  }
+  const signal = options.signal;
+  if (signal !== undefined) {
+    if (signal.aborted) exchange.fail(abortError(signal));
+    else {
+      const onAbort = (): void => exchange.fail(abortError(signal));
+      signal.addEventListener('abort', onAbort, { once: true });
+      socket.once('close', () => signal.removeEventListener('abort', onAbort));
+    }
+  }
+  if (whole) writeWhole(socket, request);
+  else {
+    writeRequest(exchange.outbound!, request as Iterable<string | Uint8Array>).catch((err) =>
+      exchange.fail(err as Error),
+    );
+  }
+  return inbound;
 }
 
 // The state of one request/response on a client socket.
@@ -458,12 +522,29 @@ function failedIterable(err: unknown): AsyncIterable<Buffer> {
   };
 }
 
-// Writes a whole request: its packets (views of the caller's bytes, no copy, unless short
-// enough to pack), then a flush, in one corked burst. A short string is encoded straight into
-// its packet.
+// A request of fewer bytes than this goes out as one Buffer of its own.
+const SHORT_REQUEST = 4096;
+
+// Writes a whole request. A short one is one new Buffer, header, payload and flush (the
+// PacketBuilder's shared packet, its lists and views cost more than the copy of a few bytes);
+// a longer one its packets (views of the caller's bytes, no copy, unless short enough to pack),
+// then a flush, in one corked burst.
 function writeWhole(socket: Socket, request: string | Uint8Array): void {
+  const text = typeof request === 'string';
+  if (text ? request.length * 3 < SHORT_REQUEST : request.length < SHORT_REQUEST) {
+    const size = text ? Buffer.byteLength(request) : request.length;
+    if (size > 0) {
+      const wire = Buffer.allocUnsafe(size + 8);
+      writePacketLength(wire, 0, size + 4);
+      if (text) wire.write(request, 4, 'utf8');
+      else wire.set(request, 4);
+      writePacketLength(wire, size + 4, 0);
+      socket.write(wire);
+      return;
+    }
+  }
   const builder = new PacketBuilder();
-  if (typeof request === 'string') builder.addString(request);
+  if (text) builder.addString(request);
   else builder.add(toBuffer(request));
   builder.addFlush();
   const parts = builder.take();
