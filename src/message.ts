@@ -61,7 +61,7 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
   #collecting = false;
   #consumed = false;
   #error: Error | undefined;
-  #waiter: Waiter | undefined;
+  #collector: ((err: Error | undefined, payload?: Buffer) => void) | undefined;
   #resultWaiters: ResultWaiter[] = [];
 
   /** @internal */
@@ -145,9 +145,9 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
     this.#error = err;
     this.#pieces = [];
     this.#queued = 0;
-    const waiter = this.#waiter;
-    this.#waiter = undefined;
-    waiter?.reject(err);
+    const collector = this.#collector;
+    this.#collector = undefined;
+    collector?.(err);
     const resultWaiters = this.#resultWaiters;
     this.#resultWaiters = [];
     for (const resultWaiter of resultWaiters) resultWaiter.reject(err);
@@ -157,19 +157,27 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
    * The whole payload as one Buffer, once the flush has arrived.
    * @throws the error that ended the message early.
    */
-  async whole(): Promise<Buffer> {
+  whole(): Promise<Buffer> {
+    return new Promise<Buffer>((resolve, reject) => {
+      this.collect((err, payload) => (err === undefined ? resolve(payload!) : reject(err)));
+    });
+  }
+
+  /**
+   * @internal {@link whole} with a callback: `done(undefined, payload)` once the flush has
+   * arrived, or `done(err)` with the error that ended the message (at once if it has already
+   * ended). A client's exchange settles its one Promise from here, with no Promise of its own.
+   */
+  collect(done: (err: Error | undefined, payload?: Buffer) => void): void {
     this.#claim('whole');
     this.#collecting = true;
     if (this.#paused) {
       this.#paused = false;
       this.#flow.resume();
     }
-    while (!this.#decoder.done) {
-      if (this.#error !== undefined) throw this.#error;
-      await this.#wait();
-    }
-    if (this.#error !== undefined) throw this.#error;
-    return this.#join();
+    if (this.#error !== undefined) done(this.#error);
+    else if (this.#decoder.done) done(undefined, this.#join());
+    else this.#collector = done;
   }
 
   /**
@@ -264,19 +272,14 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
     this.#consumed = true;
   }
 
-  #wait(): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.#waiter = { resolve, reject };
-    });
-  }
-
   #wake(): void {
     // An error is never pending here: fail() settles every waiter itself.
+    const collector = this.#collector;
+    if (collector !== undefined && this.#decoder.done) {
+      this.#collector = undefined;
+      collector(undefined, this.#join());
+    }
     if (this.#resultWaiters.length > 0) this.#settleResultWaiters();
-    const waiter = this.#waiter;
-    if (waiter === undefined) return;
-    this.#waiter = undefined;
-    waiter.resolve();
   }
 }
 
