@@ -27,6 +27,11 @@ export function unixOnly(why: string): string | false {
  */
 export const UNDER_WINE = process.platform === 'win32' && process.env.WINELOADER !== undefined;
 
+/** The skip reason of a test of the start-up lock file, which only Unix sockets use. */
+export const LOCK_FILE_ONLY = unixOnly(
+  'the start-up lock file (Windows creates the first pipe instance atomically instead)',
+);
+
 /**
  * Skips a test under Wine only, for a known difference between Wine and Windows: `why` names
  * what Wine does and what Windows documents instead. False on real Windows and elsewhere.

@@ -28,6 +28,7 @@ import { ActiveState, getActiveState } from '../src/index.js';
 import {
   CLI,
   delay,
+  LOCK_FILE_ONLY,
   pathOfLength,
   PROCESS_SLOWNESS,
   runCli,
@@ -150,11 +151,7 @@ test(
 
 test(
   'a stale lock is broken: dead owner, or no owner and old',
-  {
-    skip: unixOnly(
-      'the start-up lock file (Windows creates the first pipe instance atomically instead)',
-    ),
-  },
+  { skip: LOCK_FILE_ONLY },
   async (t) => {
     const dir = tempDir(t);
     const path = join(dir, 's');
@@ -178,38 +175,24 @@ test(
   },
 );
 
-test(
-  'a fresh lock is respected, with a clear error',
-  {
-    skip: unixOnly(
-      'the start-up lock file (Windows creates the first pipe instance atomically instead)',
-    ),
-  },
-  async (t) => {
-    const dir = tempDir(t);
-    const path = join(dir, 's');
-    writeFileSync(`${path}.lock`, `${process.pid}\n`);
-    const held = await runCli(['run-daemon', `--name=${path}`]);
-    assert.equal(held.code, 1);
-    assert.match(
-      held.stderr,
-      /^error: could not start server on: '.*': another server is starting/,
-    );
-    assert.match(
-      held.stderr,
-      new RegExp(`lock file '.*s\\.lock' is held by process ${process.pid}`),
-    );
-    assert.match(held.stderr, /remove it/);
-    assert.equal(readFileSync(`${path}.lock`, 'utf8'), `${process.pid}\n`);
-    assert.deepEqual(readdirSync(dir), ['s.lock']);
+test('a fresh lock is respected, with a clear error', { skip: LOCK_FILE_ONLY }, async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  writeFileSync(`${path}.lock`, `${process.pid}\n`);
+  const held = await runCli(['run-daemon', `--name=${path}`]);
+  assert.equal(held.code, 1);
+  assert.match(held.stderr, /^error: could not start server on: '.*': another server is starting/);
+  assert.match(held.stderr, new RegExp(`lock file '.*s\\.lock' is held by process ${process.pid}`));
+  assert.match(held.stderr, /remove it/);
+  assert.equal(readFileSync(`${path}.lock`, 'utf8'), `${process.pid}\n`);
+  assert.deepEqual(readdirSync(dir), ['s.lock']);
 
-    writeFileSync(`${path}.lock`, ''); // fresh, and no owner: a Git server starting
-    const git = await runCli(['run-daemon', `--name=${path}`]);
-    assert.equal(git.code, 1);
-    assert.match(git.stderr, /lock file '.*' is held \(/);
-    assert.deepEqual(readdirSync(dir), ['s.lock']);
-  },
-);
+  writeFileSync(`${path}.lock`, ''); // fresh, and no owner: a Git server starting
+  const git = await runCli(['run-daemon', `--name=${path}`]);
+  assert.equal(git.code, 1);
+  assert.match(git.stderr, /lock file '.*' is held \(/);
+  assert.deepEqual(readdirSync(dir), ['s.lock']);
+});
 
 test(
   'servers started at once: exactly one serves, the others say "already in use" (or "starting")',

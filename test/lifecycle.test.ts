@@ -42,6 +42,7 @@ import { acquireLock, isLockHeld, LOCK_STALE_MS } from '../src/lock.js';
 import { describeTheft, removeIfOurs } from '../src/ownership.js';
 import {
   delay,
+  LOCK_FILE_ONLY,
   otherUser,
   pathOfLength,
   runProcess,
@@ -277,11 +278,7 @@ test(
 
 test(
   'a lock held by a live process is respected: ERR_IPC_LOCKED, lock untouched',
-  {
-    skip: unixOnly(
-      'the start-up lock file (Windows creates the first pipe instance atomically instead)',
-    ),
-  },
+  { skip: LOCK_FILE_ONLY },
   async (t) => {
     const dir = tempDir(t);
     const path = join(dir, 's');
@@ -300,11 +297,7 @@ test(
 
 test(
   'a fresh lock with no owner (as Git writes) is respected; an old one is broken',
-  {
-    skip: unixOnly(
-      'the start-up lock file (Windows creates the first pipe instance atomically instead)',
-    ),
-  },
+  { skip: LOCK_FILE_ONLY },
   async (t) => {
     const dir = tempDir(t);
     const path = join(dir, 's');
@@ -319,22 +312,14 @@ test(
   },
 );
 
-test(
-  'a lock whose owner is dead is broken at once',
-  {
-    skip: unixOnly(
-      'the start-up lock file (Windows creates the first pipe instance atomically instead)',
-    ),
-  },
-  async (t) => {
-    const dir = tempDir(t);
-    const path = join(dir, 's');
-    writeFileSync(`${path}.lock`, `${await deadPid()}\n`);
-    assert.equal(isLockHeld(`${path}.lock`), false);
-    await serve(t, path);
-    assert.deepEqual(readdirSync(dir), ['s']);
-  },
-);
+test('a lock whose owner is dead is broken at once', { skip: LOCK_FILE_ONLY }, async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  writeFileSync(`${path}.lock`, `${await deadPid()}\n`);
+  assert.equal(isLockHeld(`${path}.lock`), false);
+  await serve(t, path);
+  assert.deepEqual(readdirSync(dir), ['s']);
+});
 
 test(
   'a lock whose pid now names a younger process (pid reuse) is broken',
@@ -356,11 +341,7 @@ test(
 
 test(
   'the lock admits one holder at a time, also while racers break a stale lock',
-  {
-    skip: unixOnly(
-      'the start-up lock file (Windows creates the first pipe instance atomically instead)',
-    ),
-  },
+  { skip: LOCK_FILE_ONLY },
   async (t) => {
     const lock = join(tempDir(t), 's.lock');
     const dead = await deadPid();
