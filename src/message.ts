@@ -45,6 +45,13 @@ interface ResultWaiter {
 }
 
 /**
+ * Who consumes an {@link InboundMessage}: nobody yet; {@link InboundMessage.takeWhole} (took
+ * it complete); {@link InboundMessage.whole} (collecting it to the end); or an iterator
+ * (streaming it in pieces).
+ */
+type Consumer = 'none' | 'taken' | 'collecting' | 'streaming';
+
+/**
  * A message being received. Consume it once, either whole ({@link whole}) or as an async
  * iterable of payload pieces (`for await`). The pieces are views of the socket's chunks: no
  * copy is made until {@link whole} joins them once.
@@ -57,9 +64,7 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
   #pieces: Buffer[] = [];
   #queued = 0;
   #paused = false;
-  #streaming = false;
-  #collecting = false;
-  #consumed = false;
+  #consumer: Consumer = 'none';
   #error: Error | undefined;
   #waiter: Waiter | undefined;
   #resultWaiters: ResultWaiter[] = [];
@@ -122,11 +127,12 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
     // Until a consumer claims the message, and while a streaming one is behind, the socket
     // is paused past the high-water mark. A whole-message consumer takes everything (its
     // bound is maxSize).
-    if (this.#queued > this.#highWaterMark && !this.#paused && !this.#collecting) {
+    const consumer = this.#consumer;
+    if (this.#queued > this.#highWaterMark && !this.#paused && consumer !== 'collecting') {
       this.#paused = true;
       this.#flow.pause();
     }
-    if (this.#streaming) this.#wake();
+    if (consumer === 'streaming') this.#wake();
   }
 
   /** Declares that no more bytes will come; fails the message if its flush is missing. */
@@ -158,8 +164,7 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
    * @throws the error that ended the message early.
    */
   async whole(): Promise<Buffer> {
-    this.#claim('whole');
-    this.#collecting = true;
+    this.#claim('collecting');
     if (this.#paused) {
       this.#paused = false;
       this.#flow.resume();
@@ -177,7 +182,7 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
    * @throws the error that ended the message, or `ERR_IPC_TRUNCATED` if it is incomplete.
    */
   takeWhole(): Buffer {
-    this.#claim('whole');
+    this.#claim('taken');
     if (this.#error !== undefined) throw this.#error;
     if (!this.#decoder.done) {
       throw new SimpleIpcError(ErrorCode.TRUNCATED, 'the message is not complete yet');
@@ -201,8 +206,7 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
    * no generator machinery, which matters at 16,000 pieces per GiB.
    */
   [Symbol.asyncIterator](): AsyncIterator<Buffer> {
-    this.#claim('stream');
-    this.#streaming = true;
+    this.#claim('streaming');
     this.#highWaterMark = this.#limits.streamingHighWaterMark ?? this.#limits.highWaterMark;
     return new PieceIterator(this);
   }
@@ -254,14 +258,14 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
   /** @internal Called when the consumer stops early (`break` in a `for await`). */
   onReturn: (() => void) | undefined;
 
-  #claim(how: string): void {
-    if (this.#consumed) {
+  #claim(consumer: Exclude<Consumer, 'none'>): void {
+    if (this.#consumer !== 'none') {
       throw new SimpleIpcError(
         ErrorCode.INVALID_ARGUMENT,
-        `a message can be consumed once (tried again as ${how})`,
+        `a message can be consumed once (tried again as ${consumer === 'streaming' ? 'stream' : 'whole'})`,
       );
     }
-    this.#consumed = true;
+    this.#consumer = consumer;
   }
 
   #wait(): Promise<void> {
