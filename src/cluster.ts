@@ -175,6 +175,19 @@ export async function loadHandler(href: string): Promise<Handler> {
   }
 }
 
+/** One of the other processes, while the first one runs it. */
+interface Member {
+  readonly child: ChildProcess;
+  /** The listening socket it gets once its handler has loaded. */
+  readonly listener: NetServer;
+  readonly started: number;
+  /** It has said it accepts connections. */
+  ready: boolean;
+  /** Settle the Promise of its start. */
+  readonly resolve: () => void;
+  readonly reject: (err: SimpleIpcError) => void;
+}
+
 /** The other processes, as the first one runs them. */
 class ProcessGroup {
   readonly #server: Server;
@@ -239,72 +252,85 @@ class ProcessGroup {
       serialization: 'json',
     });
     this.#children.add(child);
-    const started = performance.now();
-    let ready = false;
     return new Promise<void>((resolve, reject) => {
-      child.on('message', (message: ClusterMessage) => {
-        switch (message.kind) {
-          case 'simple-ipc:loaded':
-            // A process that loaded while the group was stopping never gets the socket.
-            if (this.#stopping !== 'no') child.send({ kind: 'simple-ipc:stop', hard: true });
-            else child.send({ kind: 'simple-ipc:listen' }, listener);
-            break;
-          case 'simple-ipc:ready':
-            ready = true;
-            // A stop that came while this process was loading.
-            if (this.#stopping !== 'no') {
-              child.send({ kind: 'simple-ipc:stop', hard: this.#stopping === 'hard' });
-            }
-            resolve();
-            break;
-          case 'simple-ipc:failed':
-            reject(new SimpleIpcError(ErrorCode.HANDLER_FAILED, message.message));
-            break;
-          case 'simple-ipc:stopping':
-            if (message.reason === 'quit') this.#server.stopFor({ kind: 'quit' });
-            break;
-          case 'simple-ipc:handler-error':
-            this.#options.onHandlerError?.(errorFromData(message.error));
-            break;
-          case 'simple-ipc:debug':
-            this.#options.debug?.(message.message);
-            break;
-        }
-      });
-      child.on('error', (err) => {
-        reject(
-          new SimpleIpcError(ErrorCode.OTHER, `cannot start a server process: ${err.message}`, {
-            cause: err,
-          }),
-        );
-      });
-      child.on('exit', (code, signal) => {
-        this.#children.delete(child);
-        if (!ready) {
-          reject(
-            new SimpleIpcError(
-              ErrorCode.HANDLER_FAILED,
-              `a server process exited while starting (${signal ?? `exit code ${code}`})`,
-            ),
-          );
-        } else if (this.#stopping === 'no') {
-          // Died while serving: its connections are cut; another process takes its place.
-          this.#options.debug?.(
-            `a server process exited (${signal ?? `exit code ${code}`}); starting another`,
-          );
-          const delay = performance.now() - started < RESTART_DELAY_MS ? RESTART_DELAY_MS : 0;
-          setTimeout(() => {
-            if (this.#stopping === 'no') {
-              this.#spawn().catch((err: unknown) =>
-                this.#options.debug?.(`no process replaced it: ${(err as Error).message}`),
-              );
-            }
-          }, delay).unref();
-        }
-        this.#maybeClosed();
-      });
+      const member: Member = {
+        child,
+        listener,
+        started: performance.now(),
+        ready: false,
+        resolve,
+        reject,
+      };
+      child.on('message', (message: ClusterMessage) => this.#onMessage(member, message));
+      child.on('error', (err) => this.#onError(member, err));
+      child.on('exit', (code, signal) => this.#onExit(member, code, signal));
       child.send(this.#serve);
     });
+  }
+
+  #onMessage(member: Member, message: ClusterMessage): void {
+    const child = member.child;
+    switch (message.kind) {
+      case 'simple-ipc:loaded':
+        // A process that loaded while the group was stopping never gets the socket.
+        if (this.#stopping !== 'no') child.send({ kind: 'simple-ipc:stop', hard: true });
+        else child.send({ kind: 'simple-ipc:listen' }, member.listener);
+        break;
+      case 'simple-ipc:ready':
+        member.ready = true;
+        // A stop that came while this process was loading.
+        if (this.#stopping !== 'no') {
+          child.send({ kind: 'simple-ipc:stop', hard: this.#stopping === 'hard' });
+        }
+        member.resolve();
+        break;
+      case 'simple-ipc:failed':
+        member.reject(new SimpleIpcError(ErrorCode.HANDLER_FAILED, message.message));
+        break;
+      case 'simple-ipc:stopping':
+        if (message.reason === 'quit') this.#server.stopFor({ kind: 'quit' });
+        break;
+      case 'simple-ipc:handler-error':
+        this.#options.onHandlerError?.(errorFromData(message.error));
+        break;
+      case 'simple-ipc:debug':
+        this.#options.debug?.(message.message);
+        break;
+    }
+  }
+
+  #onError(member: Member, err: Error): void {
+    member.reject(
+      new SimpleIpcError(ErrorCode.OTHER, `cannot start a server process: ${err.message}`, {
+        cause: err,
+      }),
+    );
+  }
+
+  #onExit(member: Member, code: number | null, signal: NodeJS.Signals | null): void {
+    this.#children.delete(member.child);
+    const how = signal ?? `exit code ${code}`;
+    if (!member.ready) {
+      member.reject(
+        new SimpleIpcError(
+          ErrorCode.HANDLER_FAILED,
+          `a server process exited while starting (${how})`,
+        ),
+      );
+    } else if (this.#stopping === 'no') {
+      // Died while serving: its connections are cut; another process takes its place.
+      this.#options.debug?.(`a server process exited (${how}); starting another`);
+      const early = performance.now() - member.started < RESTART_DELAY_MS;
+      setTimeout(() => this.#replace(), early ? RESTART_DELAY_MS : 0).unref();
+    }
+    this.#maybeClosed();
+  }
+
+  #replace(): void {
+    if (this.#stopping !== 'no') return;
+    this.#spawn().catch((err: unknown) =>
+      this.#options.debug?.(`no process replaced it: ${(err as Error).message}`),
+    );
   }
 
   #listener(): NetServer {

@@ -45,6 +45,13 @@ interface ResultWaiter {
 }
 
 /**
+ * Who consumes an {@link InboundMessage}: nobody yet; {@link InboundMessage.takeWhole} (took
+ * it complete); {@link InboundMessage.whole} (collecting it to the end); or an iterator
+ * (streaming it in pieces).
+ */
+type Consumer = 'none' | 'taken' | 'collecting' | 'streaming';
+
+/**
  * A message being received. Consume it once, either whole ({@link whole}) or as an async
  * iterable of payload pieces (`for await`). The pieces are views of the socket's chunks: no
  * copy is made until {@link whole} joins them once.
@@ -57,11 +64,9 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
   #pieces: Buffer[] = [];
   #queued = 0;
   #paused = false;
-  #streaming = false;
-  #collecting = false;
-  #consumed = false;
+  #consumer: Consumer = 'none';
   #error: Error | undefined;
-  #collector: ((err: Error | undefined, payload?: Buffer) => void) | undefined;
+  #waiter: Waiter | undefined;
   #resultWaiters: ResultWaiter[] = [];
 
   /** @internal */
@@ -122,11 +127,12 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
     // Until a consumer claims the message, and while a streaming one is behind, the socket
     // is paused past the high-water mark. A whole-message consumer takes everything (its
     // bound is maxSize).
-    if (this.#queued > this.#highWaterMark && !this.#paused && !this.#collecting) {
+    const consumer = this.#consumer;
+    if (this.#queued > this.#highWaterMark && !this.#paused && consumer !== 'collecting') {
       this.#paused = true;
       this.#flow.pause();
     }
-    if (this.#streaming) this.#wake();
+    if (consumer === 'streaming') this.#wake();
   }
 
   /** Declares that no more bytes will come; fails the message if its flush is missing. */
@@ -145,9 +151,9 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
     this.#error = err;
     this.#pieces = [];
     this.#queued = 0;
-    const collector = this.#collector;
-    this.#collector = undefined;
-    collector?.(err);
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    waiter?.reject(err);
     const resultWaiters = this.#resultWaiters;
     this.#resultWaiters = [];
     for (const resultWaiter of resultWaiters) resultWaiter.reject(err);
@@ -157,27 +163,18 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
    * The whole payload as one Buffer, once the flush has arrived.
    * @throws the error that ended the message early.
    */
-  whole(): Promise<Buffer> {
-    return new Promise<Buffer>((resolve, reject) => {
-      this.collect((err, payload) => (err === undefined ? resolve(payload!) : reject(err)));
-    });
-  }
-
-  /**
-   * @internal {@link whole} with a callback: `done(undefined, payload)` once the flush has
-   * arrived, or `done(err)` with the error that ended the message (at once if it has already
-   * ended). A client's exchange settles its one Promise from here, with no Promise of its own.
-   */
-  collect(done: (err: Error | undefined, payload?: Buffer) => void): void {
-    this.#claim('whole');
-    this.#collecting = true;
+  async whole(): Promise<Buffer> {
+    this.#claim('collecting');
     if (this.#paused) {
       this.#paused = false;
       this.#flow.resume();
     }
-    if (this.#error !== undefined) done(this.#error);
-    else if (this.#decoder.done) done(undefined, this.#join());
-    else this.#collector = done;
+    while (!this.#decoder.done) {
+      if (this.#error !== undefined) throw this.#error;
+      await this.#wait();
+    }
+    if (this.#error !== undefined) throw this.#error;
+    return this.#join();
   }
 
   /**
@@ -185,7 +182,7 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
    * @throws the error that ended the message, or `ERR_IPC_TRUNCATED` if it is incomplete.
    */
   takeWhole(): Buffer {
-    this.#claim('whole');
+    this.#claim('taken');
     if (this.#error !== undefined) throw this.#error;
     if (!this.#decoder.done) {
       throw new SimpleIpcError(ErrorCode.TRUNCATED, 'the message is not complete yet');
@@ -209,8 +206,7 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
    * no generator machinery, which matters at 16,000 pieces per GiB.
    */
   [Symbol.asyncIterator](): AsyncIterator<Buffer> {
-    this.#claim('stream');
-    this.#streaming = true;
+    this.#claim('streaming');
     this.#highWaterMark = this.#limits.streamingHighWaterMark ?? this.#limits.highWaterMark;
     return new PieceIterator(this);
   }
@@ -262,24 +258,29 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
   /** @internal Called when the consumer stops early (`break` in a `for await`). */
   onReturn: (() => void) | undefined;
 
-  #claim(how: string): void {
-    if (this.#consumed) {
+  #claim(consumer: Exclude<Consumer, 'none'>): void {
+    if (this.#consumer !== 'none') {
       throw new SimpleIpcError(
         ErrorCode.INVALID_ARGUMENT,
-        `a message can be consumed once (tried again as ${how})`,
+        `a message can be consumed once (tried again as ${consumer === 'streaming' ? 'stream' : 'whole'})`,
       );
     }
-    this.#consumed = true;
+    this.#consumer = consumer;
+  }
+
+  #wait(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#waiter = { resolve, reject };
+    });
   }
 
   #wake(): void {
     // An error is never pending here: fail() settles every waiter itself.
-    const collector = this.#collector;
-    if (collector !== undefined && this.#decoder.done) {
-      this.#collector = undefined;
-      collector(undefined, this.#join());
-    }
     if (this.#resultWaiters.length > 0) this.#settleResultWaiters();
+    const waiter = this.#waiter;
+    if (waiter === undefined) return;
+    this.#waiter = undefined;
+    waiter.resolve();
   }
 }
 

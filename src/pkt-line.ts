@@ -54,7 +54,8 @@ const HEX_DIGITS = '0123456789abcdef';
  * Returns the packet length (0, 1 and 2 for the special packets; 4..65520 for data).
  *
  * @throws {@link SimpleIpcError} `ERR_PKT_LINE_LENGTH` for non-hex digits, the length 3, or fewer
- *   than 4 bytes at `offset`; `ERR_PKT_LINE_TOO_LONG` above 65520.
+ *   than 4 bytes at `offset` (a negative one too); `ERR_PKT_LINE_TOO_LONG` above 65520;
+ *   `ERR_IPC_INVALID_ARGUMENT` if `bytes` is not a Uint8Array or `offset` not a whole number.
  */
 export function parsePacketLength(bytes: Uint8Array, offset = 0): number {
   // Without this check a missing byte reads as undefined, which `|` and `<<` turn into 0:
@@ -66,9 +67,7 @@ export function parsePacketLength(bytes: Uint8Array, offset = 0): number {
     bytes.length - offset >= 4
   )) {
     if (!(bytes instanceof Uint8Array)) throw invalidArgument('bytes', bytes, 'a Uint8Array');
-    if (!Number.isInteger(offset) || offset < 0) {
-      throw invalidArgument('offset', offset, 'a whole number of at least 0');
-    }
+    if (!Number.isInteger(offset)) throw invalidArgument('offset', offset, 'a whole number');
     throw new SimpleIpcError(
       ErrorCode.PKT_LINE_LENGTH,
       `a packet length is 4 bytes; ${Math.max(0, bytes.length - offset)} at offset ${offset}`,

@@ -338,7 +338,6 @@ test('the codec checks its arguments: never a wrong answer or a TypeError from i
   await rejectsArgument(() => encodeMessage(null as unknown as string), 'payload', null);
   await rejectsArgument(() => parsePacketLength('0004' as unknown as Uint8Array), 'bytes', '0004');
   await rejectsArgument(() => parsePacketLength(Buffer.from('00040004'), 1.5), 'offset', 1.5);
-  await rejectsArgument(() => parsePacketLength(Buffer.from('0004'), -1), 'offset', -1);
   const target = Buffer.alloc(8);
   await rejectsArgument(() => writePacketLength(target, 1.5, 4), 'offset', 1.5);
   await rejectsArgument(() => writePacketLength(target, 5, 4), 'offset', 5);
