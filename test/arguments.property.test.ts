@@ -238,7 +238,9 @@ async function hold<T>(
           markInterruptAsFailure: false,
           ...seed,
         });
-  if ('failed' in more && more.failed && more.numRuns > 0) fail(more);
+  // A budget that ran out before the first extra run ended is no failure (fast-check reports it
+  // as one after 0 tests on a loaded machine); a counterexample is never an interruption.
+  if ('failed' in more && more.failed && !more.interrupted) fail(more);
   const elapsed = Math.round(performance.now() - started);
   t.diagnostic(
     `${first.numRuns + more.numRuns} runs in ${elapsed} ms (seeds ${first.seed}, ${more.seed})`,
