@@ -637,13 +637,16 @@ export class Server {
     this.#stopReason = reason;
     this.#group?.stop(false);
     this.#watch?.stop();
-    if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
     const listener = this.#listener;
     if (listener === undefined) this.#listenerClosed = true;
     else listener.close();
-    // Connections whose handler has not started are dropped, as Git drops its queue.
+    // Connections whose handler has not started are dropped, as Git drops its queue. Those
+    // whose response is written end when their client hangs up (the sweeper still times them
+    // out): destroying them could cut off bytes still on their way, as the quitting client's
+    // (writes to a Windows pipe complete later; its last chunks and flush were lost).
     for (const conversation of this.#conversations) {
-      if (conversation.phase !== Phase.Running) conversation.socket.destroy();
+      const phase = conversation.phase;
+      if (phase === Phase.Reading || phase === Phase.Waiting) conversation.socket.destroy();
     }
     this.#ready.length = 0;
     this.#readyHead = 0;
@@ -654,6 +657,7 @@ export class Server {
     if (this.#finished || this.#stopReason === undefined) return;
     if (!this.#listenerClosed || this.#conversations.size > 0) return;
     this.#finished = true;
+    if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
     const identity = this.#identity;
     const done =
       identity === undefined ? Promise.resolve(false) : removeIfOurs(this.#path, identity);
