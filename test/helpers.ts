@@ -5,10 +5,20 @@
  */
 
 import { type SpawnOptions, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { test as nodeTest, type TestContext, type TestOptions } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { getActiveState, PktLineDecoder, pipeNameFor, USES_NAMED_PIPES } from '../src/index.js';
@@ -240,15 +250,23 @@ export async function rawExchange(
   });
 }
 
+/** A user without this one's rights, and a Node that user can run. */
+export interface OtherUser {
+  /** Spawn options: the `nobody` user when this one is root, nothing otherwise. */
+  spawn: { uid?: number; gid?: number };
+  /** This same Node, where that user can reach it, else a link or copy where they can. */
+  node: string;
+}
+
 /**
- * Spawn options that run a child as a user without this one's rights, for testing what
- * permissions refuse: as root, the `nobody` user (root passes every permission check, so
- * chmod alone proves nothing); as anyone else, that user itself (chmod suffices). Undefined
- * where neither works (root without a `nobody` user, or Windows).
+ * A user without this one's rights, for testing what permissions refuse: as root, the `nobody`
+ * user (root passes every permission check, so chmod alone proves nothing); as anyone else,
+ * that user itself (chmod suffices). Undefined where neither works: Windows, root without a
+ * `nobody` user, or a project folder that `nobody` cannot read.
  */
-export function otherUser(): { uid?: number; gid?: number } | undefined {
+export function otherUser(): OtherUser | undefined {
   if (process.platform === 'win32') return undefined;
-  if (process.getuid!() !== 0) return {};
+  if (process.getuid!() !== 0) return { spawn: {}, node: process.execPath };
   let passwd: string;
   try {
     passwd = readFileSync('/etc/passwd', 'utf8');
@@ -256,7 +274,48 @@ export function otherUser(): { uid?: number; gid?: number } | undefined {
     return undefined;
   }
   const nobody = /^nobody:[^:]*:(\d+):(\d+):/m.exec(passwd);
-  return nobody === null ? undefined : { uid: Number(nobody[1]), gid: Number(nobody[2]) };
+  if (nobody === null) return undefined;
+  // The child imports the built library from this project.
+  if (!openToOthers(fileURLToPath(new URL('../src/index.js', import.meta.url)), 0o004)) {
+    return undefined;
+  }
+  return { spawn: { uid: Number(nobody[1]), gid: Number(nobody[2]) }, node: nodeForOthers() };
+}
+
+/**
+ * Whether someone who is neither the owner nor in the group can reach `path` (search rights on
+ * every folder above it) and has `bit` (0o004 read, 0o001 execute) on it.
+ */
+function openToOthers(path: string, bit: number): boolean {
+  for (let dir = dirname(path); ; dir = dirname(dir)) {
+    if ((statSync(dir).mode & 0o001) === 0) return false;
+    if (dirname(dir) === dir) return (statSync(path).mode & bit) !== 0;
+  }
+}
+
+let othersNode: string | undefined;
+
+/**
+ * This Node's executable where other users can run it: itself, or (when it lies in a private
+ * folder, as a runtime cached below root's home does) a hard link or copy in a temp folder open
+ * to all, removed when this process exits.
+ */
+function nodeForOthers(): string {
+  if (openToOthers(process.execPath, 0o001)) return process.execPath;
+  if (othersNode === undefined) {
+    const dir = mkdtempSync(join(tmpdir(), 'sipc-node-'));
+    chmodSync(dir, 0o755);
+    const node = join(dir, 'node');
+    try {
+      linkSync(process.execPath, node);
+    } catch {
+      copyFileSync(process.execPath, node);
+    }
+    chmodSync(node, 0o755);
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    othersNode = node;
+  }
+  return othersNode;
 }
 
 /** Resolves after `ms`. */

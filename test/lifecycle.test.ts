@@ -667,7 +667,9 @@ test(
 test('ERR_IPC_ACCESS_DENIED: a directory this user may not write, a dead socket it may not probe', async (t) => {
   const user = otherUser();
   if (user === undefined) {
-    t.skip('needs a user without the rights: run as root (with a "nobody" user) or as non-root');
+    t.skip(
+      'needs a user without these rights who can read the project: run as non-root, or as root with a "nobody" user and the project in a folder open to all',
+    );
     return;
   }
   const dir = tempDir(t);
@@ -695,9 +697,9 @@ test('ERR_IPC_ACCESS_DENIED: a directory this user may not write, a dead socket 
       }
     }`;
   const r = await runProcess(
-    process.execPath,
+    user.node,
     ['--input-type=module', '-e', script, library, join(readOnly, 's'), join(shared, 's')],
-    { ...user, timeoutMs: 30_000 },
+    { ...user.spawn, timeoutMs: 30_000 },
   );
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(r.stdout.toString().trim().split('\n'), [
