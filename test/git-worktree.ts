@@ -55,7 +55,9 @@ export async function makeWorktree(
     try {
       await stopMonitor(ipc, gitAnyExit);
     } finally {
-      rmSync(top, { recursive: true, force: true });
+      // A server of this process may still be removing its socket from .git while this runs
+      // (clean-ups registered later run after this one), so a folder can refill once: retry.
+      rmSync(top, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
     }
   });
   const init = await runProcess(build.git, ['init', '-q', '--template=', '-b', 'main', root], {
