@@ -30,9 +30,9 @@ import {
   ROOT,
   runProcess,
   socketGone,
+  START_RACE_UNDER_WINE,
   tempDir,
   test,
-  wineDiffers,
 } from './helpers.js';
 
 const LIBRARY = pathToFileURL(join(ROOT, 'dist', 'src', 'index.js')).href;
@@ -140,9 +140,7 @@ async function until(
 test(
   '10 concurrent client processes start one server and all get answers',
   {
-    skip: wineDiffers(
-      'Wine ignores FILE_FLAG_FIRST_PIPE_INSTANCE, so daemons starting at the same instant can all create the pipe; Windows documents that CreateNamedPipe then fails with ERROR_ACCESS_DENIED (EADDRINUSE in libuv)',
-    ),
+    skip: START_RACE_UNDER_WINE,
   },
   async (t) => {
     const f = fixture(t);

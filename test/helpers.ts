@@ -50,6 +50,11 @@ export function wineDiffers(why: string): string | false {
   return UNDER_WINE ? `Wine differs from Windows: ${why}` : false;
 }
 
+/** The skip reason of a test of servers racing to start, which Wine cannot show. */
+export const START_RACE_UNDER_WINE = wineDiffers(
+  'Wine ignores FILE_FLAG_FIRST_PIPE_INSTANCE, so servers starting at the same instant can all create the pipe (checked: two node:net servers both listen on one name); Windows documents that CreateNamedPipe then fails with ERROR_ACCESS_DENIED, which libuv reports as EADDRINUSE',
+);
+
 /**
  * What `node:net` must be given to reach the server at `path`: the path itself on Unix, the
  * named pipe Git derives from it on Windows (for raw peers that bypass the library).

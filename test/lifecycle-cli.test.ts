@@ -33,10 +33,10 @@ import {
   PROCESS_SLOWNESS,
   runCli,
   runProcess,
+  START_RACE_UNDER_WINE,
   tempDir,
   test,
   unixOnly,
-  wineDiffers,
 } from './helpers.js';
 
 /** A `run-daemon` process running in the background, killed when the test ends. */
@@ -197,9 +197,7 @@ test('a fresh lock is respected, with a clear error', { skip: LOCK_FILE_ONLY }, 
 test(
   'servers started at once: exactly one serves, the others say "already in use" (or "starting")',
   {
-    skip: wineDiffers(
-      'Wine ignores FILE_FLAG_FIRST_PIPE_INSTANCE, so daemons starting at the same instant can all create the pipe; Windows documents that CreateNamedPipe then fails with ERROR_ACCESS_DENIED (EADDRINUSE in libuv)',
-    ),
+    skip: START_RACE_UNDER_WINE,
   },
   async (t) => {
     const dir = tempDir(t);

@@ -46,10 +46,10 @@ import {
   otherUser,
   pathOfLength,
   runProcess,
+  START_RACE_UNDER_WINE,
   tempDir,
   test,
   unixOnly,
-  wineDiffers,
 } from './helpers.js';
 
 async function handler(request: Buffer, reply: (c: string) => Promise<void>) {
@@ -372,9 +372,7 @@ test(
 test(
   'servers started at once in one process: exactly one serves',
   {
-    skip: wineDiffers(
-      'Wine ignores FILE_FLAG_FIRST_PIPE_INSTANCE, so servers starting at the same instant can all create the pipe (checked: two node:net servers both listen on one name); Windows documents that CreateNamedPipe then fails with ERROR_ACCESS_DENIED, which libuv reports as EADDRINUSE',
-    ),
+    skip: START_RACE_UNDER_WINE,
   },
   async (t) => {
     const dir = tempDir(t);
@@ -461,9 +459,7 @@ function racer(path: string): {
 test(
   'servers started at the same instant in separate processes: exactly one serves',
   {
-    skip: wineDiffers(
-      'Wine ignores FILE_FLAG_FIRST_PIPE_INSTANCE, so servers starting at the same instant can all create the pipe (checked: two node:net servers both listen on one name); Windows documents that CreateNamedPipe then fails with ERROR_ACCESS_DENIED, which libuv reports as EADDRINUSE',
-    ),
+    skip: START_RACE_UNDER_WINE,
   },
   async (t) => {
     const dir = tempDir(t);
