@@ -56,8 +56,8 @@ try {
   note('lost-' + err.code);
   process.exit(1);
 }
-note('listening');
 stopOnSignals(server);
+note('listening');
 await server.closed;
 note('stopped');
 `;
@@ -222,6 +222,11 @@ test('startDaemon: what the daemon prints goes to the log file; it stops on SIGT
   const { pid } = await startDaemon(f.path, daemonOptions(f, { logFile }));
   assert.equal((await sendCommand(f.path, 'pid')).toString(), String(pid));
   await until('the log line', () => readFileSync(logFile, 'utf8').includes(`daemon ${pid} here`));
+  // The server answers as soon as it listens, which can be before the daemon's next line has set
+  // its signal handlers: wait for the daemon to say it has, or SIGTERM would kill it outright.
+  await until('the signal handlers', () =>
+    readEvents(f.events).some((e) => e.what === 'listening'),
+  );
   // SIGTERM on Unix (the daemon stops gracefully); on Windows a signal ends a process at once.
   if (process.platform === 'win32') await sendCommand(f.path, 'quit');
   else process.kill(pid, 'SIGTERM');
