@@ -267,18 +267,25 @@ function listen(path: string, options: InstallOptions): Promise<NetServer> {
 }
 
 /**
- * Runs `listen` with `backlog` pipe instances waiting for clients, the named-pipe form of a
- * listen backlog. libuv keeps 4 by default; when a burst of clients finds every instance taken
- * (ERROR_PIPE_BUSY) they all wait in WaitNamedPipeW, and each freed instance wakes every one of
- * them to race for it. Measured under Wine on 2 loaded cores: 200 clients at once, 56 of them
- * still busy after Git's 30 s deadline with 4 instances; all 200 answered in 17 s with 64.
- * Node takes the count only from NODE_PENDING_PIPE_INSTANCES, read while listen() makes the
- * handle: set for that call, unless the user set it.
+ * The most named-pipe instances a server keeps waiting for clients. Each is a kernel object made
+ * when the server starts, and libuv allocates the whole count at once: a backlog of 2^31 - 1
+ * aborted the process (out of memory) before this cap. A Unix kernel likewise caps a listen
+ * backlog (Linux at `net.core.somaxconn`).
+ */
+export const MAX_PIPE_INSTANCES = 1024;
+
+/**
+ * Runs `listen` with `backlog` pipe instances (1 to {@link MAX_PIPE_INSTANCES}) waiting for
+ * clients, the named-pipe form of a listen backlog. libuv keeps 4 by default; when a burst of
+ * clients finds every instance taken (ERROR_PIPE_BUSY) they all wait in WaitNamedPipeW, and each
+ * freed instance wakes every one of them to race for it (docs/lifecycle.md, Windows). Node takes
+ * the count only from NODE_PENDING_PIPE_INSTANCES, read while listen() makes the handle: set for
+ * that call, unless the user set it.
  */
 function withPipeInstances<T>(backlog: number, listen: () => T): T {
   const env = process.env;
   if (env.NODE_PENDING_PIPE_INSTANCES !== undefined) return listen();
-  env.NODE_PENDING_PIPE_INSTANCES = String(Math.max(1, backlog));
+  env.NODE_PENDING_PIPE_INSTANCES = String(Math.min(Math.max(1, backlog), MAX_PIPE_INSTANCES));
   try {
     return listen();
   } finally {

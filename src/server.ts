@@ -101,8 +101,9 @@ export interface ServerOptions {
   queueSize?: number | undefined;
   /**
    * Listen backlog: a whole number from 0 to 2^31 - 1. Default 50 (Git's). With Windows named
-   * pipes: how many pipe instances wait for clients (libuv's own default is 4), unless
-   * `NODE_PENDING_PIPE_INSTANCES` is set.
+   * pipes: how many pipe instances wait for clients (libuv's own default is 4), at most 1024,
+   * unless `NODE_PENDING_PIPE_INSTANCES` is set. A Unix kernel caps the backlog too (Linux at
+   * `net.core.somaxconn`).
    */
   backlog?: number | undefined;
   /**

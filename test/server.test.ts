@@ -44,6 +44,17 @@ test('a handler that writes nothing still gets a flush; many chunks arrive in or
   assert.equal(many.toString(), expected);
 });
 
+test('the largest backlog is taken: the server starts and answers', async (t) => {
+  // On Windows the backlog is the count of pipe instances libuv makes at once: uncapped, this
+  // one aborted the process, out of memory.
+  const path = join(tempDir(t), 's');
+  const server = await startServer(path, (_request, reply) => reply('pong'), {
+    backlog: 2 ** 31 - 1,
+  });
+  t.after(() => server.destroy());
+  assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
+});
+
 test('probes and malformed requests never reach the handler; the server keeps serving', async (t) => {
   const path = join(tempDir(t), 's');
   let calls = 0;
