@@ -491,6 +491,7 @@ export class Server {
           : phase === Phase.Finishing || conversation.waitingForDrain
             ? this.#responseTicks
             : 0;
+      if (limit > 0 && phase !== Phase.Reading) conversation.noteBytesTaken(tick);
       if (limit > 0 && tick - conversation.activeTick > limit) {
         this.#stats.timeouts++;
         this.#debug?.('closed a stalled client');
@@ -724,6 +725,8 @@ class Conversation {
   /** The socket failed or closed before the handler ended. */
   clientGone = false;
   #controller: AbortController | undefined;
+  /** Response bytes the client had taken at the last sweep. */
+  #taken = 0;
 
   constructor(server: Server, socket: TaggedSocket, tick: number) {
     this.server = server;
@@ -755,6 +758,20 @@ class Conversation {
   /** True while a reply waits for the client to take bytes. */
   get waitingForDrain(): boolean {
     return this.socket.writableNeedDrain;
+  }
+
+  /**
+   * Counts response bytes the client took since the last look as activity: a long response to a
+   * client that reads steadily is not a stall, however long it takes in all. Bytes written and
+   * not yet taken stay in `writableLength`; the rest of `bytesWritten` has left.
+   */
+  noteBytesTaken(tick: number): void {
+    const socket = this.socket;
+    const taken = (socket.bytesWritten ?? 0) - socket.writableLength;
+    if (taken !== this.#taken) {
+      this.#taken = taken;
+      this.activeTick = tick;
+    }
   }
 
   /**

@@ -531,6 +531,43 @@ test('responseTimeout closes a client that takes no response bytes; the handler 
   assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
 });
 
+test('responseTimeout: a client that reads steadily is never cut off, however long the response', async (t) => {
+  const path = join(tempDir(t), 's');
+  const piece = Buffer.alloc(1 << 20, 4);
+  const server = await startServer(
+    path,
+    async (_request, reply) => {
+      for (let i = 0; i < 16; i++) await reply(piece);
+    },
+    { responseTimeout: 500 },
+  );
+  t.after(() => server.destroy());
+  // Reads 64 KiB every 10 ms: 16 MiB take over 2.5 s, five times the timeout, and the server
+  // waits for the client to take bytes the whole time.
+  const socket = await rawConnect(path);
+  t.after(() => socket.destroy());
+  socket.pause();
+  socket.write(encodeMessage('slowly'));
+  let received = 0;
+  const started = performance.now();
+  const closed = new Promise((resolve) => socket.once('close', resolve));
+  let done = false;
+  void closed.then(() => (done = true));
+  while (!done) {
+    const chunk = socket.read(64 << 10) as Buffer | null;
+    if (chunk !== null) received += chunk.length;
+    else if (socket.readableEnded || socket.destroyed) break;
+    await delay(10);
+  }
+  received += (socket.read() as Buffer | null)?.length ?? 0;
+  await closed;
+  const took = performance.now() - started;
+  assert.ok(took > 1000, `the response took ${took.toFixed(0)} ms, well past the timeout`);
+  assert.ok(received > 16 << 20, `got ${received} bytes`);
+  assert.equal(server.stats().timeouts, 0);
+  assert.equal(server.stats().responses, 1);
+});
+
 test('responseTimeout 0 lets a client take as long as it likes', async (t) => {
   const path = join(tempDir(t), 's');
   const piece = Buffer.alloc(1 << 20, 4);
