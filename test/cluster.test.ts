@@ -235,7 +235,7 @@ test(
 
 test(
   "another process's handler errors reach onHandlerError; destroy() cuts its conversations",
-  { timeout: 60_000 },
+  { timeout: 60_000, skip: onWindows },
   async (t) => {
     const dir = tempDir(t);
     const module = writeModule(dir, 'pid.mjs', PID_HANDLER);
@@ -272,7 +272,7 @@ test(
 
 test(
   'the signal option stops every process of a clustered server',
-  { timeout: 60_000 },
+  { timeout: 60_000, skip: onWindows },
   async (t) => {
     const dir = tempDir(t);
     const module = writeModule(dir, 'pid.mjs', PID_HANDLER);

@@ -41,7 +41,9 @@ function buildDir(): { dir: string; from: string } {
 }
 
 const where = buildDir();
-const gitPath = join(where.dir, 'bin', 'git');
+// On Windows only a Windows build will do (a Linux build in the folder is not a program there).
+const EXE = process.platform === 'win32' ? '.exe' : '';
+const gitPath = join(where.dir, 'bin', `git${EXE}`);
 
 /** The Git build, or undefined when there is none. */
 export const GIT_BUILD: GitBuild | undefined = executable(gitPath)
@@ -52,7 +54,7 @@ export const GIT_BUILD: GitBuild | undefined = executable(gitPath)
 export const GIT_BUILD_SKIP: string | false =
   GIT_BUILD === undefined
     ? `no Git build: ${gitPath} (from ${where.from}) is missing; set SIMPLE_IPC_GIT_DIR to a ` +
-      'folder holding bin/git (Git 2.55 or later) to run this'
+      `folder holding bin/git${EXE} (Git 2.55 or later) to run this`
     : false;
 
 function testToolPath(): { path: string | undefined; skip: string | false } {
@@ -62,7 +64,7 @@ function testToolPath(): { path: string | undefined; skip: string | false } {
       ? { path: env, skip: false }
       : { path: undefined, skip: `SIMPLE_IPC_GIT_TEST_TOOL names ${env}, which is not a program` };
   }
-  const built = join(where.dir, 'helper', 'test-tool');
+  const built = join(where.dir, 'helper', `test-tool${EXE}`);
   return executable(built)
     ? { path: built, skip: false }
     : {
