@@ -17,7 +17,7 @@ import {
 import {
   delay,
   netAddress,
-  otherUser,
+  otherUserOrSkip,
   runProcess,
   tempDir,
   test,
@@ -383,13 +383,8 @@ test('connect and sendCommand: a dead socket is ERR_IPC_NOT_LISTENING; a path be
 });
 
 test('getActiveState: a socket this user may not connect to is other-error', async (t) => {
-  const user = otherUser();
-  if (user === undefined) {
-    t.skip(
-      'needs a user without these rights who can read the project: run as non-root, or as root with a "nobody" user and the project in a folder open to all',
-    );
-    return;
-  }
+  const user = otherUserOrSkip(t);
+  if (user === undefined) return;
   const dir = tempDir(t);
   chmodSync(dir, 0o755); // reachable by the other user
   const path = join(dir, 's');
