@@ -6,7 +6,7 @@
  * Scenarios, each with in-thread and worker-pool servers measured alternately in the same run
  * (the order rotates every run, so all sides meet the same background load), figures the
  * medians over the runs and ratios the medians of the per-run ratios:
- * - a CPU-bound handler (an 8 KiB request hashed 200 times, chained sha256: about 2 ms) with
+ * - a CPU-bound handler (an 8 KiB request hashed 200 times, chained sha256; its cost is in docs/workers.md) with
  *   `--clients` concurrent clients (default 8): in-thread, 1 worker, 2 workers;
  * - a trivial handler (`ping` -> `pong`), one client at a time: the latency the hop adds;
  * - the same trivial handler with `--clients` concurrent clients.

@@ -18,9 +18,9 @@ import type { TestToolOptions } from './test-tool.js';
 
 /**
  * Fewest requests in all for which `multiple` starts worker threads. Starting one (a second
- * Node instance that loads the client) cost 50 to 70 ms of CPU on Node 26 here, as much as 500
- * to 700 round trips (see docs/benchmarks.md), so Git's small test runs (5 to 30 senders of 10
- * requests) stay on one thread.
+ * Node instance that loads the client) costs as much CPU as hundreds of round trips (measured
+ * in docs/benchmarks.md, "Many requests from one command"), so Git's small test runs (5 to 30
+ * senders of 10 requests) stay on one thread.
  */
 export const MIN_REQUESTS_FOR_THREADS = 2000;
 

@@ -172,8 +172,9 @@ const COPY_BELOW = 4096;
 // First shared-packet buffer: only as large as a short reply and its flush need. It comes from
 // Node's 8 KiB buffer pool, and a small one leaves the pool to many replies: at 2 KiB, a new
 // pool was allocated every fourth reply, which made a one-packet response cost several times
-// as much CPU (measured in docs/benchmarks.md). The next ones grow eightfold up to one full packet: a reply that goes on soon gets
-// few, large packets, and a short one never allocates 64 KiB.
+// as much CPU (measured in docs/benchmarks.md). The next ones grow eightfold up to one full
+// packet: a reply that goes on soon gets few, large packets, and a short one never allocates
+// 64 KiB.
 const FIRST_SCRATCH = 64;
 const SCRATCH_GROWTH = 8;
 

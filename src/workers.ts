@@ -5,29 +5,28 @@
  * the handler's work moves. Git's C server gets its cores from `nr_threads` OS threads; this is
  * the opt-in equivalent for Node. See docs/workers.md for what it costs and when it pays.
  *
- * The same file is the workers' entry point: loaded in a worker thread started by a pool, it
- * imports the application's module and serves requests posted to it.
+ * This file is the pool, on the main thread; src/worker-thread.ts is what runs in each worker,
+ * and src/worker-protocol.ts the messages between them.
  *
  * @module
  */
 
 import { availableParallelism } from 'node:os';
-import {
-  isMainThread,
-  type MessagePort,
-  parentPort,
-  type ResourceLimits,
-  Worker,
-  workerData,
-} from 'node:worker_threads';
+import { type ResourceLimits, Worker } from 'node:worker_threads';
 import { ErrorCode, SimpleIpcError } from './errors.js';
-import { type ErrorData, errorData, errorFromData, moduleHref } from './handoff.js';
+import { errorFromData, moduleHref } from './handoff.js';
 import type { HandlerResult, QUIT, Reply, RequestHandler } from './server.js';
 import { integer, invalidArgument, optionsObject } from './validate.js';
-
-// The registered symbol behind server.ts's QUIT (Symbol.for is shared by all modules of a
-// thread), named here so that a worker does not load the whole server just to recognise it.
-const QUIT_SIGNAL: typeof QUIT = Symbol.for('simple-ipc.quit') as typeof QUIT;
+import {
+  ACK_AT,
+  costOf,
+  type FromWorker,
+  post,
+  QUIT_SIGNAL,
+  transferable,
+  WORKER_MODULE,
+  type WorkerStart,
+} from './worker-protocol.js';
 
 /** One piece of a worker's reply. */
 export type WorkerChunk = string | Uint8Array;
@@ -164,67 +163,12 @@ function checkResourceLimits(value: unknown): ResourceLimits | undefined {
   return limits;
 }
 
-// Messages between the threads: small arrays, a tag first. Main to worker:
-const RUN = 0; // [RUN, id, request]
-const ACK = 1; // [ACK, id, cost]: that much of the reply has been taken by reply()
-const CANCEL = 2; // [CANCEL, id]: the client is gone, stop producing
-// Worker to main:
-const READY = 3; // [READY]
-const LOAD_FAILED = 4; // [LOAD_FAILED, error]
-const CHUNK = 5; // [CHUNK, id, chunk]
-const END = 6; // [END, id, lastChunk | undefined, quit]
-const FAIL = 7; // [FAIL, id, error]
-
-/**
- * How much of its reply a worker may have in flight (posted, not yet taken by `reply()`)
- * before it waits: enough to keep the socket busy, little enough to bound the main thread's
- * memory when the client reads slowly. Acknowledged in halves, so not one message per chunk.
- */
-const WINDOW = 256 * 1024;
-const ACK_AT = WINDOW / 2;
-/** Counted per chunk on top of its bytes, so that tiny chunks are bounded in number too. */
-const CHUNK_COST = 64;
-
-function costOf(chunk: WorkerChunk): number {
-  return (typeof chunk === 'string' ? chunk.length : chunk.byteLength) + CHUNK_COST;
-}
-
 function failed(message: string, cause?: unknown): SimpleIpcError {
   return new SimpleIpcError(
     ErrorCode.HANDLER_FAILED,
     message,
     cause === undefined ? {} : { cause },
   );
-}
-
-/**
- * The bytes of `view` as something that can be transferred: the view itself when it spans its
- * whole (transferable) ArrayBuffer, else an exact copy. Posting a partial view untransferred
- * would copy its entire backing store instead (a pooled 8 KiB slab for a 10-byte Buffer).
- */
-function transferable(view: Uint8Array): Uint8Array {
-  const buffer = view.buffer;
-  if (
-    buffer instanceof ArrayBuffer &&
-    view.byteOffset === 0 &&
-    view.byteLength === buffer.byteLength
-  ) {
-    return view;
-  }
-  return new Uint8Array(view);
-}
-
-/** Posts `message`, transferring `bytes` if it can; falls back to a copy (e.g. wasm memory). */
-function post(port: MessagePort | Worker, message: unknown[], bytes: Uint8Array | undefined): void {
-  if (bytes === undefined) {
-    port.postMessage(message);
-    return;
-  }
-  try {
-    port.postMessage(message, [bytes.buffer as ArrayBuffer]);
-  } catch {
-    port.postMessage(message);
-  }
 }
 
 interface Job {
@@ -238,7 +182,7 @@ interface Job {
   pending: number;
   /** Reply cost taken and not yet acknowledged to the worker. */
   unacked: number;
-  /** The worker has finished (END seen); the job resolves once `pending` is 0. */
+  /** The worker has finished ('end' seen); the job resolves once `pending` is 0. */
   ended: boolean;
   quit: boolean;
   /** Resolved or rejected: later messages of this job are ignored. */
@@ -361,8 +305,9 @@ class WorkerPool {
       markBooted = (err) => (err === undefined ? resolve() : reject(err));
     });
     booted.catch(noop); // seen by ready(), if anyone waits
-    const worker = new Worker(new URL(import.meta.url), {
-      workerData: { [WORKER_MARK]: this.#href },
+    const start: WorkerStart = { [WORKER_MODULE]: this.#href };
+    const worker = new Worker(new URL('./worker-thread.js', import.meta.url), {
+      workerData: start,
       ...(this.#resourceLimits === undefined ? {} : { resourceLimits: this.#resourceLimits }),
     });
     const slot: Slot = {
@@ -375,7 +320,7 @@ class WorkerPool {
     };
     this.#slots.add(slot);
     this.#booting++;
-    worker.on('message', (message: unknown[]) => this.#onMessage(slot, message));
+    worker.on('message', (message: FromWorker) => this.#onMessage(slot, message));
     worker.on('error', (err) => {
       slot.death = err;
     });
@@ -389,50 +334,48 @@ class WorkerPool {
     slot.worker.ref();
     const request = transferable(job.request!);
     job.request = undefined;
-    post(slot.worker, [RUN, job.id, request], request);
+    post(slot.worker, { kind: 'run', id: job.id, request }, request);
   }
 
-  #onMessage(slot: Slot, message: unknown[]): void {
+  #onMessage(slot: Slot, message: FromWorker): void {
     const job = slot.job;
-    switch (message[0]) {
-      case CHUNK:
-        if (job !== undefined && !job.settled) this.#write(slot, job, message[2] as WorkerChunk);
+    switch (message.kind) {
+      case 'chunk':
+        if (job !== undefined && !job.settled) this.#write(slot, job, message.chunk);
         return;
-      case END:
+      case 'end':
         if (job === undefined) return;
         this.#release(slot);
         if (job.settled) return;
-        if (message[2] !== undefined) this.#write(slot, job, message[2] as WorkerChunk);
+        if (message.last !== undefined) this.#write(slot, job, message.last);
         job.ended = true;
-        job.quit = message[3] === true;
+        job.quit = message.quit;
         if (job.pending === 0) this.#settle(job);
         return;
-      case FAIL:
+      case 'fail':
         if (job === undefined) return;
         this.#release(slot);
         this.#settle(
           job,
           failed(
-            `the worker handler failed: ${(message[2] as ErrorData).message}`,
-            errorFromData(message[2] as ErrorData),
+            `the worker handler failed: ${message.error.message}`,
+            errorFromData(message.error),
           ),
         );
         return;
-      case READY:
+      case 'ready':
         slot.ready = true;
         this.#booting--;
         slot.markBooted();
         this.#release(slot);
         return;
-      case LOAD_FAILED: {
-        const data = message[1] as ErrorData;
+      case 'load-failed':
         slot.death = failed(
-          `cannot load the worker module ${this.#href}: ${data.message}`,
-          errorFromData(data),
+          `cannot load the worker module ${this.#href}: ${message.error.message}`,
+          errorFromData(message.error),
         );
         void slot.worker.terminate();
         return;
-      }
     }
   }
 
@@ -446,7 +389,7 @@ class WorkerPool {
         if (job.settled) return;
         job.unacked += cost;
         if (job.unacked >= ACK_AT && slot.job === job) {
-          slot.worker.postMessage([ACK, job.id, job.unacked]);
+          post(slot.worker, { kind: 'ack', id: job.id, cost: job.unacked });
           job.unacked = 0;
         }
         if (job.ended && job.pending === 0) this.#settle(job);
@@ -457,7 +400,7 @@ class WorkerPool {
         // The client is gone: fail now, and tell the worker to stop producing. It stays busy
         // until it says it has stopped.
         this.#settle(job, err);
-        if (slot.job === job) slot.worker.postMessage([CANCEL, job.id]);
+        if (slot.job === job) post(slot.worker, { kind: 'cancel', id: job.id });
       },
     );
   }
@@ -516,130 +459,3 @@ class WorkerPool {
 }
 
 function noop(): void {}
-
-// ---------------------------------------------------------------------------------------------
-// The worker side.
-
-const WORKER_MARK = 'simple-ipc:worker-module';
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return typeof (value as PromiseLike<unknown> | null | undefined)?.then === 'function';
-}
-
-/** Runs in a worker thread: loads the task module and serves the requests posted to it. */
-async function serveInWorker(port: MessagePort, href: string): Promise<void> {
-  let task: WorkerTask;
-  try {
-    const module = (await import(href)) as { default?: unknown };
-    if (typeof module.default !== 'function') {
-      throw new TypeError('its default export is not a function');
-    }
-    task = module.default as WorkerTask;
-  } catch (err) {
-    port.postMessage([LOAD_FAILED, errorData(err)]);
-    return;
-  }
-  // One job at a time: the pool sends the next one only after END or FAIL.
-  let current = -1;
-  let inFlight = 0;
-  let cancelled = false;
-  let wake: (() => void) | undefined;
-
-  const send = (id: number, chunk: unknown): void => {
-    if (typeof chunk === 'string') {
-      if (chunk === '') return;
-      inFlight += costOf(chunk);
-      port.postMessage([CHUNK, id, chunk]);
-    } else if (chunk instanceof Uint8Array) {
-      if (chunk.byteLength === 0) return;
-      inFlight += costOf(chunk);
-      const bytes = transferable(chunk);
-      post(port, [CHUNK, id, bytes], bytes);
-    } else {
-      throw new TypeError(`a reply chunk must be a string or a Uint8Array, not ${typeof chunk}`);
-    }
-  };
-
-  const serve = async (id: number, request: Uint8Array): Promise<void> => {
-    current = id;
-    inFlight = 0;
-    cancelled = false;
-    try {
-      let result: unknown = task(
-        Buffer.from(request.buffer, request.byteOffset, request.byteLength),
-      );
-      if (isThenable(result)) result = await result;
-      if (result === undefined || result === null || result === QUIT_SIGNAL) {
-        port.postMessage([END, id, undefined, result === QUIT_SIGNAL]);
-      } else if (typeof result === 'string') {
-        port.postMessage([END, id, result === '' ? undefined : result, false]);
-      } else if (result instanceof Uint8Array) {
-        const bytes = result.byteLength === 0 ? undefined : transferable(result);
-        post(port, [END, id, bytes, false], bytes);
-      } else {
-        const quit = await iterate(id, result);
-        port.postMessage([END, id, undefined, quit]);
-      }
-    } catch (err) {
-      port.postMessage([FAIL, id, errorData(err)]);
-    }
-  };
-
-  /** Sends what `result` yields, waiting for credit; true if it returned QUIT. */
-  const iterate = async (id: number, result: unknown): Promise<boolean> => {
-    const source = result as Partial<AsyncIterable<unknown> & Iterable<unknown>>;
-    const asyncIterator = source[Symbol.asyncIterator];
-    const syncIterator = source[Symbol.iterator];
-    const iterator: Iterator<unknown> | AsyncIterator<unknown> | undefined =
-      typeof asyncIterator === 'function'
-        ? asyncIterator.call(source)
-        : typeof syncIterator === 'function'
-          ? syncIterator.call(source)
-          : undefined;
-    if (iterator === undefined) {
-      throw new TypeError(
-        'the worker handler must return a string, a Uint8Array, an iterable of them, or QUIT',
-      );
-    }
-    for (;;) {
-      let step = iterator.next();
-      if (isThenable(step)) step = await step;
-      if (step.done) return step.value === QUIT_SIGNAL;
-      send(id, step.value);
-      while (inFlight >= WINDOW && !cancelled) {
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-        });
-      }
-      if (cancelled) {
-        await iterator.return?.();
-        return false;
-      }
-    }
-  };
-
-  port.on('message', (message: unknown[]) => {
-    switch (message[0]) {
-      case RUN:
-        void serve(message[1] as number, message[2] as Uint8Array); // reports its own failures
-        return;
-      case ACK:
-        if (message[1] === current) inFlight -= message[2] as number;
-        break;
-      case CANCEL:
-        if (message[1] === current) cancelled = true;
-        break;
-    }
-    if (wake !== undefined && (inFlight < WINDOW || cancelled)) {
-      const resolve = wake;
-      wake = undefined;
-      resolve();
-    }
-  });
-  port.postMessage([READY]);
-}
-
-if (!isMainThread && parentPort !== null) {
-  const href = (workerData as Record<string, unknown> | null)?.[WORKER_MARK];
-  if (typeof href === 'string') void serveInWorker(parentPort, href); // reports its own failures
-}

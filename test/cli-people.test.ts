@@ -247,15 +247,43 @@ test('call: errors and exit codes', async (t) => {
   );
 });
 
+/**
+ * Node options that make a process append the code of each failed socket connect to the file
+ * named by `SIMPLE_IPC_TEST_CONNECT_LOG`: a way to see a client's attempts from outside.
+ */
+const LOG_FAILED_CONNECTS = [
+  '--import',
+  `data:text/javascript,${encodeURIComponent(`
+    import { appendFileSync } from 'node:fs';
+    import { Socket } from 'node:net';
+    const connect = Socket.prototype.connect;
+    Socket.prototype.connect = function (...args) {
+      this.once('error', (err) =>
+        appendFileSync(process.env.SIMPLE_IPC_TEST_CONNECT_LOG, String(err.code) + '\\n'),
+      );
+      return connect.apply(this, args);
+    };
+  `)}`,
+];
+
 test('call --wait waits for a server that is starting', async (t) => {
-  const path = join(tempDir(t), 's');
-  const call = runCli(['call', '--wait', '--timeout=15000', path, 'hi']);
-  await delay(300);
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  const log = join(dir, 'connects.log');
+  writeFileSync(log, '');
+  const call = runProcess(
+    process.execPath,
+    [...LOG_FAILED_CONNECTS, CLI, 'call', '--wait', '--timeout=15000', path, 'hi'],
+    { env: { ...process.env, SIMPLE_IPC_TEST_CONNECT_LOG: log } },
+  );
+  // The server starts only once the call has found no socket at least once.
+  await until('the call to find no socket', () => readFileSync(log, 'utf8').includes('ENOENT'));
   const server = await startServer(path, (request, reply) => reply(`got ${request.toString()}`));
   t.after(() => server.destroy());
   const r = await call;
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout.toString(), 'got hi');
+  assert.equal(server.stats().responses, 1);
 });
 
 test('serve --exec cat: 1 MiB of random bytes round trip, byte-identical', async (t) => {

@@ -17,7 +17,7 @@ import {
 import {
   delay,
   netAddress,
-  otherUser,
+  otherUserOrSkip,
   runProcess,
   tempDir,
   test,
@@ -390,13 +390,8 @@ test(
 );
 
 test('getActiveState: a socket this user may not connect to is other-error', async (t) => {
-  const user = otherUser();
-  if (user === undefined) {
-    t.skip(
-      'needs a user without these rights who can read the project: run as non-root, or as root with a "nobody" user and the project in a folder open to all',
-    );
-    return;
-  }
+  const user = otherUserOrSkip(t);
+  if (user === undefined) return;
   const dir = tempDir(t);
   chmodSync(dir, 0o755); // reachable by the other user
   const path = join(dir, 's');

@@ -83,13 +83,12 @@ export const TEST_TOOL: string | undefined = tool.path;
 export const TEST_TOOL_SKIP: string | false = tool.skip;
 
 /**
- * The environment for a Git process: the caller's, without any GIT_* or proxy variable,
- * with no system or global configuration, `HOME` set to `home` (made if missing; without it, a
- * folder that does not exist), fixed
- * identities and dates, C locale, `GIT_EXEC_PATH` at the build, and the test tool's folder
- * and the build's `bin/` first on PATH.
+ * The environment for a Git process, whichever Git it is: the caller's, without any GIT_* or
+ * proxy variable, with no system or global configuration, `HOME` set to `home` (made if
+ * missing; without it, a folder that does not exist), fixed identities and dates, no advice,
+ * no prompt, C locale; then `extra`.
  */
-export function gitEnv(home?: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+export function isolatedGitEnv(home?: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   // Without a home of its own, one that does not exist: Git then reads no user configuration.
   if (home === undefined) home = join(tmpdir(), 'simple-ipc-no-home');
   else mkdirSync(home, { recursive: true });
@@ -98,15 +97,9 @@ export function gitEnv(home?: string, extra: NodeJS.ProcessEnv = {}): NodeJS.Pro
     if (!key.startsWith('GIT_') && !/_proxy$/i.test(key) && key !== 'XDG_CONFIG_HOME')
       env[key] = value;
   }
-  const path = [
-    ...(TEST_TOOL === undefined ? [] : [dirname(TEST_TOOL)]),
-    ...(GIT_BUILD === undefined ? [] : [GIT_BUILD.execPath]),
-    process.env['PATH'] ?? '',
-  ];
-  Object.assign(env, {
+  return Object.assign(env, {
     HOME: home,
     XDG_CONFIG_HOME: join(home, '.config'),
-    PATH: path.join(delimiter),
     GIT_CONFIG_NOSYSTEM: '1',
     GIT_CONFIG_GLOBAL: join(home, '.gitconfig'),
     GIT_AUTHOR_NAME: 'A U Thor',
@@ -120,8 +113,23 @@ export function gitEnv(home?: string, extra: NodeJS.ProcessEnv = {}): NodeJS.Pro
     NO_PROXY: '*',
     no_proxy: '*',
     LC_ALL: 'C',
+    ...extra,
+  });
+}
+
+/**
+ * The environment for the Git build and its test tool: {@link isolatedGitEnv}, with
+ * `GIT_EXEC_PATH` at the build, and the test tool's folder and the build's `bin/` first on PATH.
+ */
+export function gitEnv(home?: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const path = [
+    ...(TEST_TOOL === undefined ? [] : [dirname(TEST_TOOL)]),
+    ...(GIT_BUILD === undefined ? [] : [GIT_BUILD.execPath]),
+    process.env['PATH'] ?? '',
+  ];
+  return isolatedGitEnv(home, {
+    PATH: path.join(delimiter),
     ...(GIT_BUILD === undefined ? {} : { GIT_EXEC_PATH: GIT_BUILD.execPath }),
     ...extra,
   });
-  return env;
 }

@@ -16,7 +16,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { devNull, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, type TestContext } from 'node:test';
 import { testDaemon } from '../cli/test-daemon.js';
@@ -35,7 +35,7 @@ import {
   sendCommand,
   startServer,
 } from '../src/index.js';
-import { gitEnv, TEST_TOOL, TEST_TOOL_SKIP } from './git-build.js';
+import { gitEnv, isolatedGitEnv, TEST_TOOL, TEST_TOOL_SKIP } from './git-build.js';
 import {
   CLI,
   delay,
@@ -47,26 +47,9 @@ import {
   test,
 } from './helpers.js';
 
-// Git must not see the caller's configuration or repository (a hook may have set GIT_DIR),
-// nor a proxy for 127.0.0.1.
-const GIT_ENV: NodeJS.ProcessEnv = {};
-for (const [key, value] of Object.entries(process.env)) {
-  if (!key.startsWith('GIT_') && !/_proxy$/i.test(key)) GIT_ENV[key] = value;
-}
-Object.assign(GIT_ENV, {
-  GIT_CONFIG_NOSYSTEM: '1',
-  GIT_CONFIG_GLOBAL: devNull,
-  GIT_AUTHOR_NAME: 'A U Thor',
-  GIT_AUTHOR_EMAIL: 'author@example.com',
-  GIT_AUTHOR_DATE: '1700000000 +0000',
-  GIT_COMMITTER_NAME: 'C O Mitter',
-  GIT_COMMITTER_EMAIL: 'committer@example.com',
-  GIT_COMMITTER_DATE: '1700000000 +0000',
-  GIT_TERMINAL_PROMPT: '0',
-  NO_PROXY: '*',
-  no_proxy: '*',
-  LC_ALL: 'C',
-});
+// Git (the one on PATH) must not see the caller's configuration or repository (a hook may have
+// set GIT_DIR), nor a proxy for 127.0.0.1.
+const GIT_ENV = isolatedGitEnv();
 const V2 = { ...GIT_ENV, GIT_PROTOCOL: 'version=2' };
 
 /** Runs git; fails the test unless it exits 0. */

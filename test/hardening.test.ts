@@ -1,15 +1,18 @@
 /**
  * Abuse of a real `run-daemon --threads=8` process: garbage, stalled and vanishing clients,
  * load, descriptor exhaustion, huge requests. Each test ends by checking that the daemon is
- * healthy, answers a ping promptly, and kept its stderr quiet.
+ * healthy, answers a ping promptly, and kept its stderr quiet. Where a test counts what the
+ * server saw, it serves the daemon's handler in this process, to read the server's stats.
  */
 
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { testDaemon } from '../cli/test-daemon.js';
 import { connect, getActiveState, sendCommand, startServer } from '../src/index.js';
 import {
   CLI,
@@ -163,37 +166,97 @@ test('hundreds of stalled clients do not delay a well-behaved one', async (t) =>
   await assertHealthy(daemon);
 });
 
-test('vanishing clients cost nothing but a counter', async (t) => {
-  const daemon = await startDaemon(t);
+test('vanishing clients: each counted, no handler left running, the server still answers', async (t) => {
+  // The test daemon's own handler, served in this process so that its stats can be read.
+  const path = join(tempDir(t), 's');
+  let handlersFailed = 0;
+  let handlersFinished = 0;
+  const server = await startServer(
+    path,
+    {
+      async stream(request, reply, context) {
+        try {
+          const result = await testDaemon.stream(request, reply, context);
+          handlersFinished++;
+          return result;
+        } catch (err) {
+          handlersFailed++;
+          throw err;
+        }
+      },
+    },
+    { threads: 8 },
+  );
+  t.after(() => server.destroy());
   const gone: Promise<unknown>[] = [];
+  const requestBytes = { big: 11, cut: 18, slow: 12 };
   for (let i = 0; i < 30; i++) {
-    // Asks for a large answer and hangs up without reading it.
+    // Asks for a large answer (810,000 bytes, more than the socket buffers) and hangs up
+    // without reading it.
     gone.push(
-      rawConnect(daemon.path).then((s) => {
+      rawConnect(path).then((s) => {
         s.on('error', () => {});
         s.write('0007big0000', () => s.destroy());
       }),
     );
-    // Hangs up in the middle of its request.
+    // Hangs up in the middle of its request (a packet of 0x1000 bytes, 14 of them sent).
     gone.push(
-      rawConnect(daemon.path).then((s) => {
+      rawConnect(path).then((s) => {
         s.on('error', () => {});
         s.write('1000sendbytes xxxx', () => s.destroy());
       }),
     );
-    // Reads a little of a slow answer, then hangs up.
+    // Reads a little of a slow answer (1000 rows, 10 ms apart), then hangs up.
     gone.push(
-      rawConnect(daemon.path).then(async (s) => {
+      rawConnect(path).then(async (s) => {
         s.on('error', () => {});
         s.write('0008slow0000');
-        await delay(30);
+        await once(s, 'data');
         s.destroy();
       }),
     );
   }
   await Promise.all(gone);
-  await delay(100);
-  await assertHealthy(daemon);
+  await until(
+    'every vanished client to be done with',
+    () => {
+      const stats = server.stats();
+      return stats.connections === 90 && stats.queued === 0 && stats.running === 0;
+    },
+    15_000 * PROCESS_SLOWNESS,
+  );
+  const stats = server.stats();
+  // The 60 whole requests reached the handler and ended in a failed reply (none finished: a
+  // `slow` handler left running would take 10 s); the 30 cut ones never reached it.
+  assert.deepEqual(
+    {
+      requests: stats.requests,
+      clientGone: stats.clientGone,
+      badRequests: stats.badRequests,
+      responses: stats.responses,
+      handlerErrors: stats.handlerErrors,
+      rejected: stats.rejected,
+      timeouts: stats.timeouts,
+      bytesIn: stats.bytesIn,
+      handlersFailed,
+      handlersFinished,
+    },
+    {
+      requests: 60,
+      clientGone: 60,
+      badRequests: 30,
+      responses: 0,
+      handlerErrors: 0,
+      rejected: 0,
+      timeouts: 0,
+      bytesIn: 30 * (requestBytes.big + requestBytes.cut + requestBytes.slow),
+      handlersFailed: 60,
+      handlersFinished: 0,
+    },
+  );
+  assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
+  assert.equal(server.stats().responses, 1);
+  assert.equal(handlersFinished, 1);
 });
 
 test('a 1 GiB streamed request costs the daemon little memory', { skip: linuxOnly }, async (t) => {

@@ -269,7 +269,7 @@ export interface OtherUser {
  * that user itself (chmod suffices). Undefined where neither works: Windows, root without a
  * `nobody` user, or a project folder that `nobody` cannot read.
  */
-export function otherUser(): OtherUser | undefined {
+function otherUser(): OtherUser | undefined {
   if (process.platform === 'win32') return undefined;
   if (process.getuid!() !== 0) return { spawn: {}, node: process.execPath };
   let passwd: string;
@@ -285,6 +285,20 @@ export function otherUser(): OtherUser | undefined {
     return undefined;
   }
   return { spawn: { uid: Number(nobody[1]), gid: Number(nobody[2]) }, node: nodeForOthers() };
+}
+
+/**
+ * {@link otherUser} for test `t`; where there is none, `t` is marked skipped with the reason and
+ * the result is undefined (the test then returns).
+ */
+export function otherUserOrSkip(t: TestContext): OtherUser | undefined {
+  const user = otherUser();
+  if (user === undefined) {
+    t.skip(
+      'needs a user without these rights who can read the project: run as non-root, or as root with a "nobody" user and the project in a folder open to all',
+    );
+  }
+  return user;
 }
 
 /**

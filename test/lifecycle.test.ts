@@ -43,7 +43,7 @@ import { describeTheft, removeIfOurs } from '../src/ownership.js';
 import {
   delay,
   LOCK_FILE_ONLY,
-  otherUser,
+  otherUserOrSkip,
   pathOfLength,
   runProcess,
   START_RACE_UNDER_WINE,
@@ -661,13 +661,8 @@ test(
 );
 
 test('ERR_IPC_ACCESS_DENIED: a directory this user may not write, a dead socket it may not probe', async (t) => {
-  const user = otherUser();
-  if (user === undefined) {
-    t.skip(
-      'needs a user without these rights who can read the project: run as non-root, or as root with a "nobody" user and the project in a folder open to all',
-    );
-    return;
-  }
+  const user = otherUserOrSkip(t);
+  if (user === undefined) return;
   const dir = tempDir(t);
   chmodSync(dir, 0o755);
   // Read-only for the other user: no lock file, no socket can be made there.
