@@ -223,6 +223,11 @@ export interface ServerStats {
   rejected: number;
   /** Requests that were malformed, too large or cut short (the handler was not called). */
   badRequests: number;
+  /**
+   * Whole requests that never reached the handler: their client hung up while they waited for
+   * a free handler, or the server stopped first (as Git drops its queue).
+   */
+  dropped: number;
   /** Clients closed for sending or reading nothing within the timeouts. */
   timeouts: number;
   /** Clients that vanished while their response was being written. */
@@ -311,6 +316,7 @@ export class Server {
     badRequests: 0,
     timeouts: 0,
     clientGone: 0,
+    dropped: 0,
     handlerErrors: 0,
     acceptErrors: 0,
     bytesIn: 0,
@@ -551,7 +557,8 @@ export class Server {
     const phase = conversation.phase;
     if (phase === Phase.Reading || phase === Phase.Waiting) {
       this.#queued--;
-      if (phase === Phase.Reading) {
+      if (phase === Phase.Waiting) stats.dropped++;
+      else {
         if (!conversation.inbound.started) stats.probes++;
         else if (!conversation.timedOut) {
           stats.badRequests++;

@@ -226,11 +226,15 @@ test('vanishing clients: each counted, no handler left running, the server still
     15_000 * PROCESS_SLOWNESS,
   );
   const stats = server.stats();
-  // The 60 whole requests reached the handler and ended in a failed reply (none finished: a
-  // `slow` handler left running would take 10 s); the 30 cut ones never reached it.
+  // The 60 whole requests: each reached the handler and ended in a failed reply (none
+  // finished: a `slow` handler left running would take 10 s), or was dropped unanswered when
+  // its client left while it waited for a free handler (which of the two, for a `big` client,
+  // is timing; named pipes report the hang-up sooner). The 30 `slow` clients hang up only
+  // once they have an answer: theirs all ran. The 30 cut ones never reached the handler.
+  assert.equal(stats.requests + stats.dropped, 60, 'every whole request ran or was dropped');
+  assert.ok(stats.requests >= 30, `${stats.requests} requests ran`);
   assert.deepEqual(
     {
-      requests: stats.requests,
       clientGone: stats.clientGone,
       badRequests: stats.badRequests,
       responses: stats.responses,
@@ -242,18 +246,18 @@ test('vanishing clients: each counted, no handler left running, the server still
       handlersFinished,
     },
     {
-      requests: 60,
-      clientGone: 60,
+      clientGone: stats.requests,
       badRequests: 30,
       responses: 0,
       handlerErrors: 0,
       rejected: 0,
       timeouts: 0,
       bytesIn: 30 * (requestBytes.big + requestBytes.cut + requestBytes.slow),
-      handlersFailed: 60,
+      handlersFailed: stats.requests,
       handlersFinished: 0,
     },
   );
+
   assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
   assert.equal(server.stats().responses, 1);
   assert.equal(handlersFinished, 1);
