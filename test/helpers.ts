@@ -295,7 +295,9 @@ export function otherUserOrSkip(t: TestContext): OtherUser | undefined {
   const user = otherUser();
   if (user === undefined) {
     t.skip(
-      'needs a user without these rights who can read the project: run as non-root, or as root with a "nobody" user and the project in a folder open to all',
+      USES_NAMED_PIPES
+        ? 'Unix-only: file modes and another Unix user (who may connect to a pipe: docs/lifecycle.md)'
+        : 'needs a user without these rights who can read the project: run as non-root, or as root with a "nobody" user and the project in a folder open to all',
     );
   }
   return user;
