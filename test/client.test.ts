@@ -499,3 +499,20 @@ test('Connection.close(): resolves once closed, idempotent; the server sees a pr
     ['ERR_IPC_TRUNCATED', 'ERR_IPC_CONNECTION_CLOSED'].includes(err.code),
   );
 });
+
+test('a request on a connection closed already fails at once (it used to wait forever)', async (t) => {
+  const path = join(tempDir(t), 's');
+  const server = await startServer(path, (_r, reply) => reply('x'));
+  t.after(() => server.destroy());
+  const closed = await connect(path);
+  await closed.close();
+  await assert.rejects(closed.send('ping'), { code: 'ERR_IPC_CONNECTION_CLOSED' });
+  const closedToo = await connect(path);
+  await closedToo.close();
+  await assert.rejects(
+    async () => {
+      for await (const piece of closedToo.stream('ping')) assert.fail(`got ${piece.toString()}`);
+    },
+    { code: 'ERR_IPC_CONNECTION_CLOSED' },
+  );
+});
