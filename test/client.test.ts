@@ -238,6 +238,28 @@ test('tryConnect honours an AbortSignal', async (t) => {
   );
 });
 
+test('sendCommand: a first attempt that fails goes on with the retry rules', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'later');
+  await assert.rejects(sendCommand(path, 'x'), { code: 'ERR_IPC_PATH_NOT_FOUND' });
+  await assert.rejects(sendCommand(path, 'x', { waitIfNotFound: true, timeout: 100 }), {
+    code: 'ERR_IPC_NOT_LISTENING',
+  });
+  // Aborted while waiting between attempts.
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(), 100);
+  await assert.rejects(
+    sendCommand(path, 'x', { waitIfNotFound: true, timeout: 10_000, signal: controller.signal }),
+    { code: 'ABORT_ERR' },
+  );
+  // A server that appears 200 ms later is waited for, and answers.
+  const late = delay(200).then(() => startServer(path, (r, reply) => reply(`got ${String(r)}`)));
+  const answer = sendCommand(path, 'x', { waitIfNotFound: true, timeout: 10_000 });
+  const server = await late;
+  t.after(() => server.destroy());
+  assert.equal((await answer).toString(), 'got x');
+});
+
 test('connect throws coded errors', async (t) => {
   const dir = tempDir(t);
   await assert.rejects(connect(join(dir, 'nope')), (err: unknown) => {
