@@ -14,7 +14,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { USES_NAMED_PIPES, withSocketAddress } from './address.js';
 import { abortError, ErrorCode, SimpleIpcError, systemCode } from './errors.js';
 import { InboundMessage, OutboundMessage } from './message.js';
-import { PacketBuilder, toBuffer } from './pkt-line.js';
+import {
+  MessageDecoder,
+  PacketBuilder,
+  type PieceSink,
+  toBuffer,
+  writePacketLength,
+} from './pkt-line.js';
 import {
   abortSignal,
   boolean,
@@ -163,30 +169,45 @@ export async function tryConnect(
   path: string,
   options: ConnectOptions = {},
 ): Promise<ConnectResult> {
-  const settings = connectSettings(path, options);
+  const outcome = await connectWithRetries(path, connectSettings(path, options), undefined);
+  return outcome instanceof Socket
+    ? { state: ActiveState.LISTENING, connection: Connection.create(outcome, path) }
+    : outcome;
+}
+
+/** A connect that failed: the state, and the error that says why. */
+type ConnectFailure = Exclude<ConnectResult, { readonly state: 'listening' }>;
+
+/** The outcome of a first connection attempt that failed, and the deadline it was made under. */
+interface FirstAttempt {
+  readonly error: SimpleIpcError;
+  readonly deadline: number | undefined;
+}
+
+/**
+ * Connects with Git's retry rules ({@link tryConnect}), starting with an attempt of its own or,
+ * when `first` is given, from a first attempt that already failed.
+ */
+async function connectWithRetries(
+  path: string,
+  settings: ConnectSettings,
+  first: FirstAttempt | undefined,
+): Promise<Socket | ConnectFailure> {
   const timeout = settings.timeout;
   const signal = settings.signal;
-  // The clock is read only once a retry is needed (the first attempt takes microseconds).
-  let deadline: number | undefined;
-  // A named pipe whose every instance is taken is waited for inside the connect (see
-  // connectOnce): until the deadline with waitIfBusy, else not at all.
-  if (USES_NAMED_PIPES && settings.waitIfBusy) deadline = performance.now() + timeout;
+  // The clock is read only once a retry is needed (the first attempt takes microseconds), or
+  // up front for a named pipe waited for while busy (see connectOnce).
+  let deadline = first === undefined ? busyDeadline(settings) : first.deadline;
+  let outcome = first?.error;
   for (;;) {
-    if (signal?.aborted) throw abortError(signal);
-    let outcome: Socket | SimpleIpcError;
-    try {
-      const busyWait =
-        USES_NAMED_PIPES && settings.waitIfBusy ? Math.max(0, deadline! - performance.now()) : 0;
-      outcome = await connectOnce(path, settings.disallowChdir, busyWait, signal);
-    } catch (err) {
+    if (outcome === undefined) {
       if (signal?.aborted) throw abortError(signal);
-      outcome =
-        err instanceof SimpleIpcError
-          ? err
-          : new SimpleIpcError(ErrorCode.OTHER, String(err), { cause: err, path });
-    }
-    if (!(outcome instanceof SimpleIpcError)) {
-      return { state: ActiveState.LISTENING, connection: Connection.create(outcome, path) };
+      const attempt = await new Promise<Socket | SimpleIpcError>((resolve) => {
+        connectOnce(path, settings.disallowChdir, busyWait(deadline), signal, resolve);
+      });
+      if (!(attempt instanceof SimpleIpcError)) return attempt;
+      if (signal?.aborted) throw abortError(signal);
+      outcome = attempt;
     }
     const state = stateOf(outcome);
     const retry =
@@ -210,7 +231,22 @@ export async function tryConnect(
     } catch {
       throw abortError(signal!);
     }
+    outcome = undefined;
   }
+}
+
+/**
+ * A named pipe whose every instance is taken is waited for inside the connect (see
+ * connectOnce): until the deadline with waitIfBusy, else not at all. Elsewhere no deadline is
+ * needed before a retry.
+ */
+function busyDeadline(settings: ConnectSettings): number | undefined {
+  return USES_NAMED_PIPES && settings.waitIfBusy ? performance.now() + settings.timeout : undefined;
+}
+
+/** How long a connect may wait for a busy named pipe: the time left, or 0 for no wait. */
+function busyWait(deadline: number | undefined): number {
+  return USES_NAMED_PIPES && deadline !== undefined ? Math.max(0, deadline - performance.now()) : 0;
 }
 
 /** {@link ConnectOptions} checked, with their defaults. */
@@ -299,50 +335,77 @@ export async function connect(path: string, options: ConnectOptions = {}): Promi
  * @throws {@link SimpleIpcError} a connect error (see {@link connect}), an exchange error (see
  *   {@link Connection.send}), or `ERR_IPC_INVALID_ARGUMENT` (before connecting).
  */
-export async function sendCommand(
+export function sendCommand(
   path: string,
   request: Message,
   options: ConnectOptions & SendOptions = {},
 ): Promise<Buffer> {
-  // Everything is checked before connecting: a bad send option must not cost a connection.
-  checkMessage(request);
-  sendSettings(options);
-  const result = await tryConnect(path, options);
-  if (result.state !== ActiveState.LISTENING) throw result.error;
-  // send() hangs up whatever happens.
-  return result.connection.send(request, options);
+  // One Promise for the whole round trip, settled from the socket's events: each async layer
+  // (connect, exchange, collect) would add a Promise, a turn of the microtask queue and a
+  // look-up of `then` on the value it settled with. Only the retry path is async.
+  return new Promise<Buffer>((resolve, reject) => {
+    // Everything is checked before connecting: a bad send option must not cost a connection.
+    checkMessage(request);
+    const send = sendSettings(options);
+    const settings = connectSettings(path, options);
+    const signal = settings.signal;
+    if (signal?.aborted) throw abortError(signal);
+    const deadline = busyDeadline(settings);
+    connectOnce(path, settings.disallowChdir, busyWait(deadline), signal, (outcome) => {
+      if (!(outcome instanceof SimpleIpcError)) {
+        exchangeWhole(outcome, path, request, send, resolve, reject);
+      } else if (signal?.aborted) {
+        reject(abortError(signal));
+      } else {
+        // The first attempt failed: Git's retry rules, the ordinary way.
+        connectWithRetries(path, settings, { error: outcome, deadline }).then((result) => {
+          if (result instanceof Socket) exchangeWhole(result, path, request, send, resolve, reject);
+          else reject(result.error);
+        }, reject);
+      }
+    });
+  });
 }
 
+/**
+ * Makes one connection attempt; `done` gets the connected Socket or the error, once. A named
+ * pipe that is busy is waited for up to `busyWait` ms (see {@link BusyWatch}).
+ */
 function connectOnce(
   path: string,
   disallowChdir: boolean,
   busyWait: number,
   signal: AbortSignal | undefined,
-): Promise<Socket> {
-  return new Promise<Socket>((resolve, reject) => {
+  done: (outcome: Socket | SimpleIpcError) => void,
+): void {
+  let socket: Socket;
+  try {
     // A Socket made without options, then connected: `net.connect(options)` copies its options
     // object and adds fields to the copy, which on Node 20's V8 gives that copy a hidden class
     // of its own every time, so every property read of the stream set-up misses its cache (what
     // that costs is measured in docs/benchmarks.md, "A Node 20 pitfall").
-    const socket = withSocketAddress(path, { disallowChdir }, (address) =>
-      new Socket().connect(address),
+    socket = withSocketAddress(path, { disallowChdir }, (address) => new Socket().connect(address));
+  } catch (err) {
+    done(
+      err instanceof SimpleIpcError
+        ? err
+        : new SimpleIpcError(ErrorCode.OTHER, String(err), { cause: err, path }),
     );
-    const busy = USES_NAMED_PIPES
-      ? new BusyWatch(socket, path, busyWait, signal, reject)
-      : undefined;
-    const onError = (err: Error): void => {
-      socket.off('connect', onConnect);
-      busy?.settle();
-      reject(connectError(err, path));
-    };
-    const onConnect = (): void => {
-      socket.off('error', onError);
-      busy?.settle();
-      resolve(socket);
-    };
-    socket.once('error', onError);
-    socket.once('connect', onConnect);
-  });
+    return;
+  }
+  const busy = USES_NAMED_PIPES ? new BusyWatch(socket, path, busyWait, signal, done) : undefined;
+  const onError = (err: Error): void => {
+    socket.off('connect', onConnect);
+    busy?.settle();
+    done(connectError(err, path));
+  };
+  const onConnect = (): void => {
+    socket.off('error', onError);
+    busy?.settle();
+    done(socket);
+  };
+  socket.once('error', onError);
+  socket.once('connect', onConnect);
 }
 
 /**
@@ -365,10 +428,10 @@ class BusyWatch {
     path: string,
     busyWait: number,
     signal: AbortSignal | undefined,
-    reject: (err: Error) => void,
+    reject: (err: SimpleIpcError) => void,
   ) {
     this.#signal = signal;
-    const give = (err: Error): void => {
+    const give = (err: SimpleIpcError): void => {
       this.settle();
       socket.removeAllListeners('connect');
       socket.removeAllListeners('error');
@@ -491,13 +554,13 @@ export class Connection {
    *   `maxResponseSize`, `ERR_IPC_TIMEOUT`, `ERR_IPC_CONNECTION_CLOSED`, `ABORT_ERR`,
    *   `ERR_IPC_INVALID_ARGUMENT` (a bad request or option, or a second request).
    */
-  async send(request: Message, options: SendOptions = {}): Promise<Buffer> {
-    const inbound = this.#exchange(request, options);
-    try {
-      return await inbound.whole();
-    } finally {
-      this.destroy();
-    }
+  send(request: Message, options: SendOptions = {}): Promise<Buffer> {
+    return new Promise<Buffer>((resolve, reject) => {
+      checkMessage(request);
+      const send = sendSettings(options);
+      this.#claim();
+      exchangeWhole(this.#socket, this.#path, request, send, resolve, reject);
+    });
   }
 
   /**
@@ -541,9 +604,7 @@ export class Connection {
     return this.close();
   }
 
-  #exchange(request: Message, options: SendOptions): InboundMessage {
-    checkMessage(request);
-    const settings = sendSettings(options);
+  #claim(): void {
     if (this.#used) {
       throw new SimpleIpcError(
         ErrorCode.INVALID_ARGUMENT,
@@ -551,6 +612,12 @@ export class Connection {
       );
     }
     this.#used = true;
+  }
+
+  #exchange(request: Message, options: SendOptions): InboundMessage {
+    checkMessage(request);
+    const settings = sendSettings(options);
+    this.#claim();
     const socket = this.#socket;
     const inbound = new InboundMessage(
       { maxSize: settings.maxResponseSize, highWaterMark: 1 << 20 },
@@ -563,6 +630,14 @@ export class Connection {
     socket.on('end', () => inbound.end());
     socket.on('error', (err: Error) => exchange.onError(err));
     socket.on('close', () => exchange.onClose());
+    if (socket.closed) {
+      // Closed already: no event would come to end the response.
+      exchange.fail(
+        new SimpleIpcError(ErrorCode.CONNECTION_CLOSED, 'the connection is closed', {
+          path: this.#path,
+        }),
+      );
+    }
     const timeout = settings.timeout;
     if (timeout > 0) {
       socket.setTimeout(timeout, () =>
@@ -591,6 +666,147 @@ export class Connection {
       );
     }
     return inbound;
+  }
+}
+
+/**
+ * Sends a request on a connected socket and settles with the whole response, by callbacks
+ * from the socket's events (no Promise of its own); hangs up whatever happens.
+ */
+function exchangeWhole(
+  socket: Socket,
+  path: string,
+  request: Message,
+  settings: SendSettings,
+  resolve: (response: Buffer) => void,
+  reject: (err: Error) => void,
+): void {
+  const response = new WholeResponse(settings.maxResponseSize);
+  const signal = settings.signal;
+  const whole = typeof request === 'string' || request instanceof Uint8Array;
+  const outbound = whole ? undefined : new OutboundMessage(socket);
+  let settled = false;
+  let onAbort: (() => void) | undefined;
+  const finish = (err: Error | undefined): void => {
+    if (settled) return;
+    settled = true;
+    socket.destroy();
+    if (onAbort !== undefined) signal!.removeEventListener('abort', onAbort);
+    if (err === undefined) {
+      resolve(response.take());
+      return;
+    }
+    outbound?.abort(err);
+    reject(err);
+  };
+  socket.on('data', (chunk: Buffer) => {
+    let end: number;
+    try {
+      end = response.feed(chunk);
+    } catch (err) {
+      finish(err as Error);
+      return;
+    }
+    // The response is complete: the conversation is over, hang up.
+    if (end >= 0) finish(undefined);
+  });
+  socket.on('error', (err: Error) => {
+    finish(
+      new SimpleIpcError(
+        ErrorCode.CONNECTION_CLOSED,
+        `connection to '${path}' failed: ${err.message}`,
+        { cause: err, path },
+      ),
+    );
+  });
+  socket.on('close', () => {
+    if (!settled) finish(response.endError(path));
+  });
+  const timeout = settings.timeout;
+  if (timeout > 0) {
+    socket.setTimeout(timeout, () =>
+      finish(
+        new SimpleIpcError(
+          ErrorCode.TIMEOUT,
+          `the server at '${path}' sent nothing for ${timeout} ms`,
+          { path },
+        ),
+      ),
+    );
+  }
+  if (socket.closed) {
+    // Closed already: no event would come to settle the exchange.
+    finish(new SimpleIpcError(ErrorCode.CONNECTION_CLOSED, 'the connection is closed', { path }));
+    return;
+  }
+  if (signal !== undefined) {
+    if (signal.aborted) {
+      finish(abortError(signal));
+      return;
+    }
+    onAbort = () => finish(abortError(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+  }
+  if (whole) writeWhole(socket, request);
+  else {
+    writeRequest(outbound!, request as Iterable<string | Uint8Array>).catch((err) =>
+      finish(err as Error),
+    );
+  }
+}
+
+/**
+ * A whole response being received: the decoder, the payload pieces (views of the socket's
+ * chunks) and the size cap. Lighter than an {@link InboundMessage}, which also streams.
+ */
+class WholeResponse implements PieceSink {
+  readonly #decoder = new MessageDecoder();
+  readonly #maxSize: number;
+  #first: Buffer | undefined;
+  #more: Buffer[] | undefined;
+
+  constructor(maxSize: number) {
+    this.#maxSize = maxSize;
+  }
+
+  /** Decodes `chunk`; the offset past the flush once the response is complete, else -1. */
+  feed(chunk: Buffer): number {
+    return this.#decoder.push(chunk, this);
+  }
+
+  /** @internal */
+  onPiece(piece: Buffer): void {
+    if (this.#decoder.payloadBytes > this.#maxSize) {
+      throw new SimpleIpcError(
+        ErrorCode.TOO_LARGE,
+        `message is larger than the limit of ${this.#maxSize} bytes`,
+      );
+    }
+    if (this.#first === undefined) this.#first = piece;
+    else (this.#more ??= []).push(piece);
+  }
+
+  /** The error for a connection closed before the flush. */
+  endError(path: string): Error {
+    try {
+      this.#decoder.end();
+    } catch (err) {
+      return err as Error;
+    }
+    return new SimpleIpcError(
+      ErrorCode.TRUNCATED,
+      `the server at '${path}' hung up before the end of its response`,
+      { path },
+    );
+  }
+
+  /** The payload: the single piece itself, or all pieces joined once. */
+  take(): Buffer {
+    const first = this.#first;
+    if (first === undefined) return Buffer.alloc(0);
+    const more = this.#more;
+    if (more === undefined) return first;
+    return Buffer.concat([first, ...more], this.#decoder.payloadBytes);
   }
 }
 
@@ -651,12 +867,30 @@ function failedIterable(err: unknown): AsyncIterable<Buffer> {
   };
 }
 
-// Writes a whole request: its packets (views of the caller's bytes, no copy, unless short
-// enough to pack), then a flush, in one corked burst. A short string is encoded straight into
-// its packet.
+// A whole request of fewer bytes than this goes out as one Buffer of its own.
+const SHORT_REQUEST = 4096;
+
+// Writes a whole request. A short one is one new Buffer: header, payload and flush (the
+// PacketBuilder's object, lists and shared packet cost more than copying a few bytes). A longer
+// one is its packets (views of the caller's bytes, no copy, unless short enough to pack), then a
+// flush, in one corked burst; a short string is encoded straight into its packet.
 function writeWhole(socket: Socket, request: string | Uint8Array): void {
+  const text = typeof request === 'string';
+  // A string of n UTF-16 units takes at most 3n bytes in UTF-8.
+  if (text ? request.length * 3 < SHORT_REQUEST : request.length < SHORT_REQUEST) {
+    const size = text ? Buffer.byteLength(request) : request.length;
+    if (size > 0) {
+      const wire = Buffer.allocUnsafe(size + 8);
+      writePacketLength(wire, 0, size + 4);
+      if (text) wire.write(request, 4, 'utf8');
+      else wire.set(request, 4);
+      writePacketLength(wire, size + 4, 0);
+      socket.write(wire);
+      return;
+    }
+  }
   const builder = new PacketBuilder();
-  if (typeof request === 'string') builder.addString(request);
+  if (text) builder.addString(request);
   else builder.add(toBuffer(request));
   builder.addFlush();
   const parts = builder.take();

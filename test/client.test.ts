@@ -241,6 +241,28 @@ test('tryConnect honours an AbortSignal', async (t) => {
   );
 });
 
+test('sendCommand: a first attempt that fails goes on with the retry rules', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 'later');
+  await assert.rejects(sendCommand(path, 'x'), { code: 'ERR_IPC_PATH_NOT_FOUND' });
+  await assert.rejects(sendCommand(path, 'x', { waitIfNotFound: true, timeout: 100 }), {
+    code: 'ERR_IPC_NOT_LISTENING',
+  });
+  // Aborted while waiting between attempts.
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(), 100);
+  await assert.rejects(
+    sendCommand(path, 'x', { waitIfNotFound: true, timeout: 10_000, signal: controller.signal }),
+    { code: 'ABORT_ERR' },
+  );
+  // A server that appears 200 ms later is waited for, and answers.
+  const late = delay(200).then(() => startServer(path, (r, reply) => reply(`got ${String(r)}`)));
+  const answer = sendCommand(path, 'x', { waitIfNotFound: true, timeout: 10_000 });
+  const server = await late;
+  t.after(() => server.destroy());
+  assert.equal((await answer).toString(), 'got x');
+});
+
 test('connect throws coded errors', async (t) => {
   const dir = tempDir(t);
   await assert.rejects(connect(join(dir, 'nope')), (err: unknown) => {
@@ -499,5 +521,22 @@ test('Connection.close(): resolves once closed, idempotent; the server sees a pr
   await busy.close();
   await assert.rejects(answer, (err: SimpleIpcError) =>
     ['ERR_IPC_TRUNCATED', 'ERR_IPC_CONNECTION_CLOSED'].includes(err.code),
+  );
+});
+
+test('a request on a connection closed already fails at once (it used to wait forever)', async (t) => {
+  const path = join(tempDir(t), 's');
+  const server = await startServer(path, (_r, reply) => reply('x'));
+  t.after(() => server.destroy());
+  const closed = await connect(path);
+  await closed.close();
+  await assert.rejects(closed.send('ping'), { code: 'ERR_IPC_CONNECTION_CLOSED' });
+  const closedToo = await connect(path);
+  await closedToo.close();
+  await assert.rejects(
+    async () => {
+      for await (const piece of closedToo.stream('ping')) assert.fail(`got ${piece.toString()}`);
+    },
+    { code: 'ERR_IPC_CONNECTION_CLOSED' },
   );
 });
