@@ -136,7 +136,7 @@ export async function startClusteredServer(
   if (processes > 1 && USES_NAMED_PIPES) {
     throw new SimpleIpcError(
       ErrorCode.INVALID_ARGUMENT,
-      `a named pipe cannot be served from several processes on Windows (processes: ${processes}); use workerHandler() for CPU-bound handlers`,
+      `options.processes must be 1 on Windows, not ${processes}: a named pipe cannot be served from several processes (use workerHandler() for CPU-bound handlers)`,
     );
   }
   const server = Server.create(checkedPath, await loadHandler(href), settings);

@@ -429,8 +429,11 @@ test(
     const dir = tempDir(t);
     const module = writeModule(dir, 'pid.mjs', PID_HANDLER);
     const path = join(dir, 's');
-    await assert.rejects(startClusteredServer(path, module, { processes: 2 }), (err) =>
-      isSimpleIpcError(err, 'ERR_IPC_INVALID_ARGUMENT'),
+    await assert.rejects(
+      startClusteredServer(path, module, { processes: 2 }),
+      (err) =>
+        isSimpleIpcError(err, 'ERR_IPC_INVALID_ARGUMENT') &&
+        err.message.startsWith('options.processes must be 1 on Windows, not 2'),
     );
     assert.equal(await getActiveState(path), 'path-not-found');
     const server = await startClusteredServer(path, module);
