@@ -110,6 +110,11 @@ export function isolatedGitEnv(home?: string, extra: NodeJS.ProcessEnv = {}): No
     GIT_COMMITTER_DATE: '1700000000 +0000',
     GIT_TERMINAL_PROMPT: '0',
     GIT_ADVICE: '0',
+    // No background maintenance: `git commit` starts a detached `git maintenance run --auto`,
+    // which may still be writing in .git while a test's clean-up removes it (ENOTEMPTY).
+    GIT_CONFIG_COUNT: '1',
+    GIT_CONFIG_KEY_0: 'maintenance.auto',
+    GIT_CONFIG_VALUE_0: 'false',
     NO_PROXY: '*',
     no_proxy: '*',
     LC_ALL: 'C',
