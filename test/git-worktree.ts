@@ -7,13 +7,13 @@
  */
 
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { ActiveState, getActiveState } from '../src/index.js';
 import { GIT_BUILD, gitEnv } from './git-build.js';
-import { delay, type RunResult, runProcess } from './helpers.js';
+import { delay, type RunResult, removeTree, runProcess } from './helpers.js';
 
 /** A worktree and how to run the Git build in it. */
 export interface Worktree {
@@ -56,8 +56,8 @@ export async function makeWorktree(
       await stopMonitor(ipc, gitAnyExit);
     } finally {
       // A server of this process may still be removing its socket from .git while this runs
-      // (clean-ups registered later run after this one), so a folder can refill once: retry.
-      rmSync(top, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
+      // (clean-ups registered later run after this one).
+      await removeTree(top);
     }
   });
   const init = await runProcess(build.git, ['init', '-q', '--template=', '-b', 'main', root], {

@@ -16,6 +16,7 @@ import {
   rmSync,
   statSync,
 } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -147,8 +148,18 @@ export function recording(name: string): Buffer {
 /** A fresh temp dir, removed when the test ends (even if it fails). */
 export function tempDir(t: TestContext, prefix = 'sipc-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  t.after(() => removeTree(dir));
   return dir;
+}
+
+/**
+ * Removes a test's directory, asynchronously, retrying with a fresh listing: a server of this
+ * process may still be stopping in it (the lock file it takes to remove its socket comes and
+ * goes), and a synchronous removal, retries included, would block the event loop that server
+ * needs to finish (seen as ENOTEMPTY under load).
+ */
+export function removeTree(dir: string): Promise<void> {
+  return rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
 }
 
 /** What a finished process left behind. */
