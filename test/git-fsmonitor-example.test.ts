@@ -33,7 +33,7 @@ import {
 import { ActiveState, getActiveState, sendCommand } from '../src/index.js';
 import { GIT_BUILD_SKIP } from './git-build.js';
 import { makeWorktree, until, type Worktree } from './git-worktree.js';
-import { ROOT } from './helpers.js';
+import { ROOT, removeTree } from './helpers.js';
 
 const MAIN = join(ROOT, 'dist', 'examples', 'git-fsmonitor', 'main.js');
 const LINUX = process.platform === 'linux' ? false : 'the example watches with inotify (Linux)';
@@ -44,7 +44,7 @@ async function monitored(
   options: Parameters<typeof startMonitor>[1] = {},
 ): Promise<{ root: string; ipc: string; monitor: Monitor; log: string[] }> {
   const root = mkdtempSync(join(tmpdir(), 'sipc-mon-'));
-  t.after(() => rmSync(root, { recursive: true, force: true }));
+  t.after(() => removeTree(root));
   mkdirSync(join(root, '.git'));
   writeFileSync(join(root, 'tracked.txt'), 'x\n');
   mkdirSync(join(root, 'old', 'sub'), { recursive: true });
