@@ -608,7 +608,7 @@ test('startClusteredServer and workerHandler: any options give a clear error or 
             ? { ...serverOptions, processes }
             : serverOptions;
         // A named pipe is served by one process only (src/cluster.ts).
-        const most = process.platform === 'win32' ? 1 : 1024;
+        const most = USES_NAMED_PIPES ? 1 : 1024;
         const bad = badOptions(options, { ...SERVER_RULES, processes: count(1, most) });
         const path = nextPath();
         const result = judge(

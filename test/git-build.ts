@@ -111,7 +111,7 @@ export function isolatedGitEnv(home?: string, extra: NodeJS.ProcessEnv = {}): No
     GIT_TERMINAL_PROMPT: '0',
     GIT_ADVICE: '0',
     // No background maintenance: `git commit` starts a detached `git maintenance run --auto`,
-    // which may still be writing in .git while a test's clean-up removes it (ENOTEMPTY).
+    // a process no test waits for, which may write in .git after the test has ended.
     GIT_CONFIG_COUNT: '1',
     GIT_CONFIG_KEY_0: 'maintenance.auto',
     GIT_CONFIG_VALUE_0: 'false',
