@@ -304,6 +304,64 @@ test('every message round-trips: PacketBuilder or encodeMessage, then any chunks
   );
 });
 
+// Small chunks from several builders in turn share buffers cut from one arena; nothing one
+// builder writes may land in bytes another has already handed out (a socket may still hold
+// them), and each builder's packets must still carry exactly its own bytes.
+test('PacketBuilder: builders used in turn keep their bytes apart', () => {
+  const step = fc.tuple(
+    fc.nat({ max: 3 }), // which builder
+    fc.integer({ min: 1, max: 700 }), // chunk size: small, sometimes over the arena's regions
+    fc.nat(),
+    fc.constantFrom('bytes', 'string', 'take'),
+  );
+  fc.assert(
+    fc.property(fc.array(step, { maxLength: 80 }), (steps) => {
+      const sides = [0, 1, 2, 3].map(() => ({
+        builder: new PacketBuilder(),
+        handedOut: [] as Buffer[],
+        sent: [] as Buffer[],
+      }));
+      // Copies of everything handed out, taken at once: compared again at the end.
+      const snapshots: [Buffer, Buffer][] = [];
+      const hand = (side: (typeof sides)[number]): void => {
+        for (const part of side.builder.take()) {
+          side.handedOut.push(part);
+          snapshots.push([part, Buffer.from(part)]);
+        }
+      };
+      for (const [which, n, seed, action] of steps) {
+        const side = sides[which]!;
+        const data = filler(n, seed);
+        if (action === 'take') hand(side);
+        else if (action === 'bytes') {
+          side.builder.add(data);
+          side.sent.push(data);
+        } else {
+          const text = data.toString('hex').slice(0, n);
+          side.builder.addString(text);
+          side.sent.push(Buffer.from(text, 'latin1'));
+        }
+      }
+      for (const side of sides) {
+        side.builder.addFlush();
+        hand(side);
+        const bytes = Buffer.concat(side.handedOut);
+        const sizes = assertWellFormed(bytes);
+        const payload = Buffer.concat(side.sent);
+        assert.equal(
+          sizes.reduce((a, b) => a + b, 0),
+          payload.length,
+        );
+        const decoded = decodeMessage([bytes]);
+        assert.ok(Buffer.from(decoded.payload, 'hex').equals(payload));
+      }
+      for (const [part, copy] of snapshots)
+        assert.ok(part.equals(copy), 'bytes changed after hand-out');
+    }),
+    params(500),
+  );
+});
+
 /** Ways to break a well-formed message, and the code each must give. */
 const corruption = fc.oneof(
   fc.record({ kind: fc.constant('truncate' as const), at: fc.nat() }),
