@@ -331,11 +331,6 @@ export class OutboundMessage {
     return this.#ended;
   }
 
-  /** @internal Bytes handed to the socket so far (headers and flush included). */
-  get bytesWritten(): number {
-    return this.#builder.takenBytes;
-  }
-
   /**
    * Adds `data` to the message.
    * @returns a Promise that resolves when the caller may write more; it rejects if the socket
@@ -393,10 +388,10 @@ export class OutboundMessage {
     if (this.#ended) return;
     this.#ended = true;
     const builder = this.#builder;
-    const socket = this.#socket;
-    if (socket.destroyed) return;
     builder.addFlush();
     const parts = builder.take();
+    const socket = this.#socket;
+    if (socket.destroyed) return;
     if (parts.length === 1) {
       if (closeSocket) socket.end(parts[0]!);
       else socket.write(parts[0]!);

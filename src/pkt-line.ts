@@ -169,25 +169,14 @@ export function encodePacket(payload: string | Uint8Array): Buffer {
 
 // Payloads shorter than this are copied into a shared packet; longer ones are referenced.
 const COPY_BELOW = 4096;
-// First shared-packet buffer: only as large as a short reply and its flush need. A small one
-// leaves room to many replies in the arena below: at 2 KiB from Node's 8 KiB buffer pool, a
-// new pool was allocated every fourth reply, which made a one-packet response cost several
-// times as much CPU (measured in docs/benchmarks.md). The next ones grow eightfold up to one
-// full packet: a reply that goes on soon gets few, large packets, and a short one never
-// allocates 64 KiB.
+// First shared-packet buffer: only as large as a short reply and its flush need. It comes from
+// Node's 8 KiB buffer pool, and a small one leaves the pool to many replies: at 2 KiB, a new
+// pool was allocated every fourth reply, which made a one-packet response cost several times
+// as much CPU (measured in docs/benchmarks.md). The next ones grow eightfold up to one full
+// packet: a reply that goes on soon gets few, large packets, and a short one never allocates
+// 64 KiB.
 const FIRST_SCRATCH = 64;
 const SCRATCH_GROWTH = 8;
-
-// Small scratch regions are cut from a shared arena, as Node's buffer pool cuts small Buffers,
-// but without a Buffer object per region: a short message then costs one Buffer (the view
-// that is written), not two (its scratch and the view). A builder gives back the unused end
-// of its region when it is the arena's last, so that consecutive short messages sit side by
-// side. A region is never reused while the arena lives: a view written to a socket may still
-// be queued there. At 8 KiB, as Node's pool, a queued view keeps at most that much alive.
-const ARENA_SIZE = 8 * 1024;
-const ARENA_REGION_MAX = 512;
-let arena: Buffer | undefined;
-let arenaTop = ARENA_SIZE;
 
 /**
  * Turns outgoing bytes into packets with as few copies and buffers as possible.
@@ -204,18 +193,8 @@ export class PacketBuilder {
   // Where the open shared packet starts in #scratch (its header), and where it ends so far.
   #packetStart = 0;
   #cursor = 0;
-  // The end of this builder's region of #scratch (the arena's or a buffer of its own), and
-  // the region's size.
-  #end = 0;
-  #regionSize = 0;
   // Part of #scratch already handed to #out.
   #emitted = 0;
-  #takenBytes = 0;
-
-  /** @internal Bytes handed out by {@link PacketBuilder.take} so far. */
-  get takenBytes(): number {
-    return this.#takenBytes;
-  }
 
   /** Bytes packetized but not yet taken. */
   get pendingBytes(): number {
@@ -256,7 +235,10 @@ export class PacketBuilder {
       return;
     }
     const open = this.#cursor - this.#packetStart;
-    if (open > 0 && (open + most > LARGE_PACKET_MAX || this.#end - this.#cursor < most)) {
+    if (
+      open > 0 &&
+      (open + most > LARGE_PACKET_MAX || this.#scratch!.length - this.#cursor < most)
+    ) {
       this.#closePacket();
     }
     if (this.#cursor === this.#packetStart) {
@@ -284,9 +266,7 @@ export class PacketBuilder {
   take(): Buffer[] {
     this.#closePacket();
     this.#emitScratch();
-    this.#giveBack();
     const out = this.#out;
-    this.#takenBytes += this.#outBytes;
     this.#out = [];
     this.#outBytes = 0;
     return out;
@@ -300,7 +280,7 @@ export class PacketBuilder {
       const scratch = this.#scratch!;
       if (this.#cursor === this.#packetStart) this.#cursor += 4; // room for the header
       const room = Math.min(
-        this.#end - this.#cursor,
+        scratch.length - this.#cursor,
         LARGE_PACKET_MAX - (this.#cursor - this.#packetStart),
       );
       const take = Math.min(room, data.length - offset);
@@ -315,40 +295,17 @@ export class PacketBuilder {
   // handing the filled part of the old one to the output) when it has not.
   #reserve(bytes: number): void {
     const scratch = this.#scratch;
-    if (scratch !== undefined && this.#end - this.#cursor >= bytes) return;
+    if (scratch !== undefined && scratch.length - this.#cursor >= bytes) return;
     this.#emitScratch();
-    this.#giveBack();
     // Room for a flush behind the first packet; then growing up to one full packet.
     const size =
       scratch === undefined
         ? Math.max(FIRST_SCRATCH, bytes + 4)
-        : Math.max(bytes, Math.min(LARGE_PACKET_MAX, this.#regionSize * SCRATCH_GROWTH));
-    let start = 0;
-    if (size <= ARENA_REGION_MAX) {
-      if (arena === undefined || ARENA_SIZE - arenaTop < size) {
-        arena = Buffer.allocUnsafeSlow(ARENA_SIZE);
-        arenaTop = 0;
-      }
-      start = arenaTop;
-      arenaTop += size;
-      this.#scratch = arena;
-    } else {
-      this.#scratch = Buffer.allocUnsafe(size);
-    }
-    this.#regionSize = size;
-    this.#packetStart = start;
-    this.#cursor = start;
-    this.#emitted = start;
-    this.#end = start + size;
-  }
-
-  // Returns the unused end of the region to the arena, when nothing was cut after it. Only
-  // with no packet open: what is left of the region is then never written by this builder.
-  #giveBack(): void {
-    if (this.#scratch === arena && this.#end === arenaTop && this.#cursor === this.#packetStart) {
-      arenaTop = this.#cursor;
-      this.#end = this.#cursor;
-    }
+        : Math.max(bytes, Math.min(LARGE_PACKET_MAX, scratch.length * SCRATCH_GROWTH));
+    this.#scratch = Buffer.allocUnsafe(size);
+    this.#packetStart = 0;
+    this.#cursor = 0;
+    this.#emitted = 0;
   }
 
   #closePacket(): void {

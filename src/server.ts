@@ -553,7 +553,7 @@ export class Server {
     if (!this.#conversations.delete(conversation)) return;
     const stats = this.#stats;
     stats.bytesIn += conversation.socket.bytesRead;
-    stats.bytesOut += conversation.bytesWritten;
+    stats.bytesOut += conversation.socket.bytesWritten;
     const phase = conversation.phase;
     if (phase === Phase.Reading || phase === Phase.Waiting) {
       this.#queued--;
@@ -746,11 +746,6 @@ class Conversation {
   get outbound(): OutboundMessage {
     if (this.#outbound === undefined) this.#outbound = new OutboundMessage(this.socket);
     return this.#outbound;
-  }
-
-  /** Response bytes handed to the socket (counted here: Node's `bytesWritten` costs more). */
-  get bytesWritten(): number {
-    return this.#outbound === undefined ? 0 : this.#outbound.bytesWritten;
   }
 
   /** The handler's `reply`. */

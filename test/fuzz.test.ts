@@ -304,9 +304,10 @@ test('every message round-trips: PacketBuilder or encodeMessage, then any chunks
   );
 });
 
-// Small chunks from several builders in turn share buffers cut from one arena; nothing one
-// builder writes may land in bytes another has already handed out (a socket may still hold
-// them), and each builder's packets must still carry exactly its own bytes.
+// Several builders used in turn, as concurrent responses use theirs: nothing one builder
+// writes may land in bytes another has already handed out (a socket may still hold them), and
+// each builder's packets must carry exactly its own bytes. (A shared-arena variant of the
+// builder, its regions made to overlap on purpose, fails it.)
 test('PacketBuilder: builders used in turn keep their bytes apart', () => {
   const step = fc.tuple(
     fc.nat({ max: 3 }), // which builder
