@@ -392,12 +392,22 @@ test('the pool never keeps the process alive after the server stops', async (t) 
     'app.mjs',
     `import { sendCommand, startServer } from ${JSON.stringify(LIBRARY)};
      import { workerHandler } from ${JSON.stringify(WORKERS)};
+     // Which await was pending if the process ends early (exit 13: a top-level await left
+     // when nothing keeps the event loop alive, seen once under load).
+     let step = 'startServer';
+     process.on('exit', (code) => {
+       if (code !== 0) process.stderr.write('exit ' + code + ' while waiting for ' + step + '\\n');
+     });
      const handler = workerHandler(${JSON.stringify(module)}, { workers: 2 });
      const server = await startServer(${JSON.stringify(join(dir, 's'))}, handler);
+     step = 'the answers';
      const answers = await Promise.all([1, 2, 3, 4].map((i) => sendCommand(server.path, String(i))));
+     step = 'server.stop()';
      await server.stop();
      console.log(answers.join(','));
+     step = 'handler.close()';
      if (process.argv[2] === 'close') await handler.close();
+     step = 'nothing';
      // No close() otherwise: idle workers must not hold the process.`,
   );
   for (const mode of ['leave', 'close']) {
