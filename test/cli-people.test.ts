@@ -13,6 +13,7 @@ import { connect, getActiveState, isSimpleIpcError, startServer } from '../src/i
 import {
   CLI,
   delay,
+  killAndWait,
   PROCESS_SLOWNESS,
   ROOT,
   runCli,
@@ -77,18 +78,13 @@ function track(child: ChildProcess): void {
 function tempDir(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'sipc-people-'));
   t.after(async () => {
-    const running = [...children].filter((c) => c.exitCode === null && c.signalCode === null);
+    const running = [...children];
     children.clear();
-    await Promise.all(
-      running.map(
-        (child) =>
-          new Promise((resolve) => {
-            child.once('exit', resolve);
-            child.kill('SIGKILL');
-          }),
-      ),
-    );
-    rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
+    try {
+      await Promise.all(running.map(killAndWait));
+    } finally {
+      rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
+    }
   });
   return dir;
 }

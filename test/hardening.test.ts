@@ -17,6 +17,7 @@ import { connect, getActiveState, sendCommand, startServer } from '../src/index.
 import {
   CLI,
   delay,
+  killAndWait,
   PROCESS_SLOWNESS,
   rawConnect,
   rawExchange,
@@ -64,11 +65,11 @@ async function startDaemon(
     stderr += c.toString();
   });
   t.after(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await new Promise((resolve) => child.once('exit', resolve));
+    try {
+      await killAndWait(child);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
-    rmSync(dir, { recursive: true, force: true });
   });
   const end = performance.now() + 15_000 * PROCESS_SLOWNESS;
   while ((await getActiveState(path)) !== 'listening') {

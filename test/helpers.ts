@@ -4,7 +4,7 @@
  * a condition instead of sleeping.
  */
 
-import { type SpawnOptions, spawn } from 'node:child_process';
+import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
 import {
   chmodSync,
   copyFileSync,
@@ -176,6 +176,35 @@ export interface RunResult {
  * only guard against hangs are multiplied by it.
  */
 export const PROCESS_SLOWNESS = process.platform === 'win32' ? 4 : 1;
+
+/**
+ * Kills `child` with SIGKILL if it still runs, and resolves once it has exited. Rejects, naming
+ * the process, if it has not exited 10 s (times {@link PROCESS_SLOWNESS}) after the kill, so
+ * that a clean-up fails with a reason instead of hanging its file.
+ */
+export async function killAndWait(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGKILL');
+  const ms = 10_000 * PROCESS_SLOWNESS;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise((_resolve, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new Error(
+            `process ${child.pid} (${child.spawnargs.join(' ')}) still runs ${ms} ms after SIGKILL`,
+          ),
+        ),
+      ms,
+    );
+  });
+  try {
+    await Promise.race([exited, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /**
  * Runs the CLI with `args` and resolves when it exits. Killed after `timeoutMs` (default 30 s
