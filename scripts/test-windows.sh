@@ -140,7 +140,7 @@ for file in "${files[@]}"; do
   if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
     status="killed after $((file_timeout + 30)) s"
     # What still ran when it hung (Wine shows a Windows process by its command line).
-    ps -eo pid,etimes,args | grep -iE '[.]exe|wine' >"$logs/$name.ps" 2>&1
+    ps -eo pid,etimes,args | grep -iE '[.]exe|[w]ine' >"$logs/$name.ps" 2>&1
     stop_wine
   elif grep -q "test timed out after $((file_timeout * 1000))ms" "$log"; then
     status="timed out after ${file_timeout} s"
