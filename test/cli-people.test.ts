@@ -295,7 +295,7 @@ test('serve --exec cat: 1 MiB of random bytes round trip, byte-identical', async
 
 test('serve --exec: parallel calls each get their own answer', async (t) => {
   const path = join(tempDir(t), 's');
-  await serve(path, [`--exec=${UPPER}`, '--threads=4']);
+  const serving = await serve(path, [`--exec=${UPPER}`, '--threads=4']);
   // On Windows each call and each command is a Node process (seconds each under Wine): 8.
   const results = await Promise.all(
     Array.from({ length: WINDOWS ? 8 : 20 }, (_, i) =>
@@ -303,7 +303,7 @@ test('serve --exec: parallel calls each get their own answer', async (t) => {
     ),
   );
   results.forEach((r, i) => {
-    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.code, 0, `call ${i}: ${r.stderr}the server said:\n${serving.stderr()}`);
     assert.equal(r.stdout.toString(), `REQUEST NUMBER ${i}`);
   });
 });
