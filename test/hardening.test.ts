@@ -97,6 +97,10 @@ async function startDaemon(
  */
 async function assertHealthy(daemon: Daemon, ms = 250, expected?: RegExp): Promise<void> {
   assert.equal(daemon.child.exitCode, null, 'daemon still running');
+  // After a burst of connections the listen queue may still be full (the daemon has not accepted
+  // them all yet), and a connect then fails with EAGAIN unless it waits as Git's blocking connect
+  // would: one ping that waits, so that the timed ones below start once the burst is accepted.
+  assert.equal((await sendCommand(daemon.path, 'ping', { waitIfBusy: true })).toString(), 'pong');
   const times: number[] = [];
   for (let i = 0; i < 5; i++) {
     const t0 = performance.now();
