@@ -213,6 +213,8 @@ class WorkerPool {
   #nextId = 0;
   #closing = false;
   #destroyed = false;
+  /** Set once the workers are being terminated: none may be unref'd again. */
+  #terminating = false;
   #whenDrained: (() => void) | undefined;
   #exited: Promise<void> | undefined;
 
@@ -282,7 +284,17 @@ class WorkerPool {
   }
 
   async #terminateAll(): Promise<void> {
-    await Promise.all(Array.from(this.#slots, (slot) => slot.worker.terminate()));
+    // An unref'd worker's exit keeps nothing alive: the process could end with this promise
+    // pending (`await close()` as a script's last step then exits with code 13). So every
+    // worker is ref'd until it has exited, including one whose 'ready' arrives after this
+    // (#release leaves it ref'd).
+    this.#terminating = true;
+    await Promise.all(
+      Array.from(this.#slots, (slot) => {
+        slot.worker.ref();
+        return slot.worker.terminate();
+      }),
+    );
   }
 
   #dispatch(): void {
@@ -415,7 +427,7 @@ class WorkerPool {
   /** The slot's worker is free: give it the next job, or let the process exit without it. */
   #release(slot: Slot): void {
     slot.job = undefined;
-    if (this.#destroyed) return;
+    if (this.#destroyed || this.#terminating) return;
     const next = this.#queue.shift();
     if (next !== undefined) {
       this.#start(slot, next);

@@ -1,10 +1,18 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeMessage, type SimpleIpcError, sendCommand, startServer } from '../src/index.js';
 import { workerHandler } from '../src/workers.js';
-import { rawConnect, runProcess, settlesAtMost, tempDir, test, until } from './helpers.js';
+import {
+  PROCESS_SLOWNESS,
+  rawConnect,
+  runProcess,
+  settlesAtMost,
+  tempDir,
+  test,
+  until,
+} from './helpers.js';
 
 // Worker modules are written to a temp dir; they reach the library by absolute URL, as an
 // application's module would by package name.
@@ -413,5 +421,66 @@ test('the pool never keeps the process alive after the server stops', async (t) 
     assert.equal(result.signal, null, `${mode}: the process had to be killed`);
     assert.equal(result.code, 0, `${mode}: exit ${result.code}; stderr:\n${String(result.stderr)}`);
     assert.equal(result.stdout.toString().trim(), 'echo 1,echo 2,echo 3,echo 4');
+  }
+});
+
+test('close() waits for a worker whose module finished loading as the pool closed', async (t) => {
+  const dir = tempDir(t);
+  // Two requests start two workers; the first serves both while the second (threadId 2) is
+  // held loading until the script lets it go, after the server has stopped. It then finishes
+  // loading (its 'ready' is posted) and blocks in native code, where a terminate() cannot stop
+  // it at once. The script calls close() before its event loop sees that 'ready'. A pool that
+  // unref'd the worker on that late 'ready' let the process end with close() pending (exit 13,
+  // seen in CI): the worker's exit, still to come, kept nothing alive. The timing decides
+  // whether that bug shows in one run (7 of 10 runs here), so the script runs three times.
+  const module = writeModule(
+    dir,
+    'late.mjs',
+    `import { spawnSync } from 'node:child_process';
+     import { existsSync, writeFileSync } from 'node:fs';
+     import { join } from 'node:path';
+     import { threadId } from 'node:worker_threads';
+     const flags = process.env.LATE_FLAGS;
+     if (threadId === 2) {
+       while (!existsSync(join(flags, 'go'))) await new Promise((resolve) => setTimeout(resolve, 5));
+       setImmediate(() => {
+         writeFileSync(join(flags, 'loaded'), '');
+         spawnSync(process.execPath, ['-e', 'setTimeout(() => {}, 300)']);
+       });
+     }
+     export default (request) => 'echo ' + request;`,
+  );
+  const script = writeModule(
+    dir,
+    'app.mjs',
+    `import { existsSync, writeFileSync } from 'node:fs';
+     import { join } from 'node:path';
+     import { sendCommand, startServer } from ${JSON.stringify(LIBRARY)};
+     import { workerHandler } from ${JSON.stringify(WORKERS)};
+     const flags = process.env.LATE_FLAGS;
+     const handler = workerHandler(${JSON.stringify(module)}, { workers: 2 });
+     const server = await startServer(join(flags, 's'), handler);
+     const answers = await Promise.all([1, 2].map((i) => sendCommand(server.path, String(i))));
+     await server.stop();
+     writeFileSync(join(flags, 'go'), '');
+     while (!existsSync(join(flags, 'loaded'))) {} // the event loop must not run meanwhile
+     await handler.close();
+     console.log(answers.join(','));`,
+  );
+  for (const run of [1, 2, 3]) {
+    const flags = join(dir, String(run));
+    mkdirSync(flags);
+    const result = await runProcess(process.execPath, [script], {
+      timeoutMs: 15_000 * PROCESS_SLOWNESS,
+      env: { ...process.env, LATE_FLAGS: flags },
+    });
+    assert.equal(result.signal, null, `run ${run}: the process had to be killed`);
+    assert.equal(
+      result.code,
+      0,
+      `run ${run}: exit ${result.code}; stderr:\n${String(result.stderr)}`,
+    );
+    assert.equal(result.stdout.toString().trim(), 'echo 1,echo 2', `run ${run}`);
+    assert.ok(existsSync(join(flags, 'loaded')), `run ${run}: the second worker never loaded`);
   }
 });
