@@ -401,8 +401,9 @@ test('the pool never keeps the process alive after the server stops', async (t) 
     `import { sendCommand, startServer } from ${JSON.stringify(LIBRARY)};
      import { workerHandler } from ${JSON.stringify(WORKERS)};
      // Each step is logged before its await: if the process ends early (exit 13, a top-level
-     // await pending when nothing keeps the event loop alive, was seen once under load; Node 20
-     // emits no 'exit' event then), the last line of stderr names the await.
+     // await pending when nothing keeps the event loop alive; Node 20 emits no 'exit' event
+     // then), the last line of stderr names the await. That is how a pool that unref'd a late
+     // worker showed itself; the next test makes that case happen on purpose.
      const step = (name) => process.stderr.write('waiting for ' + name + '\\n');
      step('startServer');
      const handler = workerHandler(${JSON.stringify(module)}, { workers: 2 });
