@@ -213,7 +213,7 @@ class WorkerPool {
   #nextId = 0;
   #closing = false;
   #destroyed = false;
-  /** Set once the workers are being terminated: none may be unref'd again. */
+  /** Set once the workers are being terminated (close() or destroy()): none is released again. */
   #terminating = false;
   #whenDrained: (() => void) | undefined;
   #exited: Promise<void> | undefined;
@@ -427,7 +427,7 @@ class WorkerPool {
   /** The slot's worker is free: give it the next job, or let the process exit without it. */
   #release(slot: Slot): void {
     slot.job = undefined;
-    if (this.#destroyed || this.#terminating) return;
+    if (this.#terminating) return;
     const next = this.#queue.shift();
     if (next !== undefined) {
       this.#start(slot, next);

@@ -427,13 +427,13 @@ test('the pool never keeps the process alive after the server stops', async (t) 
 
 test('close() waits for a worker whose module finished loading as the pool closed', async (t) => {
   const dir = tempDir(t);
-  // Two requests start two workers; the first serves both while the second (threadId 2) is
-  // held loading until the script lets it go, after the server has stopped. It then finishes
+  // ready() starts both workers; the first serves the requests while the second (threadId 2)
+  // is held loading until the script lets it go, after the server has stopped. It then finishes
   // loading (its 'ready' is posted) and blocks in native code, where a terminate() cannot stop
   // it at once. The script calls close() before its event loop sees that 'ready'. A pool that
   // unref'd the worker on that late 'ready' let the process end with close() pending (exit 13,
-  // seen in CI): the worker's exit, still to come, kept nothing alive. The timing decides
-  // whether that bug shows in one run (7 of 10 runs here), so the script runs three times.
+  // seen in CI): the worker's exit, still to come, kept nothing alive. Whether that bug shows
+  // in one run depends on timing (it did in most runs, not all), so the script runs three times.
   const module = writeModule(
     dir,
     'late.mjs',
@@ -460,6 +460,7 @@ test('close() waits for a worker whose module finished loading as the pool close
      import { workerHandler } from ${JSON.stringify(WORKERS)};
      const flags = process.env.LATE_FLAGS;
      const handler = workerHandler(${JSON.stringify(module)}, { workers: 2 });
+     handler.ready().catch(() => {}); // both workers start now, whatever order requests come in
      const server = await startServer(join(flags, 's'), handler);
      const answers = await Promise.all([1, 2].map((i) => sendCommand(server.path, String(i))));
      await server.stop();
