@@ -13,7 +13,7 @@ import { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { USES_NAMED_PIPES, withSocketAddress } from './address.js';
 import { abortError, ErrorCode, SimpleIpcError, systemCode } from './errors.js';
-import { InboundMessage, OutboundMessage } from './message.js';
+import { type HoldWatch, InboundMessage, OutboundMessage } from './message.js';
 import {
   MessageDecoder,
   PacketBuilder,
@@ -99,8 +99,10 @@ export interface SendOptions {
   maxResponseSize?: number | undefined;
   /**
    * Fails with `ERR_IPC_TIMEOUT` when the server sends nothing for this many ms while the
-   * response is awaited (0 to 2^31 - 1; 0 is none). Default: no timeout (a server may think
-   * for as long as it needs).
+   * client waits for it (0 to 2^31 - 1; 0 is none). Only waiting counts: not the time a
+   * {@link Connection.stream} consumer holds pieces it has not taken (the socket is then paused
+   * for it), nor the time an async iterable request takes to make its next chunk. Default: no
+   * timeout (a server may think for as long as it needs).
    */
   timeout?: number | undefined;
   /** Aborts the exchange and destroys the connection; rejects with code `ABORT_ERR`. */
@@ -630,24 +632,17 @@ export class Connection {
     socket.on('end', () => inbound.end());
     socket.on('error', (err: Error) => exchange.onError(err));
     socket.on('close', () => exchange.onClose());
+    if (settings.timeout > 0) {
+      const idle = new IdleTimeout(settings.timeout, this.#path, (err) => exchange.fail(err));
+      exchange.idle = idle;
+      inbound.holdWatch = idle;
+    }
     if (socket.closed) {
       // Closed already: no event would come to end the response.
       exchange.fail(
         new SimpleIpcError(ErrorCode.CONNECTION_CLOSED, 'the connection is closed', {
           path: this.#path,
         }),
-      );
-    }
-    const timeout = settings.timeout;
-    if (timeout > 0) {
-      socket.setTimeout(timeout, () =>
-        exchange.fail(
-          new SimpleIpcError(
-            ErrorCode.TIMEOUT,
-            `the server at '${this.#path}' sent nothing for ${timeout} ms`,
-            { path: this.#path },
-          ),
-        ),
       );
     }
     const signal = settings.signal;
@@ -661,9 +656,11 @@ export class Connection {
     }
     if (whole) writeWhole(socket, request);
     else {
-      writeRequest(exchange.outbound!, request as Iterable<string | Uint8Array>).catch((err) =>
-        exchange.fail(err as Error),
-      );
+      writeRequest(
+        exchange.outbound!,
+        request as Iterable<string | Uint8Array>,
+        exchange.idle,
+      ).catch((err) => exchange.fail(err as Error));
     }
     return inbound;
   }
@@ -687,9 +684,11 @@ function exchangeWhole(
   const outbound = whole ? undefined : new OutboundMessage(socket);
   let settled = false;
   let onAbort: (() => void) | undefined;
+  let idle: IdleTimeout | undefined;
   const finish = (err: Error | undefined): void => {
     if (settled) return;
     settled = true;
+    idle?.clear();
     socket.destroy();
     if (onAbort !== undefined) signal!.removeEventListener('abort', onAbort);
     if (err === undefined) {
@@ -700,6 +699,7 @@ function exchangeWhole(
     reject(err);
   };
   socket.on('data', (chunk: Buffer) => {
+    idle?.activity();
     let end: number;
     try {
       end = response.feed(chunk);
@@ -722,18 +722,7 @@ function exchangeWhole(
   socket.on('close', () => {
     if (!settled) finish(response.endError(path));
   });
-  const timeout = settings.timeout;
-  if (timeout > 0) {
-    socket.setTimeout(timeout, () =>
-      finish(
-        new SimpleIpcError(
-          ErrorCode.TIMEOUT,
-          `the server at '${path}' sent nothing for ${timeout} ms`,
-          { path },
-        ),
-      ),
-    );
-  }
+  if (settings.timeout > 0) idle = new IdleTimeout(settings.timeout, path, finish);
   if (socket.closed) {
     // Closed already: no event would come to settle the exchange.
     finish(new SimpleIpcError(ErrorCode.CONNECTION_CLOSED, 'the connection is closed', { path }));
@@ -749,7 +738,7 @@ function exchangeWhole(
   }
   if (whole) writeWhole(socket, request);
   else {
-    writeRequest(outbound!, request as Iterable<string | Uint8Array>).catch((err) =>
+    writeRequest(outbound!, request as Iterable<string | Uint8Array>, idle).catch((err) =>
       finish(err as Error),
     );
   }
@@ -816,6 +805,8 @@ class Exchange {
   readonly path: string;
   readonly inbound: InboundMessage;
   readonly outbound: OutboundMessage | undefined;
+  /** The idle timeout, if one was asked for. */
+  idle: IdleTimeout | undefined;
 
   constructor(socket: Socket, path: string, inbound: InboundMessage, whole: boolean) {
     this.socket = socket;
@@ -825,15 +816,20 @@ class Exchange {
   }
 
   fail(err: Error): void {
+    this.idle?.clear();
     this.inbound.fail(err);
     this.outbound?.abort(err);
     this.socket.destroy();
   }
 
   onData(chunk: Buffer): void {
+    this.idle?.activity();
     const inbound = this.inbound;
     // The response is complete (or broken): the conversation is over, hang up.
-    if (inbound.feed(chunk) >= 0 || inbound.error !== undefined) this.socket.destroy();
+    if (inbound.feed(chunk) >= 0 || inbound.error !== undefined) {
+      this.idle?.clear();
+      this.socket.destroy();
+    }
   }
 
   onError(err: Error): void {
@@ -847,6 +843,7 @@ class Exchange {
   }
 
   onClose(): void {
+    this.idle?.clear();
     const inbound = this.inbound;
     inbound.end();
     if (!inbound.complete) {
@@ -859,6 +856,69 @@ class Exchange {
       );
     }
   }
+}
+
+/**
+ * The idle timeout of an exchange ({@link SendOptions.timeout}): fails it when the server has
+ * sent nothing for `ms` while the client waited for it. Time the client holds things up itself
+ * does not count: while its consumer has pieces it has not taken (the socket paused for it by
+ * backpressure), and while its request's source makes the next chunk. One timer, re-armed with
+ * `refresh()`: nothing is allocated per chunk.
+ */
+class IdleTimeout implements HoldWatch {
+  readonly #ms: number;
+  readonly #path: string;
+  readonly #onTimeout: (err: SimpleIpcError) => void;
+  readonly #timer: NodeJS.Timeout;
+  /** Reasons the client holds things up itself; the timer counts only while there are none. */
+  #holds = 0;
+  #cleared = false;
+
+  constructor(ms: number, path: string, onTimeout: (err: SimpleIpcError) => void) {
+    this.#ms = ms;
+    this.#path = path;
+    this.#onTimeout = onTimeout;
+    // Unref'd, as a socket's own timeout is: the socket keeps the process alive, not this.
+    this.#timer = setTimeout(idleTimeoutFired, ms, this).unref();
+  }
+
+  /** Bytes came from the server: its silence starts again. */
+  activity(): void {
+    if (this.#holds === 0) this.#timer.refresh();
+  }
+
+  /** The client holds things up from now on (until {@link release}). */
+  hold(): void {
+    this.#holds++;
+  }
+
+  /** One hold ended: with none left, the client waits for the server again, from now. */
+  release(): void {
+    // A timer that fired during the hold did nothing; refresh() arms it again.
+    if (--this.#holds === 0 && !this.#cleared) this.#timer.refresh();
+  }
+
+  /** The exchange is over. */
+  clear(): void {
+    this.#cleared = true;
+    clearTimeout(this.#timer);
+  }
+
+  /** @internal The timer fired: a timeout, unless the client was holding things up. */
+  fired(): void {
+    if (this.#holds > 0 || this.#cleared) return;
+    this.#onTimeout(
+      new SimpleIpcError(
+        ErrorCode.TIMEOUT,
+        `the server at '${this.#path}' sent nothing for ${this.#ms} ms`,
+        { path: this.#path },
+      ),
+    );
+  }
+}
+
+function idleTimeoutFired(idle: IdleTimeout): void {
+  idle.fired();
 }
 
 function failedIterable(err: unknown): AsyncIterable<Buffer> {
@@ -906,11 +966,18 @@ function writeWhole(socket: Socket, request: string | Uint8Array): void {
 async function writeRequest(
   outbound: OutboundMessage,
   request: Iterable<string | Uint8Array> | AsyncIterable<string | Uint8Array>,
+  idle: IdleTimeout | undefined,
 ): Promise<void> {
   if (Symbol.asyncIterator in request) {
+    // While the request's own source makes its next chunk, the client is not waiting for the
+    // server: that time is not the server's silence.
+    idle?.hold();
     for await (const chunk of request) {
+      idle?.release();
       await outbound.write(chunk);
+      idle?.hold();
     }
+    idle?.release();
   } else {
     for (const chunk of request) await outbound.write(chunk);
   }

@@ -20,6 +20,15 @@ export interface FlowControl {
   resume(): void;
 }
 
+/**
+ * Told when an {@link InboundMessage} starts and stops holding pieces its consumer has not
+ * taken: the client's idle timeout does not count that time against the server.
+ */
+export interface HoldWatch {
+  hold(): void;
+  release(): void;
+}
+
 /** Limits of an {@link InboundMessage}. */
 export interface InboundLimits {
   /** Most payload bytes accepted; more fails with `ERR_IPC_TOO_LARGE`. */
@@ -122,7 +131,8 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
         `message is larger than the limit of ${this.#limits.maxSize} bytes`,
       );
     }
-    this.#pieces.push(piece);
+    // The first piece waiting for the consumer: the consumer holds things up from now on.
+    if (this.#pieces.push(piece) === 1) this.holdWatch?.hold();
     this.#queued += piece.length;
     // Until a consumer claims the message, and while a streaming one is behind, the socket
     // is paused past the high-water mark. A whole-message consumer takes everything (its
@@ -240,6 +250,7 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
         this.#paused = false;
         this.#flow.resume();
       }
+      if (this.#pieces.length === 0) this.holdWatch?.release();
       return { done: false, value: piece };
     }
     return this.#decoder.done ? DONE : undefined;
@@ -254,6 +265,12 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
       if (waiters.length > 0) result = this.#takeResult();
     }
   }
+
+  /**
+   * @internal Told when pieces start and stop waiting for a streaming consumer (the client's
+   * idle timeout). Only for a message consumed by iteration.
+   */
+  holdWatch: HoldWatch | undefined;
 
   /** @internal Called when the consumer stops early (`break` in a `for await`). */
   onReturn: (() => void) | undefined;

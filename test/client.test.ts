@@ -540,3 +540,93 @@ test('a request on a connection closed already fails at once (it used to wait fo
     { code: 'ERR_IPC_CONNECTION_CLOSED' },
   );
 });
+
+// The idle timeout counts only the time the client waits for the server (issue 21, defect 4).
+const BIG_RESPONSE = 3 << 20; // past the client's 1 MiB queue and the socket buffers
+
+test('timeout: a consumer that pauses longer than the timeout is not a stalled server', async (t) => {
+  const path = join(tempDir(t), 's');
+  const server = await startServer(path, async (_request, reply) => {
+    for (let sent = 0; sent < BIG_RESPONSE; sent += 1 << 16) await reply(Buffer.alloc(1 << 16, 7));
+  });
+  t.after(() => server.destroy());
+  const connection = await connect(path);
+  let got = 0;
+  let paused = false;
+  for await (const piece of connection.stream('big', { timeout: 300 })) {
+    if (!paused) {
+      paused = true;
+      // The slow consumer under test: it holds the stream (the socket is paused by
+      // backpressure) for longer than the timeout, with the server waiting on it.
+      await delay(800);
+    }
+    got += piece.length;
+  }
+  assert.equal(got, BIG_RESPONSE);
+});
+
+test('timeout: a request producer slower than the timeout is not a stalled server', async (t) => {
+  const path = join(tempDir(t), 's');
+  const server = await startServer(path, (request, reply) => reply(request));
+  t.after(() => server.destroy());
+  async function* slowRequest(): AsyncGenerator<string> {
+    yield 'slow ';
+    await delay(800); // the client's own slowness, not the server's
+    yield 'request';
+  }
+  assert.equal(
+    (await sendCommand(path, slowRequest(), { timeout: 300 })).toString(),
+    'slow request',
+  );
+  const connection = await connect(path);
+  let answer = '';
+  for await (const piece of connection.stream(slowRequest(), { timeout: 300 })) answer += piece;
+  assert.equal(answer, 'slow request');
+});
+
+test('timeout: a server that stalls mid-response still times out, once the consumer has taken what came', async (t) => {
+  const path = join(tempDir(t), 's');
+  const release = new AbortController();
+  t.after(() => release.abort());
+  const server = await startServer(path, async (request, reply, context) => {
+    const size = request.toString() === 'big' ? BIG_RESPONSE : 11;
+    for (let sent = 0; sent < size; sent += 1 << 16) {
+      await reply(Buffer.alloc(Math.min(1 << 16, size - sent), 7));
+    }
+    // Then nothing until the client goes (or the test ends).
+    await new Promise((resolve) => {
+      context.signal.addEventListener('abort', resolve);
+      release.signal.addEventListener('abort', resolve);
+    });
+  });
+  t.after(() => server.destroy());
+  for (const what of ['big', 'small']) {
+    const connection = await connect(path);
+    let got = 0;
+    let paused = false;
+    await assert.rejects(
+      (async () => {
+        for await (const piece of connection.stream(what, { timeout: 300 })) {
+          if (!paused) {
+            paused = true;
+            await delay(800); // held longer than the timeout: does not count
+          }
+          got += piece.length;
+        }
+      })(),
+      (err: SimpleIpcError) => {
+        assert.equal(err.code, 'ERR_IPC_TIMEOUT');
+        assert.equal(err.message, `the server at '${path}' sent nothing for 300 ms`);
+        return true;
+      },
+      what,
+    );
+    assert.equal(got, what === 'big' ? BIG_RESPONSE : 11, `${what}: every piece that came`);
+    assert.equal(connection.closed, true);
+  }
+  // A whole response: the same.
+  await assert.rejects(sendCommand(path, 'small', { timeout: 300 }), {
+    code: 'ERR_IPC_TIMEOUT',
+    message: `the server at '${path}' sent nothing for 300 ms`,
+  });
+});
