@@ -72,5 +72,6 @@ export {
   type WorkerHandlerOptions,
   type WorkerResult,
   type WorkerTask,
+  type WorkerTaskContext,
   workerHandler,
 } from './workers.js';

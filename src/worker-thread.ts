@@ -10,6 +10,7 @@
  */
 
 import { isMainThread, type MessagePort, parentPort, workerData } from 'node:worker_threads';
+import { ErrorCode, SimpleIpcError } from './errors.js';
 import { errorData } from './handoff.js';
 import {
   costOf,
@@ -21,10 +22,38 @@ import {
   WORKER_MODULE,
   type WorkerStart,
 } from './worker-protocol.js';
-import type { WorkerTask } from './workers.js';
+import type { WorkerTask, WorkerTaskContext } from './workers.js';
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return typeof (value as PromiseLike<unknown> | null | undefined)?.then === 'function';
+}
+
+/**
+ * The {@link WorkerTaskContext} of one job. Its AbortController is made only if the task looks
+ * at `signal`; the pool's `cancel` aborts it (see {@link TaskContext.cancel}).
+ */
+class TaskContext implements WorkerTaskContext {
+  #controller: AbortController | undefined;
+  #cancelled = false;
+
+  get signal(): AbortSignal {
+    if (this.#controller === undefined) {
+      this.#controller = new AbortController();
+      if (this.#cancelled) this.#controller.abort(clientGone());
+    }
+    return this.#controller.signal;
+  }
+
+  /** The client has gone: aborts the signal. Static, so that a task cannot call it. */
+  static cancel(context: TaskContext): void {
+    if (context.#cancelled) return;
+    context.#cancelled = true;
+    context.#controller?.abort(clientGone());
+  }
+}
+
+function clientGone(): SimpleIpcError {
+  return new SimpleIpcError(ErrorCode.CONNECTION_CLOSED, 'the client closed the connection');
 }
 
 /** A worker thread serving one task module: the job it runs now and that job's reply window. */
@@ -37,6 +66,8 @@ class TaskWorker {
   #inFlight = 0;
   /** The pool cancelled the current job: its client is gone. */
   #cancelled = false;
+  /** The current job's context, until the job ends. */
+  #context: TaskContext | undefined;
   /** Wakes the job waiting for credit (or for its cancel). */
   #wake: (() => void) | undefined;
 
@@ -76,7 +107,10 @@ class TaskWorker {
         if (message.id === this.#current) this.#inFlight -= message.cost;
         break;
       case 'cancel':
-        if (message.id === this.#current) this.#cancelled = true;
+        if (message.id === this.#current) {
+          this.#cancelled = true;
+          if (this.#context !== undefined) TaskContext.cancel(this.#context);
+        }
         break;
     }
     if (this.#wake !== undefined && (this.#inFlight < WINDOW || this.#cancelled)) {
@@ -92,9 +126,12 @@ class TaskWorker {
     this.#current = id;
     this.#inFlight = 0;
     this.#cancelled = false;
+    const context = new TaskContext();
+    this.#context = context;
     try {
       let result: unknown = this.#task(
         Buffer.from(request.buffer, request.byteOffset, request.byteLength),
+        context,
       );
       if (isThenable(result)) result = await result;
       if (result === undefined || result === null || result === QUIT_SIGNAL) {
@@ -110,6 +147,9 @@ class TaskWorker {
       }
     } catch (err) {
       post(port, { kind: 'fail', id, error: errorData(err) });
+    } finally {
+      // A cancel that comes after the end no longer concerns the task.
+      this.#context = undefined;
     }
   }
 

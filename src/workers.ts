@@ -15,7 +15,7 @@ import { availableParallelism } from 'node:os';
 import { type ResourceLimits, Worker } from 'node:worker_threads';
 import { ErrorCode, SimpleIpcError } from './errors.js';
 import { errorFromData, moduleHref } from './handoff.js';
-import type { HandlerResult, QUIT, Reply, RequestHandler } from './server.js';
+import type { HandlerResult, QUIT, Reply, RequestContext, RequestHandler } from './server.js';
 import { integer, invalidArgument, optionsObject } from './validate.js';
 import {
   ACK_AT,
@@ -41,7 +41,21 @@ export type WorkerResult =
   undefined | void | typeof QUIT | WorkerChunk | Iterable<WorkerChunk> | AsyncIterable<WorkerChunk>;
 
 /**
- * The default export of a worker module: called in a worker thread with the whole request.
+ * What a {@link WorkerTask} learns about its request besides the bytes (its second argument).
+ */
+export interface WorkerTaskContext {
+  /**
+   * Aborted, inside the worker thread, when the request's client hangs up (or its reply can no
+   * longer be delivered) before the task ends; the `reason` is a {@link SimpleIpcError} with
+   * code `ERR_IPC_CONNECTION_CLOSED`. A task that runs for long can watch it and give up early:
+   * what it returns after that is dropped. Each request gets a signal of its own.
+   */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * The default export of a worker module: called in a worker thread with the whole request,
+ * and a {@link WorkerTaskContext} whose `signal` tells it that its client has left.
  * A `Uint8Array` it returns or yields is handed to the main thread without a copy when it spans
  * its whole `ArrayBuffer` (which is then transferred: empty in the worker afterwards), so never
  * return the same such buffer twice; any other chunk is copied once.
@@ -53,7 +67,10 @@ export type WorkerResult =
  * export default (request: Buffer) => createHash('sha256').update(request).digest('hex');
  * ```
  */
-export type WorkerTask = (request: Buffer) => WorkerResult | Promise<WorkerResult>;
+export type WorkerTask = (
+  request: Buffer,
+  context: WorkerTaskContext,
+) => WorkerResult | Promise<WorkerResult>;
 
 /** Options of {@link workerHandler}. */
 export interface WorkerHandlerOptions {
@@ -100,7 +117,10 @@ export interface WorkerHandler extends RequestHandler, AsyncDisposable {
  * uses more than one core. `moduleUrl` names an ES module (a `file:` URL, or a path resolved
  * against the current directory) whose default export is a {@link WorkerTask}.
  *
- * Requests wait in order when every worker is busy. Each reply chunk is passed to `reply()` in
+ * Requests wait in order when every worker is busy; one whose client hangs up while it waits
+ * (the handler's `context.signal` aborts) is dropped without running, and the handler rejects
+ * with `ERR_IPC_CONNECTION_CLOSED`. A running task learns that its client left from its own
+ * {@link WorkerTaskContext.signal}. Each reply chunk is passed to `reply()` in
  * order, with backpressure: a worker is held back once 256 KiB of its chunks wait for the
  * client. If the task throws or rejects, the handler rejects with `ERR_IPC_HANDLER_FAILED`
  * (the client sees a truncated response, as for any failing handler) and the worker goes on.
@@ -130,8 +150,11 @@ export function workerHandler(
     integer(o.workers, 'options.workers', 1, MAX_WORKERS) ??
     Math.min(MAX_WORKERS, Math.max(1, availableParallelism()));
   const pool = new WorkerPool(href, size, checkResourceLimits(o.resourceLimits));
-  const handler = (request: Buffer, reply: Reply): Promise<HandlerResult> =>
-    pool.run(request, reply);
+  const handler = (
+    request: Buffer,
+    reply: Reply,
+    context?: RequestContext,
+  ): Promise<HandlerResult> => pool.run(request, reply, context?.signal);
   return Object.assign(handler, {
     workers: pool.size,
     ready: () => pool.ready(),
@@ -175,6 +198,12 @@ interface Job {
   readonly id: number;
   /** Until the job starts: then it belongs to the worker. */
   request: Buffer | undefined;
+  /** The handler's `context.signal`: aborted when the client leaves. */
+  readonly signal: AbortSignal | undefined;
+  /** Our listener on `signal`, removed when the job settles. */
+  onAbort: (() => void) | undefined;
+  /** The worker running the job, once it started. */
+  slot: Slot | undefined;
   readonly reply: Reply;
   readonly resolve: (result: HandlerResult) => void;
   readonly reject: (err: unknown) => void;
@@ -224,12 +253,16 @@ class WorkerPool {
     this.#resourceLimits = resourceLimits;
   }
 
-  run(request: Buffer, reply: Reply): Promise<HandlerResult> {
+  run(request: Buffer, reply: Reply, signal: AbortSignal | undefined): Promise<HandlerResult> {
     if (this.#closing) return Promise.reject(failed('the worker pool is closed'));
+    if (signal?.aborted) return Promise.reject(clientLeft(signal, 'before its request ran'));
     return new Promise<HandlerResult>((resolve, reject) => {
-      this.#queue.push({
+      const job: Job = {
         id: this.#nextId++,
         request,
+        signal,
+        onAbort: undefined,
+        slot: undefined,
         reply,
         resolve,
         reject,
@@ -238,9 +271,34 @@ class WorkerPool {
         ended: false,
         quit: false,
         settled: false,
-      });
+      };
+      if (signal !== undefined) {
+        job.onAbort = () => this.#clientLeft(job);
+        signal.addEventListener('abort', job.onAbort, { once: true });
+      }
+      this.#queue.push(job);
       this.#dispatch();
     });
+  }
+
+  /**
+   * The job's client has gone: a job still queued is dropped without running; a running one
+   * fails now, and its worker is told to cancel (which aborts the task's own signal).
+   */
+  #clientLeft(job: Job): void {
+    if (job.settled) return;
+    const slot = job.slot;
+    if (slot === undefined) {
+      const at = this.#queue.indexOf(job);
+      if (at >= 0) this.#queue.splice(at, 1);
+      this.#settle(job, clientLeft(job.signal!, 'before its request ran'));
+      // A close() may have been waiting for this job only.
+      this.#dispatch();
+      return;
+    }
+    this.#settle(job, clientLeft(job.signal!, 'while its request ran'));
+    // The worker stays busy until it says it has stopped.
+    if (slot.job === job) post(slot.worker, { kind: 'cancel', id: job.id });
   }
 
   async ready(): Promise<void> {
@@ -343,6 +401,7 @@ class WorkerPool {
 
   #start(slot: Slot, job: Job): void {
     slot.job = job;
+    job.slot = slot;
     slot.worker.ref();
     const request = transferable(job.request!);
     job.request = undefined;
@@ -420,6 +479,7 @@ class WorkerPool {
   #settle(job: Job, err?: unknown): void {
     if (job.settled) return;
     job.settled = true;
+    if (job.onAbort !== undefined) job.signal!.removeEventListener('abort', job.onAbort);
     if (err !== undefined) job.reject(err);
     else job.resolve(job.quit ? QUIT_SIGNAL : undefined);
   }
@@ -468,6 +528,13 @@ class WorkerPool {
     if (job !== undefined) this.#settle(job, death);
     if (!this.#destroyed) this.#dispatch();
   }
+}
+
+/** The error of a job whose client has gone (`when`: before or while it ran). */
+function clientLeft(signal: AbortSignal, when: string): SimpleIpcError {
+  return new SimpleIpcError(ErrorCode.CONNECTION_CLOSED, `the client left ${when}`, {
+    cause: signal.reason,
+  });
 }
 
 function noop(): void {}

@@ -1,8 +1,15 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { getEventListeners } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { encodeMessage, type SimpleIpcError, sendCommand, startServer } from '../src/index.js';
+import {
+  encodeMessage,
+  type RequestContext,
+  type SimpleIpcError,
+  sendCommand,
+  startServer,
+} from '../src/index.js';
 import { workerHandler } from '../src/workers.js';
 import {
   PROCESS_SLOWNESS,
@@ -485,4 +492,132 @@ test('close() waits for a worker whose module finished loading as the pool close
     assert.equal(result.stdout.toString().trim(), 'echo 1,echo 2', `run ${run}`);
     assert.ok(existsSync(join(flags, 'loaded')), `run ${run}: the second worker never loaded`);
   }
+});
+
+// Worker jobs do not outlive their clients (issue 21, defect 6).
+
+/** A task that records each request it runs; 'first' then waits for the file 'gate'. */
+function gatedModule(dir: string): string {
+  return writeModule(
+    dir,
+    'gated.mjs',
+    `import { existsSync, writeFileSync } from 'node:fs';
+     import { join } from 'node:path';
+     const dir = ${JSON.stringify(dir)};
+     export default async (request) => {
+       const name = request.toString();
+       writeFileSync(join(dir, 'ran-' + name), '');
+       while (name === 'first' && !existsSync(join(dir, 'gate'))) {
+         await new Promise((resolve) => setTimeout(resolve, 5));
+       }
+       return name;
+     };`,
+  );
+}
+
+test('a request queued behind a busy worker is dropped when its client hangs up', async (t) => {
+  const dir = tempDir(t);
+  // Destroyed, not closed: a close() would wait for 'first' if the test failed before the gate.
+  const handler = workerHandler(gatedModule(dir), { workers: 1 });
+  t.after(() => handler.destroy());
+  const left = new Set<string>();
+  const outcomes = new Map<string, Promise<string>>();
+  const server = await startServer(
+    join(dir, 's'),
+    (request, reply, context) => {
+      const name = request.toString();
+      context.signal.addEventListener('abort', () => left.add(name));
+      const result = Promise.resolve(handler(request, reply, context));
+      outcomes.set(
+        name,
+        result.then(
+          () => 'resolved',
+          (err: SimpleIpcError) => err.code,
+        ),
+      );
+      return result;
+    },
+    { threads: 4 },
+  );
+  t.after(() => server.destroy());
+  const first = sendCommand(server.path, 'first');
+  await until('the first request to run', () => existsSync(join(dir, 'ran-first')));
+  const second = await rawConnect(server.path);
+  t.after(() => second.destroy());
+  second.write(encodeMessage('second'));
+  await until('the second request to wait for the worker', () => server.stats().running === 2);
+  second.destroy();
+  await until('the server to see the second client leave', () => left.has('second'));
+  writeFileSync(join(dir, 'gate'), '');
+  assert.equal((await first).toString(), 'first');
+  // The one worker takes jobs in order: had the second waited on, it would have run by now.
+  assert.equal((await sendCommand(server.path, 'third')).toString(), 'third');
+  assert.equal(existsSync(join(dir, 'ran-second')), false, 'the dropped request never ran');
+  assert.equal(await outcomes.get('second'), 'ERR_IPC_CONNECTION_CLOSED');
+  await until('the server to count the client gone', () => server.stats().clientGone === 1);
+  assert.equal(server.stats().handlerErrors, 0);
+});
+
+test('called directly: a queued job is dropped when its signal aborts; no listener outlives a job', async (t) => {
+  const dir = tempDir(t);
+  // Destroyed, not closed: a close() would wait for 'first' if the test failed before the gate.
+  const handler = workerHandler(gatedModule(dir), { workers: 1 });
+  t.after(() => handler.destroy());
+  const reply = (): Promise<void> => Promise.resolve();
+  const contextOf = (controller: AbortController): RequestContext =>
+    ({ signal: controller.signal }) as RequestContext;
+  const firstController = new AbortController();
+  const first = Promise.resolve(handler(Buffer.from('first'), reply, contextOf(firstController)));
+  await until('the first job to run', () => existsSync(join(dir, 'ran-first')));
+  const queuedController = new AbortController();
+  const queued = Promise.resolve(
+    handler(Buffer.from('second'), reply, contextOf(queuedController)),
+  );
+  const queuedDropped = assert.rejects(queued, { code: 'ERR_IPC_CONNECTION_CLOSED' });
+  queuedController.abort(new Error('gone'));
+  const never = Promise.resolve(
+    handler(Buffer.from('never'), reply, { signal: AbortSignal.abort() } as RequestContext),
+  );
+  const neverRun = assert.rejects(never, { code: 'ERR_IPC_CONNECTION_CLOSED' });
+  writeFileSync(join(dir, 'gate'), '');
+  await first;
+  await queuedDropped;
+  await neverRun;
+  assert.equal(existsSync(join(dir, 'ran-second')), false, 'the queued job never ran');
+  assert.equal(existsSync(join(dir, 'ran-never')), false, 'the aborted job never ran');
+  assert.equal(getEventListeners(firstController.signal, 'abort').length, 0, 'after a job ran');
+  assert.equal(getEventListeners(queuedController.signal, 'abort').length, 0, 'after a drop');
+});
+
+test('a running task gets a signal that aborts when its client hangs up', async (t) => {
+  const dir = tempDir(t);
+  const started = join(dir, 'started');
+  const left = join(dir, 'left');
+  const module = writeModule(
+    dir,
+    'waits.mjs',
+    `import { writeFileSync } from 'node:fs';
+     export default async (request, { signal }) => {
+       if (request.toString() === 'short') return 'aborted: ' + signal.aborted;
+       writeFileSync(${JSON.stringify(started)}, '');
+       const reason = await new Promise((resolve) => {
+         signal.addEventListener('abort', () => resolve(signal.reason), { once: true });
+       });
+       writeFileSync(${JSON.stringify(left)}, reason.code);
+       return 'too late';
+     };`,
+  );
+  await using handler = workerHandler(module, { workers: 1 });
+  const server = await startServer(join(dir, 's'), handler, { threads: 4 });
+  t.after(() => server.destroy());
+  const socket = await rawConnect(server.path);
+  t.after(() => socket.destroy());
+  socket.write(encodeMessage('wait'));
+  await until('the task to start', () => existsSync(started));
+  socket.destroy();
+  await until('the task to learn that its client left', () => existsSync(left));
+  assert.equal(readFileSync(left, 'utf8'), 'ERR_IPC_CONNECTION_CLOSED');
+  // The worker goes on, and the next task gets a signal of its own.
+  assert.equal((await sendCommand(server.path, 'short')).toString(), 'aborted: false');
+  await until('the server to count the client gone', () => server.stats().clientGone === 1);
 });
