@@ -580,7 +580,8 @@ test('timeout: a request producer slower than the timeout is not a stalled serve
   );
   const connection = await connect(path);
   let answer = '';
-  for await (const piece of connection.stream(slowRequest(), { timeout: 300 })) answer += piece;
+  for await (const piece of connection.stream(slowRequest(), { timeout: 300 }))
+    answer += piece.toString();
   assert.equal(answer, 'slow request');
 });
 
