@@ -133,7 +133,10 @@ export interface ServerOptions {
   disallowChdir?: boolean | undefined;
   /** How long start-up waits for `<path>.lock`, in ms. Default 100 (Git's). */
   lockTimeout?: number | undefined;
-  /** Stops the server (as {@link Server.stop}) when aborted. */
+  /**
+   * Stops the server (as {@link Server.stop}) when aborted. The server's listener on it is
+   * removed once the server stops, so one signal may serve any number of servers.
+   */
   signal?: AbortSignal | undefined;
   /**
    * Called with each handler failure; the server goes on. A handler that throws something
@@ -292,6 +295,8 @@ export class Server {
   readonly #responseTicks: number;
   readonly #onHandlerError: ((error: unknown) => void) | undefined;
   readonly #debug: ((message: string) => void) | undefined;
+  /** Our listener on `settings.signal`, until the server stops. */
+  #onAbort: (() => void) | undefined;
   readonly #conversations = new ConversationList();
   readonly #ready: Conversation[] = [];
   #readyHead = 0;
@@ -482,7 +487,11 @@ export class Server {
   #stopOnAbort(signal: AbortSignal | undefined): void {
     if (signal !== undefined) {
       if (signal.aborted) this.#beginStop({ kind: 'requested' });
-      else signal.addEventListener('abort', () => void this.stop(), { once: true });
+      else if (this.#stopReason === undefined) {
+        // Removed in #beginStop: an application-wide signal outlives many servers.
+        this.#onAbort = () => void this.stop();
+        signal.addEventListener('abort', this.#onAbort, { once: true });
+      }
     }
   }
 
@@ -644,6 +653,9 @@ export class Server {
   #beginStop(reason: StopReason): void {
     if (this.#stopReason !== undefined) return;
     this.#stopReason = reason;
+    const signal = this.#settings.signal;
+    if (this.#onAbort !== undefined) signal!.removeEventListener('abort', this.#onAbort);
+    this.#onAbort = undefined;
     this.#group?.stop(false);
     this.#watch?.stop();
     const listener = this.#listener;
