@@ -14,6 +14,7 @@
 import type { Server as NetServer, Socket } from 'node:net';
 import { isNativeError } from 'node:util/types';
 import { ErrorCode, SimpleIpcError } from './errors.js';
+import { callObserver, UnobservedFailures } from './guard.js';
 import { installSocket, LISTEN_BACKLOG } from './lifecycle.js';
 import { LOCK_TIMEOUT_MS } from './lock.js';
 import { type InboundLimits, InboundMessage, OutboundMessage } from './message.js';
@@ -141,13 +142,19 @@ export interface ServerOptions {
   /**
    * Called with each handler failure; the server goes on. A handler that throws something
    * that is not an `Error` is reported as a `SimpleIpcError` `ERR_IPC_HANDLER_FAILED` with
-   * the thrown value as `cause`. Default: nothing is printed.
+   * the thrown value as `cause`. If it throws or rejects itself, that is reported once as a
+   * process warning (`ERR_IPC_CALLBACK_FAILED`) and changes nothing else. Default: handler
+   * failures are reported as process warnings (`process.emitWarning`, code
+   * `ERR_IPC_HANDLER_FAILED`, the failure as `cause`), once per place they come from (the
+   * error's name and the first frame of its stack), for at most 10 such places per server:
+   * never once per request.
    */
   onHandlerError?: ((error: unknown) => void) | undefined;
   /**
    * Called with a line about each bad client (malformed or oversized request, timeout, accept
    * error). Default: nothing. A server never writes to stderr by itself: a hostile client must
-   * not be able to flood the logs.
+   * not be able to flood the logs. If it throws or rejects, that is reported once as a process
+   * warning (`ERR_IPC_CALLBACK_FAILED`) and changes nothing else.
    */
   debug?: ((message: string) => void) | undefined;
 }
@@ -295,6 +302,8 @@ export class Server {
   readonly #responseTicks: number;
   readonly #onHandlerError: ((error: unknown) => void) | undefined;
   readonly #debug: ((message: string) => void) | undefined;
+  /** Made at the first handler failure that no `onHandlerError` observes. */
+  #unobserved: UnobservedFailures | undefined;
   /** Our listener on `settings.signal`, until the server stops. */
   #onAbort: (() => void) | undefined;
   readonly #conversations = new ConversationList();
@@ -476,7 +485,7 @@ export class Server {
     // accepting once descriptors free up, so they are counted, never fatal.
     listener.on('error', (err) => {
       this.#stats.acceptErrors++;
-      this.#debug?.(`accept failed: ${err.message}`);
+      if (this.#debug !== undefined) this.#log(`accept failed: ${err.message}`);
     });
     if (this.#requestTicks > 0 || this.#responseTicks > 0) {
       this.#sweeper = setInterval(sweep, TICK_MS, this);
@@ -495,6 +504,11 @@ export class Server {
     }
   }
 
+  /** Gives `line` to the `debug` option (check that there is one before building the line). */
+  #log(line: string): void {
+    callObserver('options.debug', this.#debug, line);
+  }
+
   /** @internal Called by the sweeper every tick: closes stalled clients. */
   sweep(): void {
     const tick = ++this.#tick;
@@ -509,7 +523,7 @@ export class Server {
       if (limit > 0 && phase !== Phase.Reading) conversation.noteBytesTaken(tick);
       if (limit > 0 && tick - conversation.activeTick > limit) {
         this.#stats.timeouts++;
-        this.#debug?.('closed a stalled client');
+        if (this.#debug !== undefined) this.#log('closed a stalled client');
         conversation.fail(
           new SimpleIpcError(ErrorCode.TIMEOUT, 'the client stalled; connection closed'),
         );
@@ -571,8 +585,10 @@ export class Server {
         if (!conversation.inbound.started) stats.probes++;
         else if (!conversation.timedOut) {
           stats.badRequests++;
-          const why = conversation.inbound.error?.message ?? 'the client hung up mid-request';
-          this.#debug?.(`dropped a bad request: ${why}`);
+          if (this.#debug !== undefined) {
+            const why = conversation.inbound.error?.message ?? 'the client hung up mid-request';
+            this.#log(`dropped a bad request: ${why}`);
+          }
         }
       }
     }
@@ -594,21 +610,25 @@ export class Server {
       } else {
         result = this.#streamHandler!(conversation.inbound, conversation.reply(), context);
       }
+      // A thenable's `then` is the application's code too: a throw from it (or from a getter
+      // of it) is the handler failing. Calling back twice counts once (see handlerEnded).
+      if (isPromise(result)) {
+        result.then(
+          (value) => this.#handlerDone(conversation, value),
+          (err: unknown) => this.#handlerFailed(conversation, err),
+        );
+        return;
+      }
     } catch (err) {
       this.#handlerFailed(conversation, err);
       return;
     }
-    if (isPromise(result)) {
-      result.then(
-        (value) => this.#handlerDone(conversation, value),
-        (err: unknown) => this.#handlerFailed(conversation, err),
-      );
-    } else {
-      this.#handlerDone(conversation, result);
-    }
+    this.#handlerDone(conversation, result);
   }
 
   #handlerDone(conversation: Conversation, result: unknown): void {
+    if (conversation.handlerEnded) return;
+    conversation.handlerEnded = true;
     this.#running--;
     if (conversation.clientGone) {
       this.#stats.clientGone++;
@@ -623,15 +643,23 @@ export class Server {
   // Whatever was thrown (also undefined, null or a string), the response is cut off without
   // its flush: the client sees an error, never a short answer taken for a whole one.
   #handlerFailed(conversation: Conversation, thrown: unknown): void {
+    if (conversation.handlerEnded) return;
+    conversation.handlerEnded = true;
     this.#running--;
+    conversation.socket.destroy();
     if (conversation.clientGone) {
       // The handler failed because its client vanished (reply rejected): not its fault.
       this.#stats.clientGone++;
     } else {
       this.#stats.handlerErrors++;
-      this.#onHandlerError?.(handlerError(thrown));
+      const error = handlerError(thrown);
+      if (this.#onHandlerError !== undefined) {
+        callObserver('options.onHandlerError', this.#onHandlerError, error);
+      } else {
+        // Nobody observes it: report it as Node reports what nobody handled (src/guard.ts).
+        (this.#unobserved ??= new UnobservedFailures()).report(error);
+      }
     }
-    conversation.socket.destroy();
     this.#pump();
   }
 
@@ -701,7 +729,11 @@ function ticks(ms: number): number {
 
 /** What a handler threw, as an Error: itself if it is one, else wrapped (kept as `cause`). */
 function handlerError(thrown: unknown): unknown {
-  if (thrown instanceof Error || isNativeError(thrown)) return thrown;
+  try {
+    if (isNativeError(thrown) || thrown instanceof Error) return thrown;
+  } catch {
+    // A Proxy whose getPrototypeOf throws: not an Error we can vouch for.
+  }
   return new SimpleIpcError(
     ErrorCode.HANDLER_FAILED,
     `the handler threw a value that is not an Error: ${show(thrown)}`,
@@ -782,6 +814,8 @@ class Conversation {
   timedOut = false;
   /** The socket failed or closed before the handler ended. */
   clientGone = false;
+  /** The handler's end has been taken (a thenable may call back more than once). */
+  handlerEnded = false;
   #controller: AbortController | undefined;
   /** Response bytes the client had taken at the last sweep. */
   #taken = 0;
