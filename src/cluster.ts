@@ -65,7 +65,12 @@ export interface ChildServerOptions {
   readonly server: Readonly<
     Pick<
       ServerSettings,
-      'threads' | 'queueSize' | 'streamThreshold' | 'requestTimeout' | 'responseTimeout'
+      | 'threads'
+      | 'queueSize'
+      | 'streamThreshold'
+      | 'requestTimeout'
+      | 'responseTimeout'
+      | 'stopTimeout'
     > & { maxRequestSize: number | null }
   >;
   /** Forward handler errors (the first process has `onHandlerError`). */
@@ -215,6 +220,7 @@ class ProcessGroup {
           streamThreshold: settings.streamThreshold,
           requestTimeout: settings.requestTimeout,
           responseTimeout: settings.responseTimeout,
+          stopTimeout: settings.stopTimeout,
         },
         handlerErrors: settings.onHandlerError !== undefined,
         debug: settings.debug !== undefined,

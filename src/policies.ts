@@ -147,8 +147,8 @@ export interface SignalOptions {
   signals?: readonly NodeJS.Signals[] | undefined;
   /**
    * After the first signal, conversations still running this many ms later are cut off (as
-   * {@link Server.destroy}); 0 to 2^31 - 1. Default: never; they may take as long as they
-   * need.
+   * {@link Server.destroy}); 0 to 2^31 - 1. Default: none of its own; the server's
+   * `stopTimeout` (default 30000 ms) still bounds the stop.
    */
   forceAfter?: number | undefined;
   /**

@@ -128,6 +128,13 @@ export interface ServerOptions {
    * closed. 0 disables. Default 30000.
    */
   responseTimeout?: number | undefined;
+  /**
+   * The most a graceful {@link Server.stop} waits, in ms (0 to 2^31 - 1; 0 is no bound): for
+   * running handlers to end, and for their clients to take the rest of their responses. Then
+   * the connections still open are cut off, as {@link Server.destroy} does. A connection whose
+   * response is complete never holds a stop up. Default 30000.
+   */
+  stopTimeout?: number | undefined;
   /** Socket file permissions, from 0 to 0o777. Default 0o600: only this user can connect. */
   mode?: number | undefined;
   /** Never change directory to bind a long path. Default false. */
@@ -168,6 +175,7 @@ export interface ServerSettings {
   readonly streamThreshold: number;
   readonly requestTimeout: number;
   readonly responseTimeout: number;
+  readonly stopTimeout: number;
   readonly mode: number;
   readonly disallowChdir: boolean;
   readonly lockTimeout: number;
@@ -194,6 +202,7 @@ export function serverSettings(options: ServerOptions | undefined): ServerSettin
       64 * 1024,
     requestTimeout: duration(o.requestTimeout, 'options.requestTimeout') ?? 10_000,
     responseTimeout: duration(o.responseTimeout, 'options.responseTimeout') ?? 30_000,
+    stopTimeout: duration(o.stopTimeout, 'options.stopTimeout') ?? 30_000,
     mode: integer(o.mode, 'options.mode', 0, 0o777) ?? 0o600,
     disallowChdir: boolean(o.disallowChdir, 'options.disallowChdir') ?? false,
     lockTimeout: duration(o.lockTimeout, 'options.lockTimeout') ?? LOCK_TIMEOUT_MS,
@@ -306,6 +315,8 @@ export class Server {
   #unobserved: UnobservedFailures | undefined;
   /** Our listener on `settings.signal`, until the server stops. */
   #onAbort: (() => void) | undefined;
+  /** Bounds a graceful stop ({@link ServerOptions.stopTimeout}). */
+  #stopTimer: NodeJS.Timeout | undefined;
   readonly #conversations = new ConversationList();
   readonly #ready: Conversation[] = [];
   #readyHead = 0;
@@ -406,8 +417,11 @@ export class Server {
 
   /**
    * Stops gracefully: accepts no more connections, closes those whose handler has not
-   * started, lets running handlers finish their responses. Idempotent; callable from a handler.
-   * Resolves like {@link Server.closed}.
+   * started, lets running handlers finish their responses. A connection is waited for until
+   * its response is complete and written out to the client's socket, not until the client
+   * hangs up. After `stopTimeout` ms (default 30000) whatever is still open is cut off as
+   * {@link Server.destroy} does. Idempotent; callable from a handler. Resolves like
+   * {@link Server.closed}.
    */
   stop(): Promise<void> {
     this.#beginStop({ kind: 'requested' });
@@ -417,9 +431,13 @@ export class Server {
   /** Stops now: like {@link Server.stop}, but running conversations are cut off too. */
   destroy(): Promise<void> {
     this.#beginStop({ kind: 'requested' });
+    this.#cutOff();
+    return this.closed;
+  }
+
+  #cutOff(): void {
     this.#group?.stop(true);
     for (const conversation of this.#conversations.toArray()) conversation.socket.destroy();
-    return this.closed;
   }
 
   /** Same as {@link Server.stop}, for `await using`. */
@@ -635,6 +653,8 @@ export class Server {
     } else if (!conversation.socket.destroyed) {
       this.#stats.responses++;
       conversation.finish();
+      // A stop is under way: the response was all that was left to wait for (#beginStop).
+      if (this.#stopReason !== undefined) conversation.closeWhenWritten();
     }
     if (result === QUIT) this.#beginStop({ kind: 'quit' });
     this.#pump();
@@ -690,15 +710,24 @@ export class Server {
     if (listener === undefined) this.#listenerClosed = true;
     else listener.close();
     // Connections whose handler has not started are dropped, as Git drops its queue. Those
-    // whose response is written end when their client hangs up (the sweeper still times them
-    // out): destroying them could cut off bytes still on their way, as the quitting client's
-    // (writes to a Windows pipe complete later; its last chunks and flush were lost).
+    // whose response is complete are closed once it is written out, not when their client
+    // hangs up (one that never does would hold the stop up for ever); not before: that could
+    // cut off bytes still on their way, as the quitting client's (writes to a Windows pipe
+    // complete later; its last chunks and flush were lost).
     for (const conversation of this.#conversations.toArray()) {
       const phase = conversation.phase;
       if (phase === Phase.Reading || phase === Phase.Waiting) conversation.socket.destroy();
+      else if (phase === Phase.Finishing) conversation.closeWhenWritten();
     }
     this.#ready.length = 0;
     this.#readyHead = 0;
+    const bound = this.#settings.stopTimeout;
+    if (bound > 0 && this.#conversations.size > 0) {
+      // Running handlers and slow readers get this long; then they are cut off. Unref'd: the
+      // open connections keep the process alive for as long as there is something to wait for.
+      this.#stopTimer = setTimeout(() => this.#cutOff(), bound);
+      this.#stopTimer.unref();
+    }
     this.#maybeFinish();
   }
 
@@ -707,6 +736,7 @@ export class Server {
     if (!this.#listenerClosed || this.#conversations.size > 0) return;
     this.#finished = true;
     if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
+    if (this.#stopTimer !== undefined) clearTimeout(this.#stopTimer);
     const identity = this.#identity;
     const done =
       identity === undefined ? Promise.resolve(false) : removeIfOurs(this.#path, identity);
@@ -879,6 +909,16 @@ class Conversation {
     if (this.socket.isPaused()) this.socket.resume();
   }
 
+  /**
+   * The server is stopping and the response is complete: close once it is written out (then
+   * it is in the client's hands), whether or not the client ever hangs up.
+   */
+  closeWhenWritten(): void {
+    const socket = this.socket;
+    if (socket.writableFinished) socket.destroy();
+    else socket.once('finish', socketOnFinish);
+  }
+
   fail(err: SimpleIpcError): void {
     if (err.code === ErrorCode.TIMEOUT) this.timedOut = true;
     // A handler whose client is closed under it (responseTimeout) fails through no fault of its
@@ -942,6 +982,10 @@ function socketOnError(this: TaggedSocket): void {
 function socketOnClose(this: TaggedSocket): void {
   const conversation = this[kConversation]!;
   conversation.closed();
+}
+
+function socketOnFinish(this: TaggedSocket): void {
+  this.destroy();
 }
 
 function ignore(): void {}
