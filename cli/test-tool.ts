@@ -177,8 +177,9 @@ async function runDaemon(options: TestToolOptions): Promise<number> {
       threads: options.threads,
       // The test daemon streams sendbytes; other requests are small.
       maxRequestSize: Number.MAX_SAFE_INTEGER,
-      // Quiet by default, whatever clients do; SIMPLE_IPC_DEBUG=1 tells about each one.
-      onHandlerError: DEBUG ? (err) => debugLine(`handler failed: ${String(err)}`) : undefined,
+      // Quiet by default, whatever clients do (without an onHandlerError a failing handler
+      // would be a process warning on stderr); SIMPLE_IPC_DEBUG=1 tells about each one.
+      onHandlerError: DEBUG ? (err) => debugLine(`handler failed: ${String(err)}`) : ignore,
       debug: DEBUG ? debugLine : undefined,
     };
     server =
@@ -276,3 +277,5 @@ async function sendbytes(options: TestToolOptions): Promise<number> {
   await writeOut(process.stdout, Buffer.from(line, 'latin1'));
   return EXIT_OK;
 }
+
+function ignore(): void {}

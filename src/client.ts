@@ -12,7 +12,7 @@ import { lstat } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { USES_NAMED_PIPES, withSocketAddress } from './address.js';
-import { abortError, ErrorCode, SimpleIpcError, systemCode } from './errors.js';
+import { abortError, ErrorCode, isSimpleIpcError, SimpleIpcError, systemCode } from './errors.js';
 import { type HoldWatch, InboundMessage, OutboundMessage } from './message.js';
 import {
   MessageDecoder,
@@ -629,7 +629,7 @@ export class Connection {
     const whole = typeof request === 'string' || request instanceof Uint8Array;
     const exchange = new Exchange(socket, this.#path, inbound, whole);
     socket.on('data', (chunk: Buffer) => exchange.onData(chunk));
-    socket.on('end', () => inbound.end());
+    socket.on('end', () => exchange.onClose());
     socket.on('error', (err: Error) => exchange.onError(err));
     socket.on('close', () => exchange.onClose());
     if (settings.timeout > 0) {
@@ -648,11 +648,7 @@ export class Connection {
     const signal = settings.signal;
     if (signal !== undefined) {
       if (signal.aborted) exchange.fail(abortError(signal));
-      else {
-        const onAbort = (): void => exchange.fail(abortError(signal));
-        signal.addEventListener('abort', onAbort, { once: true });
-        socket.once('close', () => signal.removeEventListener('abort', onAbort));
-      }
+      else exchange.watch(signal);
     }
     if (whole) writeWhole(socket, request);
     else {
@@ -780,13 +776,10 @@ class WholeResponse implements PieceSink {
     try {
       this.#decoder.end();
     } catch (err) {
-      return err as Error;
+      // Nothing at all, or a packet cut short: the server went away all the same.
+      return isSimpleIpcError(err, ErrorCode.TRUNCATED) ? truncated(path) : (err as Error);
     }
-    return new SimpleIpcError(
-      ErrorCode.TRUNCATED,
-      `the server at '${path}' hung up before the end of its response`,
-      { path },
-    );
+    return truncated(path);
   }
 
   /** The payload: the single piece itself, or all pieces joined once. */
@@ -815,8 +808,19 @@ class Exchange {
     this.outbound = whole ? undefined : new OutboundMessage(socket);
   }
 
+  #signal: AbortSignal | undefined;
+  #onAbort: (() => void) | undefined;
+
+  /** Fails the exchange when `signal` aborts, until the exchange is over. */
+  watch(signal: AbortSignal): void {
+    this.#signal = signal;
+    this.#onAbort = () => this.fail(abortError(signal));
+    signal.addEventListener('abort', this.#onAbort, { once: true });
+  }
+
   fail(err: Error): void {
     this.idle?.clear();
+    this.#unwatch();
     this.inbound.fail(err);
     this.outbound?.abort(err);
     this.socket.destroy();
@@ -825,11 +829,18 @@ class Exchange {
   onData(chunk: Buffer): void {
     this.idle?.activity();
     const inbound = this.inbound;
-    // The response is complete (or broken): the conversation is over, hang up.
+    // The response is complete (or broken): the conversation is over, hang up. The signal is
+    // let go now, not at 'close', which comes a turn later: the caller may be done by then.
     if (inbound.feed(chunk) >= 0 || inbound.error !== undefined) {
       this.idle?.clear();
+      this.#unwatch();
       this.socket.destroy();
     }
+  }
+
+  #unwatch(): void {
+    if (this.#onAbort !== undefined) this.#signal!.removeEventListener('abort', this.#onAbort);
+    this.#onAbort = undefined;
   }
 
   onError(err: Error): void {
@@ -842,19 +853,12 @@ class Exchange {
     );
   }
 
+  /** The server hung up ('end', or 'close' without one): the response must be complete. */
   onClose(): void {
     this.idle?.clear();
-    const inbound = this.inbound;
-    inbound.end();
-    if (!inbound.complete) {
-      this.fail(
-        new SimpleIpcError(
-          ErrorCode.TRUNCATED,
-          `the server at '${this.path}' hung up before the end of its response`,
-          { path: this.path },
-        ),
-      );
-    }
+    this.#unwatch();
+    // An error the response already had (a malformed packet) stays: the first one wins.
+    if (!this.inbound.complete) this.fail(truncated(this.path));
   }
 }
 
@@ -919,6 +923,19 @@ class IdleTimeout implements HoldWatch {
 
 function idleTimeoutFired(idle: IdleTimeout): void {
   idle.fired();
+}
+
+/**
+ * The server closed the connection before the flush that ends its response. Its own
+ * hang-ups come after the flush, so this is almost always its handler failing (a server closes
+ * a failed handler's connection without a flush), or the server being cut off.
+ */
+function truncated(path: string): SimpleIpcError {
+  return new SimpleIpcError(
+    ErrorCode.TRUNCATED,
+    `the server at '${path}' closed the connection before completing its response, which usually means its request handler failed (or the server was stopped)`,
+    { path },
+  );
 }
 
 function failedIterable(err: unknown): AsyncIterable<Buffer> {

@@ -16,6 +16,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { USES_NAMED_PIPES } from './address.js';
 import { ErrorCode, SimpleIpcError } from './errors.js';
+import { callObserver } from './guard.js';
 import { type ErrorData, errorFromData, moduleHref } from './handoff.js';
 import {
   checkHandler,
@@ -64,7 +65,12 @@ export interface ChildServerOptions {
   readonly server: Readonly<
     Pick<
       ServerSettings,
-      'threads' | 'queueSize' | 'streamThreshold' | 'requestTimeout' | 'responseTimeout'
+      | 'threads'
+      | 'queueSize'
+      | 'streamThreshold'
+      | 'requestTimeout'
+      | 'responseTimeout'
+      | 'stopTimeout'
     > & { maxRequestSize: number | null }
   >;
   /** Forward handler errors (the first process has `onHandlerError`). */
@@ -214,6 +220,7 @@ class ProcessGroup {
           streamThreshold: settings.streamThreshold,
           requestTimeout: settings.requestTimeout,
           responseTimeout: settings.responseTimeout,
+          stopTimeout: settings.stopTimeout,
         },
         handlerErrors: settings.onHandlerError !== undefined,
         debug: settings.debug !== undefined,
@@ -291,10 +298,14 @@ class ProcessGroup {
         if (message.reason === 'quit') this.#server.stopFor({ kind: 'quit' });
         break;
       case 'simple-ipc:handler-error':
-        this.#options.onHandlerError?.(errorFromData(message.error));
+        callObserver(
+          'options.onHandlerError',
+          this.#options.onHandlerError,
+          errorFromData(message.error),
+        );
         break;
       case 'simple-ipc:debug':
-        this.#options.debug?.(message.message);
+        callObserver('options.debug', this.#options.debug, message.message);
         break;
     }
   }
@@ -319,7 +330,11 @@ class ProcessGroup {
       );
     } else if (this.#stopping === 'no') {
       // Died while serving: its connections are cut; another process takes its place.
-      this.#options.debug?.(`a server process exited (${how}); starting another`);
+      callObserver(
+        'options.debug',
+        this.#options.debug,
+        `a server process exited (${how}); starting another`,
+      );
       const early = performance.now() - member.started < RESTART_DELAY_MS;
       setTimeout(() => this.#replace(), early ? RESTART_DELAY_MS : 0).unref();
     }
@@ -329,7 +344,11 @@ class ProcessGroup {
   #replace(): void {
     if (this.#stopping !== 'no') return;
     this.#spawn().catch((err: unknown) =>
-      this.#options.debug?.(`no process replaced it: ${(err as Error).message}`),
+      callObserver(
+        'options.debug',
+        this.#options.debug,
+        `no process replaced it: ${(err as Error).message}`,
+      ),
     );
   }
 

@@ -39,8 +39,18 @@ export const ErrorCode = {
   NAME_TOO_LONG: 'ERR_IPC_NAME_TOO_LONG',
   /** The connection was closed or destroyed before the exchange completed. */
   CONNECTION_CLOSED: 'ERR_IPC_CONNECTION_CLOSED',
-  /** The request handler threw or rejected; the client sees this as a truncated response. */
+  /**
+   * The request handler threw or rejected; the client sees this as a truncated response. Also
+   * the code of the process warning that reports a handler failure when the server has no
+   * `onHandlerError`.
+   */
   HANDLER_FAILED: 'ERR_IPC_HANDLER_FAILED',
+  /**
+   * A callback of the application (a `debug` logger, `onHandlerError`, a policy hook) threw or
+   * rejected. Never thrown: the failure is contained and reported once per callback, as a
+   * process warning with this code and what it threw as `cause`.
+   */
+  CALLBACK_FAILED: 'ERR_IPC_CALLBACK_FAILED',
   /**
    * The operation was aborted through its AbortSignal. The error is named `AbortError` and
    * carries the signal's `reason` as `cause`, as Node's own aborts do.

@@ -7,6 +7,7 @@
  */
 
 import { constants } from 'node:os';
+import { callObserver } from './guard.js';
 import type { Server } from './server.js';
 import {
   callback,
@@ -68,7 +69,11 @@ export interface IdleOptions {
    * later than due.
    */
   checkInterval?: number | undefined;
-  /** Called once, just before the server is stopped for being idle, with the idle time in ms. */
+  /**
+   * Called once, just before the server is stopped for being idle, with the idle time in ms.
+   * If it throws or rejects, the server is stopped all the same, and the failure is reported
+   * once as a process warning (`ERR_IPC_CALLBACK_FAILED`).
+   */
   onIdle?: ((idleMs: number) => void) | undefined;
 }
 
@@ -127,7 +132,7 @@ export function stopWhenIdle(
     }
     if (now - since < timeout) return;
     cancel();
-    onIdle?.(now - since);
+    callObserver('options.onIdle', onIdle, now - since);
     void server.stop();
   };
   timer = setInterval(check, Math.max(1, interval));
@@ -142,13 +147,14 @@ export interface SignalOptions {
   signals?: readonly NodeJS.Signals[] | undefined;
   /**
    * After the first signal, conversations still running this many ms later are cut off (as
-   * {@link Server.destroy}); 0 to 2^31 - 1. Default: never; they may take as long as they
-   * need.
+   * {@link Server.destroy}); 0 to 2^31 - 1. Default: none of its own; the server's
+   * `stopTimeout` (default 30000 ms) still bounds the stop.
    */
   forceAfter?: number | undefined;
   /**
    * Called on each signal with the signal and whether it cut running conversations off (a
-   * second signal does). For a log line; the server is stopped either way.
+   * second signal does). For a log line; the server is stopped either way, also if it throws
+   * or rejects (reported once as a process warning, `ERR_IPC_CALLBACK_FAILED`).
    */
   onSignal?: ((signal: NodeJS.Signals, forced: boolean) => void) | undefined;
 }
@@ -184,7 +190,7 @@ export function stopOnSignals(server: Server, options: SignalOptions = {}): Serv
   const onSignal = (signal: NodeJS.Signals): void => {
     received++;
     const forced = received > 1;
-    onSignalOption?.(signal, forced);
+    callObserver('options.onSignal', onSignalOption, signal, forced);
     if (forced) {
       void server.destroy();
       return;

@@ -14,6 +14,7 @@
 import type { Server as NetServer, Socket } from 'node:net';
 import { isNativeError } from 'node:util/types';
 import { ErrorCode, SimpleIpcError } from './errors.js';
+import { callObserver, UnobservedFailures } from './guard.js';
 import { installSocket, LISTEN_BACKLOG } from './lifecycle.js';
 import { LOCK_TIMEOUT_MS } from './lock.js';
 import { type InboundLimits, InboundMessage, OutboundMessage } from './message.js';
@@ -127,24 +128,40 @@ export interface ServerOptions {
    * closed. 0 disables. Default 30000.
    */
   responseTimeout?: number | undefined;
+  /**
+   * The most a graceful {@link Server.stop} waits, in ms (0 to 2^31 - 1; 0 is no bound): for
+   * running handlers to end, and for their clients to take the rest of their responses. Then
+   * the connections still open are cut off, as {@link Server.destroy} does. A connection whose
+   * response is complete never holds a stop up. Default 30000.
+   */
+  stopTimeout?: number | undefined;
   /** Socket file permissions, from 0 to 0o777. Default 0o600: only this user can connect. */
   mode?: number | undefined;
   /** Never change directory to bind a long path. Default false. */
   disallowChdir?: boolean | undefined;
   /** How long start-up waits for `<path>.lock`, in ms. Default 100 (Git's). */
   lockTimeout?: number | undefined;
-  /** Stops the server (as {@link Server.stop}) when aborted. */
+  /**
+   * Stops the server (as {@link Server.stop}) when aborted. The server's listener on it is
+   * removed once the server stops, so one signal may serve any number of servers.
+   */
   signal?: AbortSignal | undefined;
   /**
    * Called with each handler failure; the server goes on. A handler that throws something
    * that is not an `Error` is reported as a `SimpleIpcError` `ERR_IPC_HANDLER_FAILED` with
-   * the thrown value as `cause`. Default: nothing is printed.
+   * the thrown value as `cause`. If it throws or rejects itself, that is reported once as a
+   * process warning (`ERR_IPC_CALLBACK_FAILED`) and changes nothing else. Default: handler
+   * failures are reported as process warnings (`process.emitWarning`, code
+   * `ERR_IPC_HANDLER_FAILED`, the failure as `cause`), once per place they come from (the
+   * error's name and the first frame of its stack), for at most 10 such places per server:
+   * never once per request.
    */
   onHandlerError?: ((error: unknown) => void) | undefined;
   /**
    * Called with a line about each bad client (malformed or oversized request, timeout, accept
    * error). Default: nothing. A server never writes to stderr by itself: a hostile client must
-   * not be able to flood the logs.
+   * not be able to flood the logs. If it throws or rejects, that is reported once as a process
+   * warning (`ERR_IPC_CALLBACK_FAILED`) and changes nothing else.
    */
   debug?: ((message: string) => void) | undefined;
 }
@@ -158,6 +175,7 @@ export interface ServerSettings {
   readonly streamThreshold: number;
   readonly requestTimeout: number;
   readonly responseTimeout: number;
+  readonly stopTimeout: number;
   readonly mode: number;
   readonly disallowChdir: boolean;
   readonly lockTimeout: number;
@@ -184,6 +202,7 @@ export function serverSettings(options: ServerOptions | undefined): ServerSettin
       64 * 1024,
     requestTimeout: duration(o.requestTimeout, 'options.requestTimeout') ?? 10_000,
     responseTimeout: duration(o.responseTimeout, 'options.responseTimeout') ?? 30_000,
+    stopTimeout: duration(o.stopTimeout, 'options.stopTimeout') ?? 30_000,
     mode: integer(o.mode, 'options.mode', 0, 0o777) ?? 0o600,
     disallowChdir: boolean(o.disallowChdir, 'options.disallowChdir') ?? false,
     lockTimeout: duration(o.lockTimeout, 'options.lockTimeout') ?? LOCK_TIMEOUT_MS,
@@ -292,6 +311,12 @@ export class Server {
   readonly #responseTicks: number;
   readonly #onHandlerError: ((error: unknown) => void) | undefined;
   readonly #debug: ((message: string) => void) | undefined;
+  /** Made at the first handler failure that no `onHandlerError` observes. */
+  #unobserved: UnobservedFailures | undefined;
+  /** Our listener on `settings.signal`, until the server stops. */
+  #onAbort: (() => void) | undefined;
+  /** Bounds a graceful stop ({@link ServerOptions.stopTimeout}). */
+  #stopTimer: NodeJS.Timeout | undefined;
   readonly #conversations = new ConversationList();
   readonly #ready: Conversation[] = [];
   #readyHead = 0;
@@ -392,8 +417,11 @@ export class Server {
 
   /**
    * Stops gracefully: accepts no more connections, closes those whose handler has not
-   * started, lets running handlers finish their responses. Idempotent; callable from a handler.
-   * Resolves like {@link Server.closed}.
+   * started, lets running handlers finish their responses. A connection is waited for until
+   * its response is complete and written out to the client's socket, not until the client
+   * hangs up. After `stopTimeout` ms (default 30000) whatever is still open is cut off as
+   * {@link Server.destroy} does. Idempotent; callable from a handler. Resolves like
+   * {@link Server.closed}.
    */
   stop(): Promise<void> {
     this.#beginStop({ kind: 'requested' });
@@ -403,9 +431,13 @@ export class Server {
   /** Stops now: like {@link Server.stop}, but running conversations are cut off too. */
   destroy(): Promise<void> {
     this.#beginStop({ kind: 'requested' });
+    this.#cutOff();
+    return this.closed;
+  }
+
+  #cutOff(): void {
     this.#group?.stop(true);
     for (const conversation of this.#conversations.toArray()) conversation.socket.destroy();
-    return this.closed;
   }
 
   /** Same as {@link Server.stop}, for `await using`. */
@@ -471,7 +503,7 @@ export class Server {
     // accepting once descriptors free up, so they are counted, never fatal.
     listener.on('error', (err) => {
       this.#stats.acceptErrors++;
-      this.#debug?.(`accept failed: ${err.message}`);
+      if (this.#debug !== undefined) this.#log(`accept failed: ${err.message}`);
     });
     if (this.#requestTicks > 0 || this.#responseTicks > 0) {
       this.#sweeper = setInterval(sweep, TICK_MS, this);
@@ -482,8 +514,17 @@ export class Server {
   #stopOnAbort(signal: AbortSignal | undefined): void {
     if (signal !== undefined) {
       if (signal.aborted) this.#beginStop({ kind: 'requested' });
-      else signal.addEventListener('abort', () => void this.stop(), { once: true });
+      else if (this.#stopReason === undefined) {
+        // Removed in #beginStop: an application-wide signal outlives many servers.
+        this.#onAbort = () => void this.stop();
+        signal.addEventListener('abort', this.#onAbort, { once: true });
+      }
     }
+  }
+
+  /** Gives `line` to the `debug` option (check that there is one before building the line). */
+  #log(line: string): void {
+    callObserver('options.debug', this.#debug, line);
   }
 
   /** @internal Called by the sweeper every tick: closes stalled clients. */
@@ -500,7 +541,7 @@ export class Server {
       if (limit > 0 && phase !== Phase.Reading) conversation.noteBytesTaken(tick);
       if (limit > 0 && tick - conversation.activeTick > limit) {
         this.#stats.timeouts++;
-        this.#debug?.('closed a stalled client');
+        if (this.#debug !== undefined) this.#log('closed a stalled client');
         conversation.fail(
           new SimpleIpcError(ErrorCode.TIMEOUT, 'the client stalled; connection closed'),
         );
@@ -562,8 +603,10 @@ export class Server {
         if (!conversation.inbound.started) stats.probes++;
         else if (!conversation.timedOut) {
           stats.badRequests++;
-          const why = conversation.inbound.error?.message ?? 'the client hung up mid-request';
-          this.#debug?.(`dropped a bad request: ${why}`);
+          if (this.#debug !== undefined) {
+            const why = conversation.inbound.error?.message ?? 'the client hung up mid-request';
+            this.#log(`dropped a bad request: ${why}`);
+          }
         }
       }
     }
@@ -585,27 +628,33 @@ export class Server {
       } else {
         result = this.#streamHandler!(conversation.inbound, conversation.reply(), context);
       }
+      // A thenable's `then` is the application's code too: a throw from it (or from a getter
+      // of it) is the handler failing. Calling back twice counts once (see handlerEnded).
+      if (isPromise(result)) {
+        result.then(
+          (value) => this.#handlerDone(conversation, value),
+          (err: unknown) => this.#handlerFailed(conversation, err),
+        );
+        return;
+      }
     } catch (err) {
       this.#handlerFailed(conversation, err);
       return;
     }
-    if (isPromise(result)) {
-      result.then(
-        (value) => this.#handlerDone(conversation, value),
-        (err: unknown) => this.#handlerFailed(conversation, err),
-      );
-    } else {
-      this.#handlerDone(conversation, result);
-    }
+    this.#handlerDone(conversation, result);
   }
 
   #handlerDone(conversation: Conversation, result: unknown): void {
+    if (conversation.handlerEnded) return;
+    conversation.handlerEnded = true;
     this.#running--;
     if (conversation.clientGone) {
       this.#stats.clientGone++;
     } else if (!conversation.socket.destroyed) {
       this.#stats.responses++;
       conversation.finish();
+      // A stop is under way: the response was all that was left to wait for (#beginStop).
+      if (this.#stopReason !== undefined) conversation.closeWhenWritten();
     }
     if (result === QUIT) this.#beginStop({ kind: 'quit' });
     this.#pump();
@@ -614,15 +663,23 @@ export class Server {
   // Whatever was thrown (also undefined, null or a string), the response is cut off without
   // its flush: the client sees an error, never a short answer taken for a whole one.
   #handlerFailed(conversation: Conversation, thrown: unknown): void {
+    if (conversation.handlerEnded) return;
+    conversation.handlerEnded = true;
     this.#running--;
+    conversation.socket.destroy();
     if (conversation.clientGone) {
       // The handler failed because its client vanished (reply rejected): not its fault.
       this.#stats.clientGone++;
     } else {
       this.#stats.handlerErrors++;
-      this.#onHandlerError?.(handlerError(thrown));
+      const error = handlerError(thrown);
+      if (this.#onHandlerError !== undefined) {
+        callObserver('options.onHandlerError', this.#onHandlerError, error);
+      } else {
+        // Nobody observes it: report it as Node reports what nobody handled (src/guard.ts).
+        (this.#unobserved ??= new UnobservedFailures()).report(error);
+      }
     }
-    conversation.socket.destroy();
     this.#pump();
   }
 
@@ -644,21 +701,33 @@ export class Server {
   #beginStop(reason: StopReason): void {
     if (this.#stopReason !== undefined) return;
     this.#stopReason = reason;
+    const signal = this.#settings.signal;
+    if (this.#onAbort !== undefined) signal!.removeEventListener('abort', this.#onAbort);
+    this.#onAbort = undefined;
     this.#group?.stop(false);
     this.#watch?.stop();
     const listener = this.#listener;
     if (listener === undefined) this.#listenerClosed = true;
     else listener.close();
     // Connections whose handler has not started are dropped, as Git drops its queue. Those
-    // whose response is written end when their client hangs up (the sweeper still times them
-    // out): destroying them could cut off bytes still on their way, as the quitting client's
-    // (writes to a Windows pipe complete later; its last chunks and flush were lost).
+    // whose response is complete are closed once it is written out, not when their client
+    // hangs up (one that never does would hold the stop up for ever); not before: that could
+    // cut off bytes still on their way, as the quitting client's (writes to a Windows pipe
+    // complete later; its last chunks and flush were lost).
     for (const conversation of this.#conversations.toArray()) {
       const phase = conversation.phase;
       if (phase === Phase.Reading || phase === Phase.Waiting) conversation.socket.destroy();
+      else if (phase === Phase.Finishing) conversation.closeWhenWritten();
     }
     this.#ready.length = 0;
     this.#readyHead = 0;
+    const bound = this.#settings.stopTimeout;
+    if (bound > 0 && this.#conversations.size > 0) {
+      // Running handlers and slow readers get this long; then they are cut off. Unref'd: the
+      // open connections keep the process alive for as long as there is something to wait for.
+      this.#stopTimer = setTimeout(() => this.#cutOff(), bound);
+      this.#stopTimer.unref();
+    }
     this.#maybeFinish();
   }
 
@@ -667,6 +736,7 @@ export class Server {
     if (!this.#listenerClosed || this.#conversations.size > 0) return;
     this.#finished = true;
     if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
+    if (this.#stopTimer !== undefined) clearTimeout(this.#stopTimer);
     const identity = this.#identity;
     const done =
       identity === undefined ? Promise.resolve(false) : removeIfOurs(this.#path, identity);
@@ -689,7 +759,11 @@ function ticks(ms: number): number {
 
 /** What a handler threw, as an Error: itself if it is one, else wrapped (kept as `cause`). */
 function handlerError(thrown: unknown): unknown {
-  if (thrown instanceof Error || isNativeError(thrown)) return thrown;
+  try {
+    if (isNativeError(thrown) || thrown instanceof Error) return thrown;
+  } catch {
+    // A Proxy whose getPrototypeOf throws: not an Error we can vouch for.
+  }
   return new SimpleIpcError(
     ErrorCode.HANDLER_FAILED,
     `the handler threw a value that is not an Error: ${show(thrown)}`,
@@ -770,6 +844,8 @@ class Conversation {
   timedOut = false;
   /** The socket failed or closed before the handler ended. */
   clientGone = false;
+  /** The handler's end has been taken (a thenable may call back more than once). */
+  handlerEnded = false;
   #controller: AbortController | undefined;
   /** Response bytes the client had taken at the last sweep. */
   #taken = 0;
@@ -831,6 +907,16 @@ class Conversation {
     this.outbound.end(true);
     // Reading stopped only if the client sent more after its flush; read on to see it leave.
     if (this.socket.isPaused()) this.socket.resume();
+  }
+
+  /**
+   * The server is stopping and the response is complete: close once it is written out (then
+   * it is in the client's hands), whether or not the client ever hangs up.
+   */
+  closeWhenWritten(): void {
+    const socket = this.socket;
+    if (socket.writableFinished) socket.destroy();
+    else socket.once('finish', socketOnFinish);
   }
 
   fail(err: SimpleIpcError): void {
@@ -896,6 +982,10 @@ function socketOnError(this: TaggedSocket): void {
 function socketOnClose(this: TaggedSocket): void {
   const conversation = this[kConversation]!;
   conversation.closed();
+}
+
+function socketOnFinish(this: TaggedSocket): void {
+  this.destroy();
 }
 
 function ignore(): void {}

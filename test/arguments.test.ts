@@ -88,6 +88,7 @@ test('startServer checks its path, its handler and every option', async (t) => {
     ['streamThreshold', [-1, 1.5, Infinity, NaN, '1']],
     ['requestTimeout', NOT_DURATIONS],
     ['responseTimeout', NOT_DURATIONS],
+    ['stopTimeout', NOT_DURATIONS],
     ['mode', [-1, 0o1000, 1.5, '600', NaN]],
     ['disallowChdir', NOT_BOOLEANS],
     ['lockTimeout', NOT_DURATIONS],
@@ -115,6 +116,7 @@ test('startServer checks its path, its handler and every option', async (t) => {
     streamThreshold: 0,
     requestTimeout: 0,
     responseTimeout: 2 ** 31 - 1,
+    stopTimeout: 0,
     lockTimeout: -0,
   });
   await server.stop();

@@ -14,6 +14,7 @@ import {
 import {
   delay,
   LOCK_FILE_ONLY,
+  netAddress,
   rawConnect,
   rawExchange,
   settlesAtMost,
@@ -748,3 +749,69 @@ test(
     assert.equal(server.path, path);
   },
 );
+
+/** `promise`'s value, or a failure naming `what` if it has not settled within `ms`. */
+async function within<T>(what: string, ms: number, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not settled after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+test('stop(): a client that has read its whole answer but keeps its end open does not hold it up', async (t) => {
+  const path = join(tempDir(t), 's');
+  // No sweeper, and a stop bound far beyond the deadline below: only the rule can end it.
+  const server = await startServer(path, (_request, reply) => reply('pong'), {
+    responseTimeout: 0,
+    requestTimeout: 0,
+    stopTimeout: 60_000,
+  });
+  t.after(() => server.destroy());
+  // A client that keeps its end open after the server's FIN (Node's own would close it).
+  const socket = netConnect({ path: netAddress(path), allowHalfOpen: true });
+  t.after(() => socket.destroy());
+  socket.on('error', () => {});
+  await new Promise((resolve) => socket.once('connect', resolve));
+  let received = '';
+  socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+  const ended = new Promise((resolve) => socket.once('end', resolve));
+  socket.write('0006go0000');
+  await until('the whole answer', () => received.endsWith('0000'));
+  assert.equal(received, '0008pong0000');
+  // The client never sends its FIN (a half-open socket).
+  await within('stop()', 5000, server.stop());
+  await within('the client to see the server hang up', 5000, ended);
+  assert.equal(server.stats().responses, 1);
+});
+
+test('stopTimeout bounds stop(): a handler that never settles is cut off; destroy() cuts it at once', async (t) => {
+  const path = join(tempDir(t), 's');
+  const server = await startServer(path, () => new Promise<undefined>(() => {}), {
+    stopTimeout: 300,
+  });
+  t.after(() => server.destroy());
+  const answer = assert.rejects(sendCommand(path, 'x'), { code: 'ERR_IPC_TRUNCATED' });
+  await until('running', () => server.stats().running === 1);
+  const t0 = performance.now();
+  await within('stop()', 5000, server.stop());
+  const took = performance.now() - t0;
+  assert.ok(took >= 250, `stop() waited ${took.toFixed(0)} ms for the handler`);
+  await answer;
+  assert.ok(await socketGone(path), 'the socket is gone');
+
+  const other = join(tempDir(t), 's');
+  const again = await startServer(other, () => new Promise<undefined>(() => {}), {
+    stopTimeout: 60_000,
+  });
+  t.after(() => again.destroy());
+  const cut = assert.rejects(sendCommand(other, 'x'), { code: 'ERR_IPC_TRUNCATED' });
+  await until('running', () => again.stats().running === 1);
+  void again.stop();
+  await within('destroy() during a stop', 5000, again.destroy());
+  await cut;
+});
