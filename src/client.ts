@@ -49,6 +49,9 @@ export const ActiveState = {
   OTHER_ERROR: 'other-error',
 } as const;
 
+// Frozen: the library compares with and returns these values.
+Object.freeze(ActiveState);
+
 /** One of the `ActiveState` values. */
 export type ActiveState = (typeof ActiveState)[keyof typeof ActiveState];
 
@@ -916,3 +919,8 @@ async function writeRequest(
   }
   outbound.end(false);
 }
+
+// Frozen, prototype included: an application must not be able to replace what the library
+// runs for every connection.
+Object.freeze(Connection.prototype);
+Object.freeze(Connection);

@@ -925,3 +925,9 @@ export async function startServer(
   await server.start();
   return server;
 }
+
+// Frozen, prototypes included: an application must not be able to replace what the library
+// runs for every conversation (a handler's context is handed out too).
+Object.freeze(Server.prototype);
+Object.freeze(Server);
+Object.freeze(HandlerContext.prototype);
