@@ -92,7 +92,10 @@ test('the published types hold only the public API', () => {
  * extends.
  */
 function reportedMembers(): Map<string, { instance: Set<string>; statics: Set<string> }> {
-  const report = readFileSync(join(ROOT, 'etc', 'simple-ipc.api.md'), 'utf8').replace(/\r\n/g, '\n');
+  const report = readFileSync(join(ROOT, 'etc', 'simple-ipc.api.md'), 'utf8').replace(
+    /\r\n/g,
+    '\n',
+  );
   const blocks = new Map<string, { members: string[]; statics: string[]; extends: string[] }>();
   const block =
     /^export (?:declare )?(?:class|interface) (\w+)(?:<[^>]*>)?(?: extends ([^{]+?))?(?: implements [^{]+?)? \{\n([\s\S]*?)^\}/gm;
@@ -142,12 +145,24 @@ function nameOf(key: string | symbol): string {
 // Where a walk up the prototype chain stops: what every object, function or error has.
 const BASES: readonly unknown[] = [Object.prototype, Function.prototype, Error.prototype, Error];
 // Own names every function, class or error has by the language.
-const LANGUAGE = new Set(['constructor', 'length', 'name', 'prototype', 'stack', 'message', 'cause']);
+const LANGUAGE = new Set([
+  'constructor',
+  'length',
+  'name',
+  'prototype',
+  'stack',
+  'message',
+  'cause',
+]);
 
 /** Every property name reachable on `value`: its own, and its prototypes' up to the bases. */
 function reachable(value: object): string[] {
   const names = new Set<string>();
-  for (let o: object | null = value; o !== null && !BASES.includes(o); o = Object.getPrototypeOf(o)) {
+  for (
+    let o: object | null = value;
+    o !== null && !BASES.includes(o);
+    o = Object.getPrototypeOf(o) as object | null
+  ) {
     for (const key of Reflect.ownKeys(o)) {
       const name = nameOf(key);
       if (!LANGUAGE.has(name)) names.add(name);
