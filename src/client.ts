@@ -13,7 +13,7 @@ import { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { USES_NAMED_PIPES, withSocketAddress } from './address.js';
 import { abortError, ErrorCode, isSimpleIpcError, SimpleIpcError, systemCode } from './errors.js';
-import { type HoldWatch, InboundMessage, OutboundMessage } from './message.js';
+import { type HoldWatch, InboundMessage, OutboundMessage, piecesOf } from './message.js';
 import {
   MessageDecoder,
   PacketBuilder,
@@ -48,6 +48,9 @@ export const ActiveState = {
   PATH_NOT_FOUND: 'path-not-found',
   OTHER_ERROR: 'other-error',
 } as const;
+
+// Frozen: the library compares with and returns these values.
+Object.freeze(ActiveState);
 
 /** One of the `ActiveState` values. */
 export type ActiveState = (typeof ActiveState)[keyof typeof ActiveState];
@@ -173,7 +176,7 @@ export async function tryConnect(
 ): Promise<ConnectResult> {
   const outcome = await connectWithRetries(path, connectSettings(path, options), undefined);
   return outcome instanceof Socket
-    ? { state: ActiveState.LISTENING, connection: Connection.create(outcome, path) }
+    ? { state: ActiveState.LISTENING, connection: makeConnection(outcome, path) }
     : outcome;
 }
 
@@ -512,6 +515,13 @@ function stateOf(err: SimpleIpcError): Exclude<ActiveState, 'listening'> {
 }
 
 /**
+ * A connection over `socket`, connected to `path`: the only way to make a {@link Connection}.
+ * A module-scoped function (set by the class's static block), not a static of the class, so
+ * that the application cannot reach it.
+ */
+let makeConnection: (socket: Socket, path: string) => Connection;
+
+/**
  * One client connection to a server: it carries exactly one request and one response (the
  * Simple-IPC protocol has no second round trip). Get one from {@link connect}.
  *
@@ -523,7 +533,7 @@ export class Connection {
   readonly #path: string;
   #used = false;
 
-  // Made only by Connection.create: users get connections from connect(). The token keeps
+  // Made only by makeConnection: users get connections from connect(). The token keeps
   // JavaScript callers, which TypeScript's `private` does not stop, out too.
   private constructor(token: symbol, socket: Socket, path: string) {
     if (token !== kCreate) {
@@ -533,9 +543,8 @@ export class Connection {
     this.#path = path;
   }
 
-  /** @internal A connection over `socket`, connected to `path`. */
-  static create(socket: Socket, path: string): Connection {
-    return new Connection(kCreate, socket, path);
+  static {
+    makeConnection = (socket, path) => new Connection(kCreate, socket, path);
   }
 
   /** The path this connection was made to. */
@@ -583,7 +592,7 @@ export class Connection {
     }
     // Stopping early hangs up: the rest of the response is not wanted.
     inbound.onReturn = () => this.destroy();
-    return inbound;
+    return piecesOf(inbound);
   }
 
   /** Closes the connection now. Idempotent. */
@@ -1000,3 +1009,8 @@ async function writeRequest(
   }
   outbound.end(false);
 }
+
+// Frozen, prototype included: an application must not be able to replace what the library
+// runs for every connection.
+Object.freeze(Connection.prototype);
+Object.freeze(Connection);

@@ -11,7 +11,13 @@
 import type { Server as NetServer } from 'node:net';
 import { type ClusterMessage, loadHandler } from './cluster.js';
 import { errorData } from './handoff.js';
-import { Server, serverSettings } from './server.js';
+import {
+  attachListener,
+  makeServer,
+  type Server,
+  serverSettings,
+  setServerGroup,
+} from './server.js';
 
 function tell(message: ClusterMessage): void {
   if (process.connected) process.send!(message);
@@ -34,7 +40,7 @@ async function load(message: ClusterMessage & { kind: 'simple-ipc:serve' }): Pro
     tell({ kind: 'simple-ipc:failed', message: (err as Error).message });
     process.exit(1);
   }
-  const made = Server.create(
+  const made = makeServer(
     message.path,
     handler,
     serverSettings({
@@ -49,7 +55,7 @@ async function load(message: ClusterMessage & { kind: 'simple-ipc:serve' }): Pro
     }),
   );
   // A stop of this process's own making (a QUIT) is the whole group's: tell the first process.
-  made.setGroup({
+  setServerGroup(made, {
     stop: () => {
       const reason = made.stopReason?.kind;
       if (reason !== undefined) tell({ kind: 'simple-ipc:stopping', reason });
@@ -64,7 +70,7 @@ async function load(message: ClusterMessage & { kind: 'simple-ipc:serve' }): Pro
 // connection it accepts has a handler.
 function listen(listener: NetServer): void {
   const running = loaded!;
-  running.attach(listener);
+  attachListener(running, listener);
   server = running;
   void running.closed.then(() => process.exit(0));
   tell({ kind: 'simple-ipc:ready' });

@@ -23,9 +23,14 @@ import {
   type Handler,
   type ServerOptions,
   type ServerSettings,
+  makeServer,
   type StopReason,
-  Server,
+  type Server,
+  serverListener,
   serverSettings,
+  setServerGroup,
+  startServing,
+  stopServerFor,
 } from './server.js';
 import { integer, optionsObject, socketPath } from './validate.js';
 
@@ -145,11 +150,11 @@ export async function startClusteredServer(
       `options.processes must be 1 on Windows, not ${processes}: a named pipe cannot be served from several processes (use workerHandler() for CPU-bound handlers)`,
     );
   }
-  const server = Server.create(checkedPath, await loadHandler(href), settings);
-  await server.start();
+  const server = makeServer(checkedPath, await loadHandler(href), settings);
+  await startServing(server);
   if (processes === 1) return server;
   const group = new ProcessGroup(server, checkedPath, href, settings);
-  server.setGroup(group);
+  setServerGroup(server, group);
   try {
     await group.start(processes - 1);
   } catch (err) {
@@ -295,7 +300,7 @@ class ProcessGroup {
         member.reject(new SimpleIpcError(ErrorCode.HANDLER_FAILED, message.message));
         break;
       case 'simple-ipc:stopping':
-        if (message.reason === 'quit') this.#server.stopFor({ kind: 'quit' });
+        if (message.reason === 'quit') stopServerFor(this.#server, { kind: 'quit' });
         break;
       case 'simple-ipc:handler-error':
         callObserver(
@@ -353,7 +358,7 @@ class ProcessGroup {
   }
 
   #listener(): NetServer {
-    const listener = this.#server.listener;
+    const listener = serverListener(this.#server);
     if (listener === undefined) {
       throw new SimpleIpcError(ErrorCode.OTHER, 'the server has no listening socket to share');
     }

@@ -71,6 +71,9 @@ export const ErrorCode = {
   ACCESS_DENIED: 'ERR_IPC_ACCESS_DENIED',
 } as const;
 
+// Frozen: the library compares and raises these values; an application must not change them.
+Object.freeze(ErrorCode);
+
 /** One of the `ErrorCode` values. */
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -129,6 +132,11 @@ export class SimpleIpcError extends Error {
     );
   }
 }
+
+// Frozen, prototype included: `instanceof` and the brand must stay what the library relies on.
+// A subclass still works (its own prototype is its own).
+Object.freeze(SimpleIpcError.prototype);
+Object.freeze(SimpleIpcError);
 
 /**
  * True when `err` is a {@link SimpleIpcError} (from any copy of this package), optionally

@@ -303,6 +303,28 @@ export class InboundMessage implements PieceSink, AsyncIterable<Buffer> {
 
 const DONE: IteratorResult<Buffer> = Object.freeze({ done: true, value: undefined });
 
+/**
+ * What the application gets to read an {@link InboundMessage} in pieces (a streaming
+ * handler's request, the response of `Connection.stream()`): the iterable and nothing else, so
+ * that feed(), fail() and the rest stay out of its reach.
+ */
+class MessagePieces implements AsyncIterable<Buffer> {
+  readonly #message: InboundMessage;
+
+  constructor(message: InboundMessage) {
+    this.#message = message;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    return this.#message[Symbol.asyncIterator]();
+  }
+}
+
+/** `message` as an async iterable of its payload pieces, for the application. */
+export function piecesOf(message: InboundMessage): AsyncIterable<Buffer> {
+  return new MessagePieces(message);
+}
+
 /** The iterator of an {@link InboundMessage}'s pieces. */
 class PieceIterator implements AsyncIterator<Buffer> {
   readonly #message: InboundMessage;
@@ -510,3 +532,7 @@ function wrapWriteError(err: Error): SimpleIpcError {
     { cause: err },
   );
 }
+
+// Handed to the application: frozen, so that it cannot change what the library runs.
+Object.freeze(MessagePieces.prototype);
+Object.freeze(PieceIterator.prototype);

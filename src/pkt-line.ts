@@ -21,11 +21,24 @@ export const LARGE_PACKET_MAX = 65520;
 /** Largest payload of one packet (Git's `LARGE_PACKET_DATA_MAX`). */
 export const LARGE_PACKET_DATA_MAX = LARGE_PACKET_MAX - 4;
 
-/** The flush packet: ends a message. */
+// The three special packets below are for the application: the library never writes them (a
+// Buffer cannot be frozen, and one it wrote from would let `FLUSH_PKT.write(...)` corrupt every
+// message sent afterwards). It writes a flush with putPacketLength instead.
+
+/**
+ * The flush packet `0000`: ends a message. The library never writes this Buffer itself, so
+ * changing it changes nothing the library sends.
+ */
 export const FLUSH_PKT: Buffer = Buffer.from('0000', 'latin1');
-/** The delimiter packet (protocol v2 sections). Not valid inside a Simple-IPC message. */
+/**
+ * The delimiter packet `0001` (protocol v2 sections). Not valid inside a Simple-IPC message.
+ * The library never writes this Buffer itself.
+ */
 export const DELIM_PKT: Buffer = Buffer.from('0001', 'latin1');
-/** The response-end packet (protocol v2 stateless RPC). Not valid inside a Simple-IPC message. */
+/**
+ * The response-end packet `0002` (protocol v2 stateless RPC). Not valid inside a Simple-IPC
+ * message. The library never writes this Buffer itself.
+ */
 export const RESPONSE_END_PKT: Buffer = Buffer.from('0002', 'latin1');
 
 /** A decoded packet: data (a view of its payload) or one of the three special packets. */
@@ -252,8 +265,7 @@ export class PacketBuilder {
   addFlush(): void {
     this.#closePacket();
     this.#reserve(4);
-    const scratch = this.#scratch!;
-    FLUSH_PKT.copy(scratch, this.#cursor);
+    putPacketLength(this.#scratch!, this.#cursor, 0);
     this.#cursor += 4;
     this.#packetStart = this.#cursor;
     this.#emitScratch();
@@ -572,3 +584,12 @@ export class MessageDecoder {
     }
   }
 }
+
+// The classes are frozen, prototypes included: the library's own I/O runs through them, and
+// an application that could replace a method would change what every server and client sends.
+Object.freeze(PacketBuilder.prototype);
+Object.freeze(PacketBuilder);
+Object.freeze(PktLineDecoder.prototype);
+Object.freeze(PktLineDecoder);
+Object.freeze(MessageDecoder.prototype);
+Object.freeze(MessageDecoder);

@@ -17,7 +17,7 @@ import { ErrorCode, SimpleIpcError } from './errors.js';
 import { callObserver, UnobservedFailures } from './guard.js';
 import { installSocket, LISTEN_BACKLOG } from './lifecycle.js';
 import { LOCK_TIMEOUT_MS } from './lock.js';
-import { type InboundLimits, InboundMessage, OutboundMessage } from './message.js';
+import { type InboundLimits, InboundMessage, OutboundMessage, piecesOf } from './message.js';
 import {
   OwnershipWatch,
   removeIfOurs,
@@ -290,6 +290,28 @@ export interface ServerGroup {
 
 const kConversation = Symbol('conversation');
 const kCreate = Symbol('create');
+
+/**
+ * What this module's conversations and the cluster modules use of a {@link Server}: closures
+ * over its private members, so that nothing on a Server or on its class names them.
+ */
+interface ServerInternals {
+  make(path: string, handler: Handler, settings: ServerSettings): Server;
+  start(server: Server): Promise<void>;
+  attach(server: Server, listener: NetServer): void;
+  setGroup(server: Server, group: ServerGroup): void;
+  listener(server: Server): NetServer | undefined;
+  stopFor(server: Server, reason: StopReason): void;
+  sweep(server: Server): void;
+  tick(server: Server): number;
+  requestLimits(server: Server): InboundLimits;
+  requestProgress(server: Server, conversation: Conversation): void;
+  conversationClosed(server: Server, conversation: Conversation): void;
+}
+
+// Set by the static block of Server, which alone can reach its private members.
+let internals: ServerInternals;
+
 type TaggedSocket = Socket & { [kConversation]?: Conversation };
 
 /**
@@ -353,7 +375,7 @@ export class Server {
   /** Resolves once the server has stopped and every conversation has ended. Never rejects. */
   readonly closed: Promise<void>;
 
-  // Made only by Server.create: handlers and users get servers from startServer. The token
+  // Made only by makeServer: handlers and users get servers from startServer. The token
   // keeps JavaScript callers, which TypeScript's `private` does not stop, out too.
   private constructor(token: symbol, path: string, handler: Handler, settings: ServerSettings) {
     if (token !== kCreate) {
@@ -386,13 +408,23 @@ export class Server {
     });
   }
 
-  /**
-   * @internal Makes a server that is not serving yet (see {@link Server.start}, {@link Server.attach}).
-   * `handler` and `settings` must have been checked ({@link checkHandler},
-   * {@link serverSettings}).
-   */
-  static create(path: string, handler: Handler, settings: ServerSettings): Server {
-    return new Server(kCreate, path, handler, settings);
+  // See ServerInternals. A static block can reach the private members; no method is added.
+  static {
+    internals = {
+      make: (path, handler, settings) => new Server(kCreate, path, handler, settings),
+      start: (server) => server.#start(),
+      attach: (server, listener) => server.#attach(listener),
+      setGroup: (server, group) => {
+        server.#group = group;
+      },
+      listener: (server) => server.#listener,
+      stopFor: (server, reason) => server.#beginStop(reason),
+      sweep: (server) => server.#sweep(),
+      tick: (server) => server.#tick,
+      requestLimits: (server) => server.#requestLimits,
+      requestProgress: (server, conversation) => server.#requestProgress(conversation),
+      conversationClosed: (server, conversation) => server.#conversationClosed(conversation),
+    };
   }
 
   /** The path the server listens at. */
@@ -445,8 +477,8 @@ export class Server {
     return this.stop();
   }
 
-  /** @internal Installs the socket at the path and starts serving. */
-  async start(): Promise<void> {
+  /** Installs the socket at the path and starts serving. */
+  async #start(): Promise<void> {
     const settings = this.#settings;
     const installed = await installSocket(this.#path, {
       mode: settings.mode,
@@ -466,31 +498,13 @@ export class Server {
   }
 
   /**
-   * @internal Serves on a listening socket that another process installed and owns (a
-   * process of {@link startClusteredServer}): no lock, no ownership watch, and the socket file
-   * is never removed from here.
+   * Serves on a listening socket that another process installed and owns (a process of
+   * {@link startClusteredServer}): no lock, no ownership watch, and the socket file is never
+   * removed from here.
    */
-  attach(listener: NetServer): void {
+  #attach(listener: NetServer): void {
     listener.on('connection', (socket: Socket) => this.#accept(socket));
     this.#serve(listener);
-  }
-
-  /**
-   * @internal Other processes serving the same socket: told to stop when this server stops,
-   * and waited for before {@link Server.closed} resolves.
-   */
-  setGroup(group: ServerGroup): void {
-    this.#group = group;
-  }
-
-  /** @internal The listening socket, once listening. */
-  get listener(): NetServer | undefined {
-    return this.#listener;
-  }
-
-  /** @internal Stops for `reason` (a QUIT or theft seen by another process of the group). */
-  stopFor(reason: StopReason): void {
-    this.#beginStop(reason);
   }
 
   #serve(listener: NetServer): void {
@@ -527,8 +541,8 @@ export class Server {
     callObserver('options.debug', this.#debug, line);
   }
 
-  /** @internal Called by the sweeper every tick: closes stalled clients. */
-  sweep(): void {
+  /** Called by the sweeper every tick: closes stalled clients. */
+  #sweep(): void {
     const tick = ++this.#tick;
     for (const conversation of this.#conversations.toArray()) {
       const phase = conversation.phase;
@@ -568,18 +582,8 @@ export class Server {
     socket.on('close', socketOnClose);
   }
 
-  /** @internal */
-  get tick(): number {
-    return this.#tick;
-  }
-
-  /** @internal The options an {@link InboundMessage} of a request is made with. */
-  get requestLimits(): InboundLimits {
-    return this.#requestLimits;
-  }
-
-  /** @internal Called as request bytes arrive; dispatches once enough is there. */
-  requestProgress(conversation: Conversation): void {
+  /** Called as request bytes arrive; dispatches once enough is there. */
+  #requestProgress(conversation: Conversation): void {
     const inbound = conversation.inbound;
     if (conversation.phase !== Phase.Reading) return;
     if (inbound.complete || (this.#streamHandler && inbound.size >= this.#streamThreshold)) {
@@ -589,8 +593,8 @@ export class Server {
     }
   }
 
-  /** @internal A conversation's socket closed. */
-  conversationClosed(conversation: Conversation): void {
+  /** A conversation's socket closed. */
+  #conversationClosed(conversation: Conversation): void {
     if (!this.#conversations.delete(conversation)) return;
     const stats = this.#stats;
     stats.bytesIn += conversation.socket.bytesRead;
@@ -626,7 +630,11 @@ export class Server {
       if (this.#handler !== undefined) {
         result = this.#handler(conversation.inbound.takeWhole(), conversation.reply(), context);
       } else {
-        result = this.#streamHandler!(conversation.inbound, conversation.reply(), context);
+        result = this.#streamHandler!(
+          piecesOf(conversation.inbound),
+          conversation.reply(),
+          context,
+        );
       }
       // A thenable's `then` is the application's code too: a throw from it (or from a getter
       // of it) is the handler failing. Calling back twice counts once (see handlerEnded).
@@ -776,7 +784,7 @@ function isPromise(value: unknown): value is Promise<unknown> {
 }
 
 function sweep(server: Server): void {
-  server.sweep();
+  internals.sweep(server);
 }
 
 /**
@@ -856,7 +864,7 @@ class Conversation {
     this.server = server;
     this.socket = socket;
     this.activeTick = tick;
-    this.inbound = new InboundMessage(server.requestLimits, socket);
+    this.inbound = new InboundMessage(internals.requestLimits(server), socket);
   }
 
   /** The response writer, made when the handler runs (a probe never needs one). */
@@ -937,7 +945,7 @@ class Conversation {
       this.#outbound?.abort(err);
       this.#controller?.abort(err);
     }
-    this.server.conversationClosed(this);
+    internals.conversationClosed(this.server, this);
   }
 
   #closedError(): SimpleIpcError {
@@ -948,7 +956,7 @@ class Conversation {
 function socketOnData(this: TaggedSocket, chunk: Buffer): void {
   const conversation = this[kConversation]!;
   const server = conversation.server;
-  conversation.activeTick = server.tick;
+  conversation.activeTick = internals.tick(server);
   const inbound = conversation.inbound;
   if (inbound.complete) {
     // Bytes after the flush belong to no message: ignored, and no more are read while the
@@ -962,7 +970,7 @@ function socketOnData(this: TaggedSocket, chunk: Buffer): void {
     this.destroy();
     return;
   }
-  server.requestProgress(conversation);
+  internals.requestProgress(server, conversation);
 }
 
 function socketOnEnd(this: TaggedSocket): void {
@@ -1011,7 +1019,54 @@ export async function startServer(
   handler: Handler,
   options: ServerOptions = {},
 ): Promise<Server> {
-  const server = Server.create(socketPath(path), checkHandler(handler), serverSettings(options));
-  await server.start();
+  const server = internals.make(socketPath(path), checkHandler(handler), serverSettings(options));
+  await internals.start(server);
   return server;
+}
+
+// Frozen, prototypes included: an application must not be able to replace what the library
+// runs for every conversation (a handler's context is handed out too).
+Object.freeze(Server.prototype);
+Object.freeze(Server);
+Object.freeze(HandlerContext.prototype);
+
+/**
+ * @internal Makes a server that is not serving yet (see {@link startServing},
+ * {@link attachListener}). `handler` and `settings` must have been checked
+ * ({@link checkHandler}, {@link serverSettings}).
+ */
+export function makeServer(path: string, handler: Handler, settings: ServerSettings): Server {
+  return internals.make(path, handler, settings);
+}
+
+/** @internal Installs the socket at the server's path and starts serving. */
+export function startServing(server: Server): Promise<void> {
+  return internals.start(server);
+}
+
+/**
+ * @internal Serves on a listening socket that another process installed and owns (a process
+ * of {@link startClusteredServer}): no lock, no ownership watch, and the socket file is never
+ * removed from here.
+ */
+export function attachListener(server: Server, listener: NetServer): void {
+  internals.attach(server, listener);
+}
+
+/**
+ * @internal Other processes serving the same socket: told to stop when `server` stops, and
+ * waited for before its `closed` resolves.
+ */
+export function setServerGroup(server: Server, group: ServerGroup): void {
+  internals.setGroup(server, group);
+}
+
+/** @internal The server's listening socket, once listening. */
+export function serverListener(server: Server): NetServer | undefined {
+  return internals.listener(server);
+}
+
+/** @internal Stops `server` for `reason` (a QUIT or theft seen by another process of its group). */
+export function stopServerFor(server: Server, reason: StopReason): void {
+  internals.stopFor(server, reason);
 }

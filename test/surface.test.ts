@@ -2,8 +2,23 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { Connection, type RequestContext, Server, sendCommand, startServer } from '../src/index.js';
-import { tempDir } from './helpers.js';
+import * as api from '../src/index.js';
+import {
+  Connection,
+  connect,
+  MessageDecoder,
+  PacketBuilder,
+  PktLineDecoder,
+  type RequestContext,
+  Server,
+  sendCommand,
+  startDaemon,
+  startServer,
+  stopOnSignals,
+  stopWhenIdle,
+  workerHandler,
+} from '../src/index.js';
+import { ROOT, tempDir } from './helpers.js';
 
 test('a handler gets a context of its own: the signal and the server, nothing of the connection', async (t) => {
   const path = join(tempDir(t), 's');
@@ -69,4 +84,195 @@ test('the published types hold only the public API', () => {
     assert.equal(server.includes(internal), false, `server.d.ts has ${internal}`);
   }
   assert.equal(client.includes('static create'), false);
+});
+
+/**
+ * The members the API report (etc/simple-ipc.api.md) gives each class and interface, by name:
+ * `[Symbol.asyncIterator]` for a symbol, statics apart. An interface gets those of what it
+ * extends.
+ */
+function reportedMembers(): Map<string, { instance: Set<string>; statics: Set<string> }> {
+  const report = readFileSync(join(ROOT, 'etc', 'simple-ipc.api.md'), 'utf8').replace(
+    /\r\n/g,
+    '\n',
+  );
+  const blocks = new Map<string, { members: string[]; statics: string[]; extends: string[] }>();
+  const block =
+    /^export (?:declare )?(?:class|interface) (\w+)(?:<[^>]*>)?(?: extends ([^{]+?))?(?: implements [^{]+?)? \{\n([\s\S]*?)^\}/gm;
+  for (const [, name, parents, body] of report.matchAll(block)) {
+    const members: string[] = [];
+    const statics: string[] = [];
+    for (const line of body!.split('\n')) {
+      const member = /^ {4}(static )?(?:readonly |get |set )*(\[[^\]]+\]|\w+)/.exec(line);
+      if (member === null || member[2] === 'constructor') continue;
+      (member[1] === undefined ? members : statics).push(member[2]!);
+    }
+    const extended = (parents ?? '').split(',').map((parent) => parent.trim().replace(/<.*/, ''));
+    blocks.set(name!, { members, statics, extends: extended.filter((p) => p !== '') });
+  }
+  const builtIn: Record<string, string[]> = {
+    AsyncDisposable: ['[Symbol.asyncDispose]'],
+    Disposable: ['[Symbol.dispose]'],
+  };
+  const resolve = (name: string): string[] => {
+    const found = blocks.get(name);
+    if (found === undefined) return builtIn[name] ?? [];
+    return [...found.members, ...found.extends.flatMap(resolve)];
+  };
+  const result = new Map<string, { instance: Set<string>; statics: Set<string> }>();
+  for (const [name, found] of blocks) {
+    result.set(name, { instance: new Set(resolve(name)), statics: new Set(found.statics) });
+  }
+  return result;
+}
+
+// Symbols by the names the report gives them: the well-known ones (Node 20 adds
+// Symbol.asyncDispose itself, with a description of its own), and the error brand.
+const SYMBOL_NAMES = new Map<symbol, string>([
+  ...Object.getOwnPropertyNames(Symbol)
+    .filter((name) => typeof Symbol[name as keyof SymbolConstructor] === 'symbol')
+    .map((name): [symbol, string] => [Symbol[name as 'iterator'], `Symbol.${name}`]),
+  [Symbol.for('simple-ipc.error'), 'kSimpleIpcError'],
+]);
+
+function nameOf(key: string | symbol): string {
+  if (typeof key === 'string') return key;
+  const known = SYMBOL_NAMES.get(key);
+  if (known !== undefined) return `[${known}]`;
+  return `[${key.description ?? 'unnamed symbol'}]`;
+}
+
+// Where a walk up the prototype chain stops: what every object, function or error has.
+const BASES: readonly unknown[] = [Object.prototype, Function.prototype, Error.prototype, Error];
+// Own names every function, class or error has by the language.
+const LANGUAGE = new Set([
+  'constructor',
+  'length',
+  'name',
+  'prototype',
+  'stack',
+  'message',
+  'cause',
+]);
+
+/** Every property name reachable on `value`: its own, and its prototypes' up to the bases. */
+function reachable(value: object): string[] {
+  const names = new Set<string>();
+  for (
+    let o: object | null = value;
+    o !== null && !BASES.includes(o);
+    o = Object.getPrototypeOf(o) as object | null
+  ) {
+    for (const key of Reflect.ownKeys(o)) {
+      const name = nameOf(key);
+      if (!LANGUAGE.has(name)) names.add(name);
+    }
+  }
+  return [...names].sort();
+}
+
+function isClass(value: unknown): value is new (...args: never[]) => object {
+  return typeof value === 'function' && /^class\b/.test(Function.prototype.toString.call(value));
+}
+
+test('what is reachable at run time is what the API report lists', async (t) => {
+  const dir = tempDir(t);
+  const reported = reportedMembers();
+  const documented = (type: string, kind: 'instance' | 'statics' = 'instance'): string[] => {
+    const found = reported.get(type);
+    assert.ok(found !== undefined, `the API report has ${type}`);
+    return [...found[kind]].sort();
+  };
+
+  // Everything a server hands its handlers, for a whole and a streamed request.
+  const handed: { context?: RequestContext; reply?: unknown } = {};
+  const streamed: { request?: AsyncIterable<Buffer>; iterator?: AsyncIterator<Buffer> } = {};
+  const path = join(dir, 's');
+  const server = await startServer(path, async (_request, reply, context) => {
+    handed.context = context;
+    handed.reply = reply;
+    await reply('ok');
+  });
+  t.after(() => server.destroy());
+  const streamPath = join(dir, 'stream');
+  const streamServer = await startServer(streamPath, {
+    stream: async (request, reply) => {
+      streamed.request = request;
+      streamed.iterator = request[Symbol.asyncIterator]();
+      while (!(await streamed.iterator.next()).done);
+      await reply('ok');
+    },
+  });
+  t.after(() => streamServer.destroy());
+  await sendCommand(path, 'a');
+  await sendCommand(streamPath, 'b');
+
+  const connection = await connect(path);
+  t.after(() => connection.destroy());
+  const response = connection.stream('c');
+  const responseIterator = response[Symbol.asyncIterator]();
+  while (!(await responseIterator.next()).done);
+
+  const workers = workerHandler(new URL('./fixtures/never-loaded.js', import.meta.url));
+  t.after(() => workers.destroy());
+  const idle = stopWhenIdle(server, 60_000);
+  t.after(() => idle.cancel());
+  const signals = stopOnSignals(server, { signals: ['SIGUSR2'] });
+  t.after(() => signals.cancel());
+  // A daemon whose server already listens: its process just exits.
+  const daemon = await startDaemon(path, { command: process.execPath, args: ['-e', ''] });
+  const error = await sendCommand(join(dir, 'none'), 'x').catch((err: unknown) => err as object);
+
+  const decoder = new PktLineDecoder();
+  const instances: [string, object, string[]][] = [
+    ['Server', server, documented('Server')],
+    ['Connection', connection, documented('Connection')],
+    ['SimpleIpcError', error, documented('SimpleIpcError')],
+    ['MessageDecoder', new MessageDecoder(), documented('MessageDecoder')],
+    ['PacketBuilder', new PacketBuilder(), documented('PacketBuilder')],
+    ['PktLineDecoder', decoder, documented('PktLineDecoder')],
+  ];
+  const objects: [string, object, string[]][] = [
+    ...instances,
+    ['a handler context', handed.context!, documented('RequestContext')],
+    ['reply', handed.reply as object, []],
+    ['a streaming handler request', streamed.request!, ['[Symbol.asyncIterator]']],
+    ['the request iterator', streamed.iterator!, ['next', 'return']],
+    ['Connection.stream()', response, ['[Symbol.asyncIterator]']],
+    ['the response iterator', responseIterator, ['next', 'return']],
+    ['workerHandler()', workers, documented('WorkerHandler')],
+    ['stopWhenIdle()', idle, documented('ServerPolicy')],
+    ['stopOnSignals()', signals, documented('ServerPolicy')],
+    ['startDaemon()', daemon, documented('StartedDaemon')],
+    ['server.stats()', server.stats(), documented('ServerStats')],
+  ];
+  // All at once, so that a failure shows every difference.
+  const actual: Record<string, string[]> = {};
+  const expected: Record<string, string[]> = {};
+  for (const [what, value, members] of objects) {
+    actual[what] = reachable(value);
+    expected[what] = members;
+  }
+  // Every exported class: its statics, and an instance above.
+  for (const [name, value] of Object.entries(api)) {
+    if (!isClass(value)) continue;
+    actual[`${name} (statics)`] = reachable(value);
+    expected[`${name} (statics)`] = documented(name, 'statics');
+    assert.ok(
+      instances.some(([, instance]) => instance instanceof value),
+      `an instance of ${name} is looked at`,
+    );
+  }
+  // Only the differences, so that a failure names each member reachable but not reported
+  // (`+`), or reported but not there (`-`).
+  const differences: Record<string, string[]> = {};
+  for (const [what, members] of Object.entries(actual)) {
+    const want = expected[what]!;
+    const diff = [
+      ...members.filter((m) => !want.includes(m)).map((m) => `+${m}`),
+      ...want.filter((m) => !members.includes(m)).map((m) => `-${m}`),
+    ];
+    if (diff.length > 0) differences[what] = diff;
+  }
+  assert.deepEqual(differences, {}, `members not as reported: ${JSON.stringify(differences)}`);
 });
