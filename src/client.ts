@@ -21,6 +21,7 @@ import {
   toBuffer,
   writePacketLength,
 } from './pkt-line.js';
+import { injectedError, refusal } from './refusal.js';
 import {
   abortSignal,
   boolean,
@@ -378,6 +379,13 @@ function connectOnce(
   signal: AbortSignal | undefined,
   done: (outcome: Socket | SimpleIpcError) => void,
 ): void {
+  if (refusal.inject !== undefined) {
+    const code = refusal.inject(path);
+    if (code !== undefined) {
+      done(connectError(injectedError(code, path), path));
+      return;
+    }
+  }
   let socket: Socket;
   try {
     // A Socket made without options, then connected: `net.connect(options)` copies its options

@@ -23,8 +23,9 @@ import {
   getActiveState,
   tryConnect,
 } from './client.js';
-import { abortError, ErrorCode, SimpleIpcError } from './errors.js';
+import { abortError, ErrorCode, SimpleIpcError, systemCode } from './errors.js';
 import { isLockHeld } from './lock.js';
+import { REFUSAL_CONFIRM_INTERVAL_MS, REFUSAL_CONFIRM_PROBES, refusal } from './refusal.js';
 import {
   abortSignal,
   boolean,
@@ -270,7 +271,18 @@ export async function connectOrStart(
   daemonSettings(options);
   const disallowChdir = boolean(options.disallowChdir, 'options.disallowChdir');
   const signal = options.signal;
-  const first = await tryConnect(path, { disallowChdir, signal });
+  let first = await tryConnect(path, { disallowChdir, signal });
+  if (first.state === ActiveState.NOT_LISTENING && isAmbiguousRefusal(first.error)) {
+    // macOS and the BSDs: a live server with a full listen queue refuses too (src/refusal.ts).
+    // Retry as for a busy server for a moment before starting a daemon beside it.
+    first = await tryConnect(path, {
+      waitIfBusy: true,
+      timeout: REFUSAL_CONFIRM_PROBES * REFUSAL_CONFIRM_INTERVAL_MS,
+      retryInterval: REFUSAL_CONFIRM_INTERVAL_MS,
+      disallowChdir,
+      signal,
+    });
+  }
   if (first.state === ActiveState.LISTENING) return first.connection;
   if (first.state === ActiveState.INVALID_PATH || first.state === ActiveState.OTHER_ERROR) {
     throw first.error;
@@ -295,6 +307,11 @@ export async function connectOrStart(
   });
   if (result.state === ActiveState.LISTENING) return result.connection;
   throw result.error;
+}
+
+// True for a refusal that may come from a busy server rather than a dead socket.
+function isAmbiguousRefusal(err: SimpleIpcError): boolean {
+  return refusal.ambiguous && systemCode(err.cause) === 'ECONNREFUSED';
 }
 
 // Waits for `promise`, or rejects with ABORT_ERR as soon as `signal` aborts.
