@@ -59,6 +59,11 @@ export const ErrorCode = {
    * or not ours, or the dead socket there belongs to another user.
    */
   ACCESS_DENIED: 'ERR_IPC_ACCESS_DENIED',
+  /**
+   * The per-user socket directory is not safe: another user's, a symbolic link, not a
+   * directory, or open to group or others (`userSocketDirectory()`).
+   */
+  UNSAFE_DIRECTORY: 'ERR_IPC_UNSAFE_DIRECTORY',
 } as const;
 
 /** One of the `ErrorCode` values. */

@@ -344,6 +344,21 @@ export function otherUserOrSkip(t: TestContext): OtherUser | undefined {
 }
 
 /**
+ * The uid and gid of another real user, for making files of theirs with chown (their sockets,
+ * their directories): the `nobody` user, when this one is root. Elsewhere `t` is marked
+ * skipped with the reason and the result is undefined.
+ */
+export function otherOwnerOrSkip(t: TestContext): { uid: number; gid: number } | undefined {
+  const user = otherUser();
+  const { uid, gid } = user?.spawn ?? {};
+  if (uid === undefined || gid === undefined) {
+    t.skip('needs root and a "nobody" user, to make files owned by another user');
+    return undefined;
+  }
+  return { uid, gid };
+}
+
+/**
  * Whether someone who is neither the owner nor in the group can reach `path` (search rights on
  * every folder above it) and has `bit` (0o004 read, 0o001 execute) on it.
  */
