@@ -21,7 +21,9 @@ import {
   toBuffer,
   writePacketLength,
 } from './pkt-line.js';
+import type { SocketIdentity } from './ownership.js';
 import { injectedError, refusal } from './refusal.js';
+import { checkOwners } from './trust.js';
 import {
   abortSignal,
   boolean,
@@ -87,6 +89,14 @@ export interface ConnectOptions {
   retryInterval?: number | undefined;
   /** Aborts the wait; the Promise rejects with code `ABORT_ERR`. */
   signal?: AbortSignal | undefined;
+  /**
+   * Refuse a socket, or a socket directory, that belongs to another user (not this one, not
+   * root): `ERR_IPC_UNTRUSTED_OWNER` (state `other-error`), before anything is sent, so that a
+   * socket someone else put at the path never receives the request. Checked before and after
+   * each connect. Default false: Git's clients connect to repository paths without it.
+   * Ignored with Windows named pipes, which have no owner Node can read (docs/security.md).
+   */
+  checkOwner?: boolean | undefined;
 }
 
 /**
@@ -203,10 +213,24 @@ async function connectWithRetries(
   for (;;) {
     if (outcome === undefined) {
       if (signal?.aborted) throw abortError(signal);
+      let before: SocketIdentity | undefined;
+      if (settings.checkOwner) {
+        try {
+          before = await checkOwners(path);
+        } catch (err) {
+          return { state: ActiveState.OTHER_ERROR, error: err as SimpleIpcError };
+        }
+      }
       const attempt = await new Promise<Socket | SimpleIpcError>((resolve) => {
         connectOnce(path, settings.disallowChdir, busyWait(deadline), signal, resolve);
       });
-      if (!(attempt instanceof SimpleIpcError)) return attempt;
+      if (!(attempt instanceof SimpleIpcError)) {
+        if (!settings.checkOwner) return attempt;
+        const error = await ownerChanged(path, before);
+        if (error === undefined) return attempt;
+        attempt.destroy();
+        return { state: ActiveState.OTHER_ERROR, error };
+      }
       if (signal?.aborted) throw abortError(signal);
       outcome = attempt;
     }
@@ -237,6 +261,30 @@ async function connectWithRetries(
 }
 
 /**
+ * After a connect with `checkOwner`: an error when the socket at `path` is now another user's,
+ * or is not the one that was checked before the connect (`before`), since the connection may
+ * then have reached the socket of whoever put it there in between; undefined when all is well.
+ */
+async function ownerChanged(
+  path: string,
+  before: SocketIdentity | undefined,
+): Promise<SimpleIpcError | undefined> {
+  let after: SocketIdentity | undefined;
+  try {
+    after = await checkOwners(path);
+  } catch (err) {
+    return err as SimpleIpcError;
+  }
+  if (before === undefined || after === undefined) return undefined;
+  if (before.dev === after.dev && before.ino === after.ino) return undefined;
+  return new SimpleIpcError(
+    ErrorCode.UNTRUSTED_OWNER,
+    `the socket '${path}' was replaced while connecting; the connection is not used (try again)`,
+    { path },
+  );
+}
+
+/**
  * A named pipe whose every instance is taken is waited for inside the connect (see
  * connectOnce): until the deadline with waitIfBusy, else not at all. Elsewhere no deadline is
  * needed before a retry.
@@ -258,6 +306,7 @@ interface ConnectSettings {
   readonly timeout: number;
   readonly retryInterval: number;
   readonly signal: AbortSignal | undefined;
+  readonly checkOwner: boolean;
 }
 
 function connectSettings(path: string, options: ConnectOptions | undefined): ConnectSettings {
@@ -273,6 +322,7 @@ function connectSettings(path: string, options: ConnectOptions | undefined): Con
       duration(o.retryInterval, 'options.retryInterval') ?? CONNECT_RETRY_INTERVAL_MS,
     ),
     signal: abortSignal(o.signal),
+    checkOwner: boolean(o.checkOwner, 'options.checkOwner') ?? false,
   };
 }
 
@@ -351,6 +401,14 @@ export function sendCommand(
     const settings = connectSettings(path, options);
     const signal = settings.signal;
     if (signal?.aborted) throw abortError(signal);
+    if (settings.checkOwner) {
+      // The owner checks are file-system look-ups: the ordinary, asynchronous way.
+      connectWithRetries(path, settings, undefined).then((result) => {
+        if (result instanceof Socket) exchangeWhole(result, path, request, send, resolve, reject);
+        else reject(result.error);
+      }, reject);
+      return;
+    }
     const deadline = busyDeadline(settings);
     connectOnce(path, settings.disallowChdir, busyWait(deadline), signal, (outcome) => {
       if (!(outcome instanceof SimpleIpcError)) {

@@ -32,6 +32,7 @@ import {
 import { acquireLock, type Lock } from './lock.js';
 import type { SocketIdentity } from './ownership.js';
 import { REFUSAL_CONFIRM_INTERVAL_MS, REFUSAL_CONFIRM_PROBES, refusal } from './refusal.js';
+import { checkOwner, checkOwners } from './trust.js';
 
 /** Listen backlog (Git's). */
 export const LISTEN_BACKLOG = 50;
@@ -72,6 +73,7 @@ export interface InstalledSocket {
  * atomic by itself: no lock, and `mode` does not apply.
  *
  * @throws {@link SimpleIpcError} `ERR_IPC_IN_USE`, `ERR_IPC_LOCKED`, `ERR_IPC_INVALID_PATH`,
+ *   `ERR_IPC_UNTRUSTED_OWNER` (another user owns the directory or the socket there),
  *   `ERR_IPC_ACCESS_DENIED`, `ERR_IPC_NAME_TOO_LONG`, `ERR_IPC_INVALID_ARGUMENT` (mode),
  *   `ERR_IPC_OTHER`.
  */
@@ -86,8 +88,10 @@ export async function installSocket(
     );
   }
   if (USES_NAMED_PIPES) return { listener: await listenOnPipe(path, options), identity: undefined };
-  // Fail before touching anything if no client could ever reach the path.
+  // Fail before touching anything if no client could ever reach the path, or if another user
+  // owns its directory or the socket there (it could be posing as us: src/trust.ts).
   checkSocketPath(path);
+  await checkOwners(path);
   let lock: Lock;
   try {
     lock = await acquireLock(`${path}.lock`, options.lockTimeout);
@@ -133,6 +137,8 @@ async function inspectPath(path: string): Promise<Found> {
       { path },
     );
   }
+  // Looked at again under the lock: it may have appeared since the first look.
+  checkOwner(stats, path, '');
   const state = await probeConfirmed(path);
   switch (state) {
     case 'dead':

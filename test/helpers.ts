@@ -13,11 +13,12 @@ import {
   mkdirSync,
   mkdtempSync,
   readFileSync,
+  renameSync,
   rmSync,
   statSync,
 } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { connect as netConnect, type Socket } from 'node:net';
+import { createServer as createNetServer, connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test as nodeTest, type TestContext, type TestOptions } from 'node:test';
@@ -392,6 +393,19 @@ function nodeForOthers(): string {
     othersNode = node;
   }
   return othersNode;
+}
+
+/**
+ * Leaves a dead socket file at `path`: a socket nobody listens on, as a killed server leaves
+ * (bound under another name and renamed into place, so that Node's close() unlinks only that
+ * name).
+ */
+export async function deadSocket(path: string): Promise<void> {
+  const temporary = `${path}.dead-${process.pid}`;
+  const server = createNetServer();
+  await new Promise<void>((resolve) => server.listen(temporary, resolve));
+  renameSync(temporary, path);
+  await new Promise((resolve) => server.close(resolve));
 }
 
 /** Resolves after `ms`. */
