@@ -171,7 +171,9 @@ export async function getActiveState(
  * - ENOENT: retry if `waitIfNotFound`, else `path-not-found`;
  * - ECONNREFUSED, ETIMEDOUT, EAGAIN (a full listen backlog), or on Windows a pipe with every
  *   instance busy: retry (for a pipe: wait) if `waitIfBusy`, else `not-listening`;
- * - anything else: `other-error`; deadline reached: `not-listening`.
+ * - anything else: `other-error`; deadline reached: `not-listening`;
+ * - with `checkOwner`, a socket or socket directory of another user: `other-error` with
+ *   `ERR_IPC_UNTRUSTED_OWNER`, before anything is sent.
  *
  * @throws {@link SimpleIpcError} `ABORT_ERR` when `signal` aborts; `ERR_IPC_INVALID_ARGUMENT` for
  *   a bad `path` or option.
@@ -366,8 +368,9 @@ function checkMessage(request: unknown): Message {
  * Like {@link tryConnect}, but throws when no connection was made.
  *
  * @throws {@link SimpleIpcError} `ERR_IPC_NOT_LISTENING`, `ERR_IPC_PATH_NOT_FOUND`,
- *   `ERR_IPC_INVALID_PATH`, `ERR_IPC_OTHER` (with the system error as `cause`), `ABORT_ERR`,
- *   or `ERR_IPC_INVALID_ARGUMENT`.
+ *   `ERR_IPC_INVALID_PATH`, `ERR_IPC_OTHER` (with the system error as `cause`),
+ *   `ERR_IPC_UNTRUSTED_OWNER` (with `checkOwner`: another user's socket or directory),
+ *   `ABORT_ERR`, or `ERR_IPC_INVALID_ARGUMENT`.
  */
 export async function connect(path: string, options: ConnectOptions = {}): Promise<Connection> {
   const result = await tryConnect(path, options);
