@@ -12,6 +12,7 @@ Commands:
   status PATH             is a server listening at PATH? (exit 0 only if so)
   call PATH [MESSAGE]     send MESSAGE (or standard input), write the raw response
   serve PATH --exec CMD   a daemon in one line: each request runs CMD
+  socket-dir              print a directory for your sockets that only you can reach
   help [COMMAND]          show the help of a command
 
 Git test-tool commands (a drop-in for 'test-tool simple-ipc'):
@@ -29,9 +30,10 @@ Options:
   --version     show the version
 
 Examples:
-  simple-ipc serve /tmp/upper.sock --exec 'tr a-z A-Z' &
-  simple-ipc call --wait /tmp/upper.sock hello      # prints HELLO
-  simple-ipc status /tmp/upper.sock                 # prints listening
+  sock="$(simple-ipc socket-dir)/upper.sock"        # never a fixed name in /tmp
+  simple-ipc serve "$sock" --exec 'tr a-z A-Z' &
+  simple-ipc call --wait "$sock" hello              # prints HELLO
+  simple-ipc status "$sock"                         # prints listening
   kill %1                                           # stops it gracefully
 
 Run 'simple-ipc help COMMAND' for the options and examples of a command.
@@ -56,9 +58,9 @@ Options:
 Exit status: 0 when listening, 1 otherwise, 129 on a usage error.
 
 Examples:
-  simple-ipc status /tmp/app.sock
-  simple-ipc status /tmp/app.sock >/dev/null && echo up
-  simple-ipc status --json /tmp/app.sock
+  simple-ipc status "$(simple-ipc socket-dir)/app.sock"
+  simple-ipc status ./app.sock >/dev/null && echo up
+  simple-ipc status --json ./app.sock
 `,
   call: `usage: simple-ipc call [--wait] [--timeout=MS] PATH [MESSAGE | -]
 
@@ -76,9 +78,9 @@ ended early (the server's handler failed, or the server stopped), or the time ra
 standard output then holds what had arrived. 129 on a usage error.
 
 Examples:
-  simple-ipc call /tmp/app.sock ping
-  simple-ipc call /tmp/app.sock < request.bin > response.bin
-  echo '{"name": "x"}' | simple-ipc call --wait --timeout=5000 /tmp/app.sock
+  simple-ipc call "$(simple-ipc socket-dir)/app.sock" ping
+  simple-ipc call ./app.sock < request.bin > response.bin
+  echo '{"name": "x"}' | simple-ipc call --wait --timeout=5000 ./app.sock
 `,
   serve: `usage: simple-ipc serve PATH --exec=COMMAND [--threads=N] [--idle-timeout=SECONDS]
                         [--mode=OCTAL] [--detach [--log=FILE]] [--quiet]
@@ -110,9 +112,29 @@ Exit status: 0 after a stop (signal, idle timeout); 1 when the server cannot sta
 socket was taken away; 129 on a usage error.
 
 Examples:
-  simple-ipc serve /tmp/upper.sock --exec 'tr a-z A-Z'
-  simple-ipc serve /tmp/echo.sock --exec cat --idle-timeout=600 --detach --log=/tmp/echo.log
-  simple-ipc serve /tmp/names.sock --exec 'jq -r .name' --threads=2 --mode=660
+  dir=$(simple-ipc socket-dir)      # yours alone: not a fixed name in /tmp (docs/security.md)
+  simple-ipc serve "$dir/upper.sock" --exec 'tr a-z A-Z'
+  simple-ipc serve "$dir/echo.sock" --exec cat --idle-timeout=600 --detach --log="$dir/echo.log"
+  simple-ipc serve ./names.sock --exec 'jq -r .name' --threads=2 --mode=660
+`,
+  'socket-dir': `usage: simple-ipc socket-dir
+
+Prints a directory for your sockets that no other user can reach, creating it if needed:
+$XDG_RUNTIME_DIR when it is set (it must be yours, mode 700), else simple-ipc-UID in the
+temporary directory (made with mode 700; one made by another user first is refused). A
+socket with a fixed name in a shared directory such as /tmp can be taken first by another
+user, who then receives your requests. On Windows it prints your LOCALAPPDATA, which only
+keeps pipe names apart (see docs/security.md).
+
+Options:
+  -h, --help      show this help
+
+Exit status: 0 with the directory printed; 1 when it is not safe (the message says why and
+what to do); 129 on a usage error.
+
+Examples:
+  simple-ipc serve "$(simple-ipc socket-dir)/app.sock" --exec cat
+  simple-ipc call "$(simple-ipc socket-dir)/app.sock" hello
 `,
 } as const;
 
@@ -130,7 +152,7 @@ Exits 0 if a server listens at PATH (default 'ipc-test'); otherwise prints why a
 ${TEST_TOOL_NOTE}
 
 Example:
-  simple-ipc is-active --name=/tmp/t.sock && echo up
+  simple-ipc is-active --name=./t.sock && echo up
 `,
   'run-daemon': `usage: simple-ipc run-daemon --name=PATH [--threads=N]
 
@@ -139,7 +161,7 @@ quit), with N concurrent handlers (default 5). Stops on 'quit', SIGINT or SIGTER
 ${TEST_TOOL_NOTE}
 
 Example:
-  simple-ipc run-daemon --name=/tmp/t.sock --threads=8
+  simple-ipc run-daemon --name=./t.sock --threads=8
 `,
   'start-daemon': `usage: simple-ipc start-daemon --name=PATH [--threads=N] [--max-wait=SECONDS]
 
@@ -147,7 +169,7 @@ Starts run-daemon in the background and waits up to SECONDS (default 60) until i
 ${TEST_TOOL_NOTE}
 
 Example:
-  simple-ipc start-daemon --name=/tmp/t.sock --max-wait=10
+  simple-ipc start-daemon --name=./t.sock --max-wait=10
 `,
   'stop-daemon': `usage: simple-ipc stop-daemon --name=PATH [--max-wait=SECONDS]
 
@@ -155,7 +177,7 @@ Sends 'quit' and waits up to SECONDS (default 60) until nothing listens at PATH.
 ${TEST_TOOL_NOTE}
 
 Example:
-  simple-ipc stop-daemon --name=/tmp/t.sock
+  simple-ipc stop-daemon --name=./t.sock
 `,
   send: `usage: simple-ipc send --name=PATH [--token=WORD]
 
@@ -163,7 +185,7 @@ Sends WORD (default '(no-command)') and prints the answer and a newline.
 ${TEST_TOOL_NOTE}
 
 Example:
-  simple-ipc send --name=/tmp/t.sock --token=ping      # prints pong
+  simple-ipc send --name=./t.sock --token=ping      # prints pong
 `,
   sendbytes: `usage: simple-ipc sendbytes --name=PATH [--bytecount=N] [--byte=C]
 
@@ -172,7 +194,7 @@ A progress line appears on standard error when it is a terminal.
 ${TEST_TOOL_NOTE}
 
 Example:
-  simple-ipc sendbytes --name=/tmp/t.sock --bytecount=1000000 --byte=z
+  simple-ipc sendbytes --name=./t.sock --bytecount=1000000 --byte=z
 `,
   multiple: `usage: simple-ipc multiple --name=PATH [--threads=N] [--bytecount=N] [--batchsize=N]
 
@@ -181,7 +203,7 @@ requests on new connections, and prints a summary. Exits 1 if any request failed
 ${TEST_TOOL_NOTE}
 
 Example:
-  simple-ipc multiple --name=/tmp/t.sock --threads=20 --batchsize=50
+  simple-ipc multiple --name=./t.sock --threads=20 --batchsize=50
 `,
   SUPPORTS_SIMPLE_IPC: `usage: simple-ipc SUPPORTS_SIMPLE_IPC
 

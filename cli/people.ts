@@ -1,5 +1,5 @@
 /**
- * The commands for people: `status` and `call` here, `serve` in serve.ts, and the argument
+ * The commands for people: `status`, `call` and `socket-dir` here, `serve` in serve.ts, and the argument
  * parsing they share. Built on the public API only.
  */
 
@@ -15,6 +15,7 @@ import {
   isSimpleIpcError,
   type Message,
   USES_NAMED_PIPES,
+  userSocketDirectory,
 } from '../src/index.js';
 import { PEOPLE_HELP, type PeopleCommand } from './help.js';
 import { CliExit, EXIT_ERROR, EXIT_OK, EXIT_USAGE, fail, Progress, writeOut } from './io.js';
@@ -105,6 +106,23 @@ export async function status(args: readonly string[]): Promise<number> {
   const line = parsed.values.json === true ? JSON.stringify({ path, state }) : state;
   await writeOut(process.stdout, `${line}\n`);
   return state === ActiveState.LISTENING ? EXIT_OK : EXIT_ERROR;
+}
+
+/** `simple-ipc socket-dir`: prints this user's own directory for sockets. */
+export async function socketDir(args: readonly string[]): Promise<number> {
+  const parsed = parseCommand('socket-dir', args, {});
+  if (parsed === undefined) return EXIT_OK;
+  const [extra] = parsed.positionals;
+  if (extra !== undefined) throw usageError('socket-dir', `unexpected argument '${extra}'`);
+  let dir: string;
+  try {
+    dir = userSocketDirectory();
+  } catch (err) {
+    if (isSimpleIpcError(err)) throw fail(err.message);
+    throw err;
+  }
+  await writeOut(process.stdout, `${dir}\n`);
+  return EXIT_OK;
 }
 
 /** `simple-ipc call [--wait] [--timeout=MS] PATH [MESSAGE | -]`. */

@@ -7,13 +7,21 @@
  *   node dist/examples/counter-daemon.js     # 2
  */
 
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 // In your own project: from 'simple-ipc'.
-import { connectOrStart, startServer, stopOnSignals, stopWhenIdle } from '../src/index.js';
+import {
+  connectOrStart,
+  startServer,
+  stopOnSignals,
+  stopWhenIdle,
+  userSocketDirectory,
+} from '../src/index.js';
 
-const path = join(tmpdir(), `counter-daemon-${process.getuid?.() ?? 'user'}.sock`);
+// In a directory only this user can reach: a fixed name in a shared directory such as /tmp
+// could be taken first by another user, who would then receive the requests
+// (docs/security.md).
+const path = join(userSocketDirectory(), 'counter-daemon.sock');
 
 if (process.argv[2] === '--serve') {
   // The daemon: started by connectOrStart below, detached, with its output in the log file.

@@ -21,6 +21,9 @@ import {
   toBuffer,
   writePacketLength,
 } from './pkt-line.js';
+import type { SocketIdentity } from './ownership.js';
+import { injectedError, refusal } from './refusal.js';
+import { checkOwners } from './trust.js';
 import {
   abortSignal,
   boolean,
@@ -89,6 +92,14 @@ export interface ConnectOptions {
   retryInterval?: number | undefined;
   /** Aborts the wait; the Promise rejects with code `ABORT_ERR`. */
   signal?: AbortSignal | undefined;
+  /**
+   * Refuse a socket, or a socket directory, that belongs to another user (not this one, not
+   * root): `ERR_IPC_UNTRUSTED_OWNER` (state `other-error`), before anything is sent, so that a
+   * socket someone else put at the path never receives the request. Checked before and after
+   * each connect. Default false: Git's clients connect to repository paths without it.
+   * Ignored with Windows named pipes, which have no owner Node can read (docs/security.md).
+   */
+  checkOwner?: boolean | undefined;
 }
 
 /**
@@ -165,7 +176,9 @@ export async function getActiveState(
  * - ENOENT: retry if `waitIfNotFound`, else `path-not-found`;
  * - ECONNREFUSED, ETIMEDOUT, EAGAIN (a full listen backlog), or on Windows a pipe with every
  *   instance busy: retry (for a pipe: wait) if `waitIfBusy`, else `not-listening`;
- * - anything else: `other-error`; deadline reached: `not-listening`.
+ * - anything else: `other-error`; deadline reached: `not-listening`;
+ * - with `checkOwner`, a socket or socket directory of another user: `other-error` with
+ *   `ERR_IPC_UNTRUSTED_OWNER`, before anything is sent.
  *
  * @throws {@link SimpleIpcError} `ABORT_ERR` when `signal` aborts; `ERR_IPC_INVALID_ARGUMENT` for
  *   a bad `path` or option.
@@ -207,10 +220,24 @@ async function connectWithRetries(
   for (;;) {
     if (outcome === undefined) {
       if (signal?.aborted) throw abortError(signal);
+      let before: SocketIdentity | undefined;
+      if (settings.checkOwner) {
+        try {
+          before = await checkOwners(path);
+        } catch (err) {
+          return { state: ActiveState.OTHER_ERROR, error: err as SimpleIpcError };
+        }
+      }
       const attempt = await new Promise<Socket | SimpleIpcError>((resolve) => {
         connectOnce(path, settings.disallowChdir, busyWait(deadline), signal, resolve);
       });
-      if (!(attempt instanceof SimpleIpcError)) return attempt;
+      if (!(attempt instanceof SimpleIpcError)) {
+        if (!settings.checkOwner) return attempt;
+        const error = await ownerChanged(path, before);
+        if (error === undefined) return attempt;
+        attempt.destroy();
+        return { state: ActiveState.OTHER_ERROR, error };
+      }
       if (signal?.aborted) throw abortError(signal);
       outcome = attempt;
     }
@@ -241,6 +268,30 @@ async function connectWithRetries(
 }
 
 /**
+ * After a connect with `checkOwner`: an error when the socket at `path` is now another user's,
+ * or is not the one that was checked before the connect (`before`), since the connection may
+ * then have reached the socket of whoever put it there in between; undefined when all is well.
+ */
+async function ownerChanged(
+  path: string,
+  before: SocketIdentity | undefined,
+): Promise<SimpleIpcError | undefined> {
+  let after: SocketIdentity | undefined;
+  try {
+    after = await checkOwners(path);
+  } catch (err) {
+    return err as SimpleIpcError;
+  }
+  if (before === undefined || after === undefined) return undefined;
+  if (before.dev === after.dev && before.ino === after.ino) return undefined;
+  return new SimpleIpcError(
+    ErrorCode.UNTRUSTED_OWNER,
+    `the socket '${path}' was replaced while connecting; the connection is not used (try again)`,
+    { path },
+  );
+}
+
+/**
  * A named pipe whose every instance is taken is waited for inside the connect (see
  * connectOnce): until the deadline with waitIfBusy, else not at all. Elsewhere no deadline is
  * needed before a retry.
@@ -262,6 +313,7 @@ interface ConnectSettings {
   readonly timeout: number;
   readonly retryInterval: number;
   readonly signal: AbortSignal | undefined;
+  readonly checkOwner: boolean;
 }
 
 function connectSettings(path: string, options: ConnectOptions | undefined): ConnectSettings {
@@ -277,6 +329,7 @@ function connectSettings(path: string, options: ConnectOptions | undefined): Con
       duration(o.retryInterval, 'options.retryInterval') ?? CONNECT_RETRY_INTERVAL_MS,
     ),
     signal: abortSignal(o.signal),
+    checkOwner: boolean(o.checkOwner, 'options.checkOwner') ?? false,
   };
 }
 
@@ -320,8 +373,9 @@ function checkMessage(request: unknown): Message {
  * Like {@link tryConnect}, but throws when no connection was made.
  *
  * @throws {@link SimpleIpcError} `ERR_IPC_NOT_LISTENING`, `ERR_IPC_PATH_NOT_FOUND`,
- *   `ERR_IPC_INVALID_PATH`, `ERR_IPC_OTHER` (with the system error as `cause`), `ABORT_ERR`,
- *   or `ERR_IPC_INVALID_ARGUMENT`.
+ *   `ERR_IPC_INVALID_PATH`, `ERR_IPC_OTHER` (with the system error as `cause`),
+ *   `ERR_IPC_UNTRUSTED_OWNER` (with `checkOwner`: another user's socket or directory),
+ *   `ABORT_ERR`, or `ERR_IPC_INVALID_ARGUMENT`.
  */
 export async function connect(path: string, options: ConnectOptions = {}): Promise<Connection> {
   const result = await tryConnect(path, options);
@@ -355,6 +409,14 @@ export function sendCommand(
     const settings = connectSettings(path, options);
     const signal = settings.signal;
     if (signal?.aborted) throw abortError(signal);
+    if (settings.checkOwner) {
+      // The owner checks are file-system look-ups: the ordinary, asynchronous way.
+      connectWithRetries(path, settings, undefined).then((result) => {
+        if (result instanceof Socket) exchangeWhole(result, path, request, send, resolve, reject);
+        else reject(result.error);
+      }, reject);
+      return;
+    }
     const deadline = busyDeadline(settings);
     connectOnce(path, settings.disallowChdir, busyWait(deadline), signal, (outcome) => {
       if (!(outcome instanceof SimpleIpcError)) {
@@ -383,6 +445,13 @@ function connectOnce(
   signal: AbortSignal | undefined,
   done: (outcome: Socket | SimpleIpcError) => void,
 ): void {
+  if (refusal.inject !== undefined) {
+    const code = refusal.inject(path);
+    if (code !== undefined) {
+      done(connectError(injectedError(code, path), path));
+      return;
+    }
+  }
   let socket: Socket;
   try {
     // A Socket made without options, then connected: `net.connect(options)` copies its options

@@ -23,8 +23,10 @@ import {
   getActiveState,
   tryConnect,
 } from './client.js';
-import { abortError, ErrorCode, SimpleIpcError } from './errors.js';
+import { abortError, ErrorCode, SimpleIpcError, systemCode } from './errors.js';
 import { isLockHeld } from './lock.js';
+import { REFUSAL_CONFIRM_INTERVAL_MS, REFUSAL_CONFIRM_PROBES, refusal } from './refusal.js';
+import { checkOwners } from './trust.js';
 import {
   abortSignal,
   boolean,
@@ -93,7 +95,9 @@ export interface StartedDaemon {
  *   opened, or the path is unusable: `invalid-path` / `other-error`; in that case nothing is
  *   spawned when the path was already unusable), `ERR_IPC_DAEMON_NOT_ONLINE` (deadline passed;
  *   the process is left running), `ERR_IPC_DAEMON_TERMINATED` (it exited before listening),
- *   `ABORT_ERR`, `ERR_IPC_INVALID_ARGUMENT` (a bad `path` or option; nothing is spawned).
+ *   `ERR_IPC_UNTRUSTED_OWNER` (the directory of `path`, or a socket there, belongs to another
+ *   user: nothing is spawned), `ABORT_ERR`, `ERR_IPC_INVALID_ARGUMENT` (a bad `path` or option;
+ *   nothing is spawned).
  */
 export async function startDaemon(path: string, options: DaemonOptions): Promise<StartedDaemon> {
   socketPath(path);
@@ -104,6 +108,8 @@ export async function startDaemon(path: string, options: DaemonOptions): Promise
   const interval = Math.max(1, settings.pollInterval);
   const deadline = performance.now() + timeout;
 
+  // A server of another user's, or one in their directory, could be posing as ours.
+  await checkOwners(path);
   const before = await getActiveState(path, { signal });
   if (before === ActiveState.INVALID_PATH || before === ActiveState.OTHER_ERROR) {
     throw unusable(path, before);
@@ -259,8 +265,10 @@ const starting = new Map<string, Promise<unknown>>();
  * @throws {@link SimpleIpcError} the errors of {@link startDaemon}; `ERR_IPC_INVALID_PATH` or
  *   `ERR_IPC_OTHER` when the path cannot be connected to for a reason a new daemon would not
  *   fix; `ERR_IPC_NOT_LISTENING` if the started daemon does not accept within 1 s of listening
- *   (it is busy); `ERR_IPC_INVALID_ARGUMENT` (a bad `path` or option, before anything is
- *   tried).
+ *   (it is busy); `ERR_IPC_UNTRUSTED_OWNER` when the socket or its directory belongs to
+ *   another user (it could be posing as your server: nothing is sent to it, nothing is
+ *   started; use {@link userSocketDirectory}); `ERR_IPC_INVALID_ARGUMENT` (a bad `path` or
+ *   option, before anything is tried).
  */
 export async function connectOrStart(
   path: string,
@@ -270,7 +278,20 @@ export async function connectOrStart(
   daemonSettings(options);
   const disallowChdir = boolean(options.disallowChdir, 'options.disallowChdir');
   const signal = options.signal;
-  const first = await tryConnect(path, { disallowChdir, signal });
+  // Every connect checks whose socket it is: the request must not go to another user's.
+  let first = await tryConnect(path, { disallowChdir, signal, checkOwner: true });
+  if (first.state === ActiveState.NOT_LISTENING && isAmbiguousRefusal(first.error)) {
+    // macOS and the BSDs: a live server with a full listen queue refuses too (src/refusal.ts).
+    // Retry as for a busy server for a moment before starting a daemon beside it.
+    first = await tryConnect(path, {
+      waitIfBusy: true,
+      timeout: REFUSAL_CONFIRM_PROBES * REFUSAL_CONFIRM_INTERVAL_MS,
+      retryInterval: REFUSAL_CONFIRM_INTERVAL_MS,
+      disallowChdir,
+      signal,
+      checkOwner: true,
+    });
+  }
   if (first.state === ActiveState.LISTENING) return first.connection;
   if (first.state === ActiveState.INVALID_PATH || first.state === ActiveState.OTHER_ERROR) {
     throw first.error;
@@ -292,9 +313,15 @@ export async function connectOrStart(
     timeout: CONNECT_TIMEOUT_MS,
     disallowChdir,
     signal,
+    checkOwner: true,
   });
   if (result.state === ActiveState.LISTENING) return result.connection;
   throw result.error;
+}
+
+// True for a refusal that may come from a busy server rather than a dead socket.
+function isAmbiguousRefusal(err: SimpleIpcError): boolean {
+  return refusal.ambiguous && systemCode(err.cause) === 'ECONNREFUSED';
 }
 
 // Waits for `promise`, or rejects with ABORT_ERR as soon as `signal` aborts.

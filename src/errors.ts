@@ -69,6 +69,17 @@ export const ErrorCode = {
    * or not ours, or the dead socket there belongs to another user.
    */
   ACCESS_DENIED: 'ERR_IPC_ACCESS_DENIED',
+  /**
+   * The socket, or the directory it is in, belongs to another user (not this one, not root):
+   * that user could be posing as the server. Raised by `startServer()`, `connectOrStart()`,
+   * `startDaemon()`, and by clients that ask for the check (`checkOwner`).
+   */
+  UNTRUSTED_OWNER: 'ERR_IPC_UNTRUSTED_OWNER',
+  /**
+   * The per-user socket directory is not safe: another user's, a symbolic link, not a
+   * directory, or open to group or others (`userSocketDirectory()`).
+   */
+  UNSAFE_DIRECTORY: 'ERR_IPC_UNSAFE_DIRECTORY',
 } as const;
 
 // Frozen: the library compares and raises these values; an application must not change them.

@@ -29,6 +29,7 @@ export {
 export { type ClusteredServerOptions, startClusteredServer } from './cluster.js';
 export { ErrorCode, isSimpleIpcError, SimpleIpcError } from './errors.js';
 export { describeTheft, type TheftReason } from './ownership.js';
+export { type UserSocketDirectoryOptions, userSocketDirectory } from './socket-dir.js';
 export {
   DELIM_PKT,
   encodeMessage,

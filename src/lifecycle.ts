@@ -19,6 +19,7 @@ import type { Stats } from 'node:fs';
 import { chmod, link, lstat, mkdtemp, rename, rmdir, unlink } from 'node:fs/promises';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { checkSocketPath, USES_NAMED_PIPES, withSocketAddress } from './address.js';
 import { ActiveState, tryConnect } from './client.js';
 import {
@@ -30,6 +31,8 @@ import {
 } from './errors.js';
 import { acquireLock, type Lock } from './lock.js';
 import type { SocketIdentity } from './ownership.js';
+import { REFUSAL_CONFIRM_INTERVAL_MS, REFUSAL_CONFIRM_PROBES, refusal } from './refusal.js';
+import { checkOwner, checkOwners } from './trust.js';
 
 /** Listen backlog (Git's). */
 export const LISTEN_BACKLOG = 50;
@@ -70,6 +73,7 @@ export interface InstalledSocket {
  * atomic by itself: no lock, and `mode` does not apply.
  *
  * @throws {@link SimpleIpcError} `ERR_IPC_IN_USE`, `ERR_IPC_LOCKED`, `ERR_IPC_INVALID_PATH`,
+ *   `ERR_IPC_UNTRUSTED_OWNER` (another user owns the directory or the socket there),
  *   `ERR_IPC_ACCESS_DENIED`, `ERR_IPC_NAME_TOO_LONG`, `ERR_IPC_INVALID_ARGUMENT` (mode),
  *   `ERR_IPC_OTHER`.
  */
@@ -84,8 +88,10 @@ export async function installSocket(
     );
   }
   if (USES_NAMED_PIPES) return { listener: await listenOnPipe(path, options), identity: undefined };
-  // Fail before touching anything if no client could ever reach the path.
+  // Fail before touching anything if no client could ever reach the path, or if another user
+  // owns its directory or the socket there (it could be posing as us: src/trust.ts).
   checkSocketPath(path);
+  await checkOwners(path);
   let lock: Lock;
   try {
     lock = await acquireLock(`${path}.lock`, options.lockTimeout);
@@ -131,7 +137,9 @@ async function inspectPath(path: string): Promise<Found> {
       { path },
     );
   }
-  const state = await probe(path);
+  // Looked at again under the lock: it may have appeared since the first look.
+  checkOwner(stats, path, '');
+  const state = await probeConfirmed(path);
   switch (state) {
     case 'dead':
       return 'dead-socket';
@@ -179,6 +187,22 @@ async function probe(path: string): Promise<'live' | 'busy' | 'dead' | 'gone' | 
     return systemCode(result.error.cause) === 'ECONNREFUSED' ? 'dead' : 'busy';
   }
   return result.error;
+}
+
+/**
+ * {@link probe}, where a refusal may come from a live server whose listen queue is full (macOS
+ * and the BSDs, src/refusal.ts): a socket is dead only if it still refuses after
+ * {@link REFUSAL_CONFIRM_PROBES} more probes, {@link REFUSAL_CONFIRM_INTERVAL_MS} ms apart. The
+ * caller holds the start-up lock, so no server of ours can appear or go meanwhile. Git trusts
+ * the first refusal and may replace a busy server's socket.
+ */
+async function probeConfirmed(path: string): ReturnType<typeof probe> {
+  let state = await probe(path);
+  for (let i = 0; state === 'dead' && refusal.ambiguous && i < REFUSAL_CONFIRM_PROBES; i++) {
+    await sleep(REFUSAL_CONFIRM_INTERVAL_MS);
+    state = await probe(path);
+  }
+  return state;
 }
 
 function inUse(path: string, why: string, cause?: unknown): SimpleIpcError {

@@ -5,7 +5,16 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -119,6 +128,29 @@ async function serve(path: string, args: readonly string[]): Promise<Serving> {
   return { child, exited, stderr: () => stderr };
 }
 
+test(
+  'socket-dir prints a directory of ours with mode 0700, or says why it is not safe',
+  {
+    skip: unixOnly('directory owners and modes'),
+  },
+  async (t) => {
+    const base = tempDir(t);
+    const env = { ...process.env, TMPDIR: base, XDG_RUNTIME_DIR: '' };
+    const r = await runCli(['socket-dir'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    const dir = r.stdout.toString();
+    assert.equal(dir, `${join(base, `simple-ipc-${process.geteuid!()}`)}\n`);
+    assert.equal(lstatSync(dir.trim()).mode & 0o777, 0o700);
+    chmodSync(dir.trim(), 0o777);
+    const unsafe = await runCli(['socket-dir'], { env });
+    assert.equal(unsafe.code, 1);
+    assert.match(unsafe.stderr, /^error: the per-user socket directory .* has mode 0777, not 0700/);
+    assert.equal(unsafe.stdout.length, 0);
+    const usage = await runCli(['socket-dir', 'extra'], { env });
+    assert.equal(usage.code, 129);
+  },
+);
+
 test('--help, help COMMAND, --version, and no command at all', async () => {
   const program = await runCli(['--help']);
   assert.equal(program.code, 0);
@@ -128,16 +160,16 @@ test('--help, help COMMAND, --version, and no command at all', async () => {
   assert.match(bare.stderr, /Usage: simple-ipc <command>/);
 
   const helps = await Promise.all(
-    ['status --help', 'call --help', 'serve --help', 'serve -h', 'help call'].map((line) =>
-      runCli(line.split(' ')),
+    ['status --help', 'call --help', 'serve --help', 'serve -h', 'help call', 'socket-dir -h'].map(
+      (line) => runCli(line.split(' ')),
     ),
   );
-  for (const [i, command] of ['status', 'call', 'serve', 'serve', 'call'].entries()) {
+  for (const [i, command] of ['status', 'call', 'serve', 'serve', 'call', 'socket-dir'].entries()) {
     const r = helps[i]!;
     assert.equal(r.code, 0, command);
     assert.match(
       r.stdout.toString(),
-      new RegExp(`^usage: simple-ipc ${command} [\\s\\S]*Examples:`),
+      new RegExp(`^usage: simple-ipc ${command}\\b[\\s\\S]*Examples:`),
     );
   }
   assert.deepEqual(helps[4]!.stdout, helps[1]!.stdout, "'help call' is 'call --help'");

@@ -13,11 +13,12 @@ import {
   mkdirSync,
   mkdtempSync,
   readFileSync,
+  renameSync,
   rmSync,
   statSync,
 } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { connect as netConnect, type Socket } from 'node:net';
+import { createServer as createNetServer, connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test as nodeTest, type TestContext, type TestOptions } from 'node:test';
@@ -344,6 +345,21 @@ export function otherUserOrSkip(t: TestContext): OtherUser | undefined {
 }
 
 /**
+ * The uid and gid of another real user, for making files of theirs with chown (their sockets,
+ * their directories): the `nobody` user, when this one is root. Elsewhere `t` is marked
+ * skipped with the reason and the result is undefined.
+ */
+export function otherOwnerOrSkip(t: TestContext): { uid: number; gid: number } | undefined {
+  const user = otherUser();
+  const { uid, gid } = user?.spawn ?? {};
+  if (uid === undefined || gid === undefined) {
+    t.skip('needs root and a "nobody" user, to make files owned by another user');
+    return undefined;
+  }
+  return { uid, gid };
+}
+
+/**
  * Whether someone who is neither the owner nor in the group can reach `path` (search rights on
  * every folder above it) and has `bit` (0o004 read, 0o001 execute) on it.
  */
@@ -377,6 +393,19 @@ function nodeForOthers(): string {
     othersNode = node;
   }
   return othersNode;
+}
+
+/**
+ * Leaves a dead socket file at `path`: a socket nobody listens on, as a killed server leaves
+ * (bound under another name and renamed into place, so that Node's close() unlinks only that
+ * name).
+ */
+export async function deadSocket(path: string): Promise<void> {
+  const temporary = `${path}.dead-${process.pid}`;
+  const server = createNetServer();
+  await new Promise<void>((resolve) => server.listen(temporary, resolve));
+  renameSync(temporary, path);
+  await new Promise((resolve) => server.close(resolve));
 }
 
 /** Resolves after `ms`. */

@@ -1,0 +1,72 @@
+/**
+ * Whose socket it is: before a request (and its secrets) goes to a socket, or a server puts
+ * its socket somewhere, the socket and the directory it is in must belong to this user or to
+ * root. Another local user who made a socket first at a path in a shared directory (`/tmp`)
+ * would otherwise receive every request sent there. Git is safe here by layout (its sockets
+ * live under `.git/`, and fsmonitor checks the directory it makes elsewhere); a library that
+ * takes any path must check.
+ *
+ * Root is trusted: it can already read this user's files and memory, so a socket of root's is
+ * no escalation. Windows named pipes have no file owner Node can read: nothing is checked there
+ * (docs/security.md says what to do instead).
+ *
+ * @module
+ */
+
+import type { Stats } from 'node:fs';
+import { lstat, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { USES_NAMED_PIPES } from './address.js';
+import { ErrorCode, SimpleIpcError } from './errors.js';
+import type { SocketIdentity } from './ownership.js';
+
+/** True when a file owned by `uid` may be trusted by this process (its own, or root's). */
+export function trustedOwner(uid: number): boolean {
+  return uid === 0 || uid === process.geteuid!();
+}
+
+/**
+ * Checks that the directory of `path` and the socket at `path`, if there is one, belong to
+ * this user or root (a symbolic link as the directory: both the link and what it points to).
+ * Only the owner is looked at: a file this user may not look at is left to the connect or
+ * bind, which will report it.
+ *
+ * @returns the identity of the socket found, or undefined when there is none (or on Windows).
+ * @throws {@link SimpleIpcError} `ERR_IPC_UNTRUSTED_OWNER`.
+ */
+export async function checkOwners(path: string): Promise<SocketIdentity | undefined> {
+  if (USES_NAMED_PIPES) return undefined;
+  const dir = dirname(path);
+  const link = await lstat(dir).catch(absent);
+  if (link !== undefined) {
+    checkOwner(link, path, `the directory '${dir}' of`);
+    if (link.isSymbolicLink()) {
+      const target = await stat(dir).catch(absent);
+      if (target !== undefined) checkOwner(target, path, `the directory '${dir}' links to, of`);
+    }
+  }
+  const socket = await lstat(path).catch(absent);
+  if (socket === undefined) return undefined;
+  checkOwner(socket, path, '');
+  return { dev: socket.dev, ino: socket.ino };
+}
+
+/**
+ * Throws `ERR_IPC_UNTRUSTED_OWNER` when `stats` (the socket at `path`, or what `what` names)
+ * is another user's.
+ */
+export function checkOwner(stats: Stats, path: string, what: string): void {
+  if (trustedOwner(stats.uid)) return;
+  const subject = what === '' ? `the socket '${path}'` : `${what} the socket '${path}'`;
+  throw new SimpleIpcError(
+    ErrorCode.UNTRUSTED_OWNER,
+    `${subject} belongs to user ${stats.uid}, not to you (user ${process.geteuid!()}) or root: another user may be posing as your server, so it is not used (put your socket in a directory of your own: userSocketDirectory(), see docs/security.md)`,
+    { path },
+  );
+}
+
+// A look that failed shows no owner: nothing there yet (ENOENT), or not ours to look at
+// (EACCES), which the connect or bind then reports in its own words.
+function absent(): undefined {
+  return undefined;
+}
