@@ -1,0 +1,201 @@
+/**
+ * Review (the embedding application's angle): each test here failed on the code it was written
+ * against. Scenarios that crash a process run in a child process via `runProcess`.
+ */
+
+import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  type Connection,
+  connect,
+  isSimpleIpcError,
+  sendCommand,
+  startServer,
+} from '../src/index.js';
+import { runProcess, tempDir, test, unixOnly } from './helpers.js';
+
+const LIBRARY = new URL('../src/index.js', import.meta.url).href;
+
+// A workerHandler is "an ordinary handler": an application may call it from its own handler,
+// passing a reply of its own (to log, count or transform chunks). That reply is the
+// application's callback: a throw from it must be contained, not end the process.
+test('a workerHandler given a reply that throws does not crash the process', async (t) => {
+  const dir = tempDir(t);
+  const task = join(dir, 'task.mjs');
+  writeFileSync(task, `export default (request) => 'answer:' + request.toString();\n`);
+  const script = join(dir, 'main.mjs');
+  writeFileSync(
+    script,
+    `
+import { startServer, workerHandler, sendCommand } from ${JSON.stringify(LIBRARY)};
+import { join } from 'node:path';
+const path = join(${JSON.stringify(dir)}, 's.sock');
+const wh = workerHandler(${JSON.stringify(task)}, { workers: 1 });
+const server = await startServer(
+  path,
+  (request, reply, context) =>
+    wh(request, () => { throw new Error('my reply wrapper broke'); }, context),
+  { onHandlerError: () => {} },
+);
+let outcome;
+try {
+  outcome = 'resolved ' + (await sendCommand(path, 'x', { timeout: 5000 })).toString();
+} catch (err) {
+  outcome = 'rejected ' + err.code;
+}
+await server.stop();
+await wh.close();
+console.log('survived: ' + outcome);
+`,
+  );
+  const result = await runProcess(process.execPath, [script], { timeoutMs: 30_000 });
+  assert.equal(
+    result.code,
+    0,
+    `the process died (code ${result.code}, signal ${result.signal}): ${result.stderr}`,
+  );
+  // The handler fails (its reply threw): the client is told the answer is cut short.
+  assert.match(result.stdout.toString(), /survived: rejected ERR_IPC_TRUNCATED/);
+});
+
+// `signal` "stops the server"; startServer with an aborted signal resolves with a stopping
+// server. A clustered server aborted while it starts must not report a handler module that
+// loaded fine as ERR_IPC_HANDLER_FAILED, nor crash its other processes.
+test(
+  'startClusteredServer whose signal is aborted: no ERR_IPC_HANDLER_FAILED, no crashed process',
+  { skip: unixOnly('several processes serve only a Unix socket') },
+  async (t) => {
+    const dir = tempDir(t);
+    const handler = join(dir, 'handler.mjs');
+    writeFileSync(handler, `export default async (request, reply) => { await reply('ok'); };\n`);
+    const script = join(dir, 'main.mjs');
+    writeFileSync(
+      script,
+      `
+import { startClusteredServer } from ${JSON.stringify(LIBRARY)};
+import { join } from 'node:path';
+const path = join(${JSON.stringify(dir)}, 's.sock');
+let outcome;
+try {
+  const server = await startClusteredServer(path, ${JSON.stringify(handler)}, {
+    processes: 3,
+    signal: AbortSignal.abort(),
+  });
+  const late = setTimeout(() => { console.log('closed never resolved'); process.exit(3); }, 10000);
+  await server.closed;
+  clearTimeout(late);
+  outcome = 'resolved';
+} catch (err) {
+  outcome = 'rejected ' + err.code + ': ' + err.message;
+}
+console.log('outcome: ' + outcome);
+`,
+    );
+    const result = await runProcess(process.execPath, [script], { timeoutMs: 30_000 });
+    const out = result.stdout.toString();
+    assert.equal(result.code, 0, `${out}\n${result.stderr}`);
+    assert.match(out, /outcome: (resolved|rejected ABORT_ERR)/, `got: ${out}`);
+    // The other processes are ours too: none may die of an uncaught exception.
+    assert.doesNotMatch(result.stderr, /TypeError|Uncaught|at #attach/, result.stderr);
+  },
+);
+
+// tryConnect/connect "reject only when aborted (ABORT_ERR)": a signal aborted while the connect
+// is under way must not hand back a live connection the caller has given up on.
+test('connect() whose signal aborts while connecting rejects with ABORT_ERR', async (t) => {
+  const path = join(tempDir(t), 's');
+  const server = await startServer(path, async (_request, reply) => {
+    await reply('ok');
+  });
+  t.after(() => server.destroy());
+  for (const checkOwner of [false, true]) {
+    const controller = new AbortController();
+    const connecting = connect(path, { signal: controller.signal, checkOwner });
+    controller.abort();
+    let connection: Connection | undefined;
+    await assert.rejects(
+      connecting.then((c) => {
+        connection = c;
+        return c;
+      }),
+      (err: unknown) => isSimpleIpcError(err, 'ABORT_ERR'),
+      `checkOwner: ${checkOwner}`,
+    );
+    connection?.destroy();
+    assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
+  }
+});
+
+// The client closing its own connection while a response streams in is not the server
+// "closing the connection before completing its response, which usually means its request
+// handler failed" (ERR_IPC_TRUNCATED): that sends the application hunting for a server bug.
+// ERR_IPC_CONNECTION_CLOSED is "the connection closed before the exchange completed".
+test('disposing of a connection mid-stream is ERR_IPC_CONNECTION_CLOSED, not ERR_IPC_TRUNCATED', async (t) => {
+  const path = join(tempDir(t), 's');
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const server = await startServer(path, async (_request, reply) => {
+    await reply('first');
+    await held;
+  });
+  t.after(() => {
+    release();
+    return server.destroy();
+  });
+  // stream(): the first piece arrives, then the application disposes of the connection.
+  {
+    const connection = await connect(path);
+    const iterator = connection.stream('x')[Symbol.asyncIterator]();
+    const first = await iterator.next();
+    assert.equal(String(first.value), 'first');
+    await connection[Symbol.asyncDispose]();
+    await assert.rejects(iterator.next(), (err: unknown) => {
+      assert.ok(isSimpleIpcError(err), String(err));
+      assert.equal(err.code, 'ERR_IPC_CONNECTION_CLOSED', err.message);
+      return true;
+    });
+  }
+  // send(): the application closes the connection while waiting for the response.
+  {
+    const connection = await connect(path);
+    const sending = connection.send('x');
+    setTimeout(() => void connection.close(), 50);
+    await assert.rejects(sending, (err: unknown) => {
+      assert.ok(isSimpleIpcError(err), String(err));
+      assert.equal(err.code, 'ERR_IPC_CONNECTION_CLOSED', err.message);
+      return true;
+    });
+  }
+});
+
+// destroy() "cuts running conversations off", and is callable from a handler. A handler whose
+// reply then rejects because the server itself cut its connection has not failed: it must not
+// be counted in handlerErrors nor reported as "a request handler failed" (the server treats a
+// connection closed under a handler by responseTimeout the same way: clientGone).
+test('destroy() from inside a handler is not reported as that handler failing', async (t) => {
+  const path = join(tempDir(t), 's');
+  const reported: unknown[] = [];
+  const server = await startServer(
+    path,
+    async (_request, reply, context) => {
+      void context.server.destroy();
+      await reply('too late');
+    },
+    { onHandlerError: (err) => reported.push(err) },
+  );
+  t.after(() => server.destroy());
+  await assert.rejects(sendCommand(path, 'x'), (err: unknown) =>
+    isSimpleIpcError(err, 'ERR_IPC_TRUNCATED'),
+  );
+  await server.closed;
+  assert.deepEqual(
+    reported.map((e) => (e as Error).message),
+    [],
+    'onHandlerError was called for the connection destroy() cut off',
+  );
+  assert.equal(server.stats().handlerErrors, 0);
+});
