@@ -125,7 +125,10 @@ export interface WorkerHandler extends RequestHandler, AsyncDisposable {
  * client. If the task throws or rejects, the handler rejects with `ERR_IPC_HANDLER_FAILED`
  * (the client sees a truncated response, as for any failing handler) and the worker goes on.
  * If a worker dies (`process.exit`, an uncaught error, out of memory), its request fails the
- * same way and another worker is started when one is next needed.
+ * same way and another worker is started when one is next needed. A `reply` that throws,
+ * rejects or returns no Promise (one of the application's, when it calls this handler from its
+ * own) fails that request only: the handler rejects with that error (`ERR_IPC_HANDLER_FAILED`
+ * if it returned no Promise) and the task is told to stop.
  *
  * The server's `threads` bounds how many requests are handed to the pool at once: make it at
  * least `workers`, or some workers never get work.
@@ -452,9 +455,23 @@ class WorkerPool {
 
   /** Hands one chunk to `reply()`; acknowledges it to the worker once taken. */
   #write(slot: Slot, job: Job, chunk: WorkerChunk): void {
+    // `reply` is the application's when it calls this handler from its own, passing a reply of
+    // its own: it may throw or return something that is not a Promise. That fails this job
+    // only, as a rejection would; it must never throw out of the worker's 'message' listener,
+    // where it would end the process.
+    let written: PromiseLike<void>;
+    try {
+      written = job.reply(chunk);
+      if (!isThenable(written)) throw failed('reply() returned no Promise');
+    } catch (err) {
+      this.#replyFailed(slot, job, err);
+      return;
+    }
     job.pending++;
     const cost = costOf(chunk);
-    job.reply(chunk).then(
+    // A native Promise is used as it is; any other thenable is adopted, so that its `then`
+    // throwing, or settling twice, is contained too.
+    Promise.resolve(written).then(
       () => {
         job.pending--;
         if (job.settled) return;
@@ -467,13 +484,20 @@ class WorkerPool {
       },
       (err: unknown) => {
         job.pending--;
-        if (job.settled) return;
-        // The client is gone: fail now, and tell the worker to stop producing. It stays busy
-        // until it says it has stopped.
-        this.#settle(job, err);
-        if (slot.job === job) post(slot.worker, { kind: 'cancel', id: job.id });
+        this.#replyFailed(slot, job, err);
       },
     );
+  }
+
+  /**
+   * A chunk could not be written (the client is gone, or the application's reply failed): fail
+   * the job now, and tell the worker to stop producing. It stays busy until it says it has
+   * stopped.
+   */
+  #replyFailed(slot: Slot, job: Job, err: unknown): void {
+    if (job.settled) return;
+    this.#settle(job, err);
+    if (slot.job === job) post(slot.worker, { kind: 'cancel', id: job.id });
   }
 
   #settle(job: Job, err?: unknown): void {
@@ -538,3 +562,12 @@ function clientLeft(signal: AbortSignal, when: string): SimpleIpcError {
 }
 
 function noop(): void {}
+
+/** Whether `value` has a `then` method (reading it may throw: the caller contains that). */
+function isThenable(value: unknown): value is PromiseLike<void> {
+  return (
+    value !== null &&
+    (typeof value === 'object' || typeof value === 'function') &&
+    typeof (value as { then?: unknown }).then === 'function'
+  );
+}

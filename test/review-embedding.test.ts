@@ -18,48 +18,6 @@ import { runProcess, tempDir, test, unixOnly } from './helpers.js';
 
 const LIBRARY = new URL('../src/index.js', import.meta.url).href;
 
-// A workerHandler is "an ordinary handler": an application may call it from its own handler,
-// passing a reply of its own (to log, count or transform chunks). That reply is the
-// application's callback: a throw from it must be contained, not end the process.
-test('a workerHandler given a reply that throws does not crash the process', async (t) => {
-  const dir = tempDir(t);
-  const task = join(dir, 'task.mjs');
-  writeFileSync(task, `export default (request) => 'answer:' + request.toString();\n`);
-  const script = join(dir, 'main.mjs');
-  writeFileSync(
-    script,
-    `
-import { startServer, workerHandler, sendCommand } from ${JSON.stringify(LIBRARY)};
-import { join } from 'node:path';
-const path = join(${JSON.stringify(dir)}, 's.sock');
-const wh = workerHandler(${JSON.stringify(task)}, { workers: 1 });
-const server = await startServer(
-  path,
-  (request, reply, context) =>
-    wh(request, () => { throw new Error('my reply wrapper broke'); }, context),
-  { onHandlerError: () => {} },
-);
-let outcome;
-try {
-  outcome = 'resolved ' + (await sendCommand(path, 'x', { timeout: 5000 })).toString();
-} catch (err) {
-  outcome = 'rejected ' + err.code;
-}
-await server.stop();
-await wh.close();
-console.log('survived: ' + outcome);
-`,
-  );
-  const result = await runProcess(process.execPath, [script], { timeoutMs: 30_000 });
-  assert.equal(
-    result.code,
-    0,
-    `the process died (code ${result.code}, signal ${result.signal}): ${result.stderr}`,
-  );
-  // The handler fails (its reply threw): the client is told the answer is cut short.
-  assert.match(result.stdout.toString(), /survived: rejected ERR_IPC_TRUNCATED/);
-});
-
 // `signal` "stops the server"; startServer with an aborted signal resolves with a stopping
 // server. A clustered server aborted while it starts must not report a handler module that
 // loaded fine as ERR_IPC_HANDLER_FAILED, nor crash its other processes.

@@ -621,3 +621,90 @@ test('a running task gets a signal that aborts when its client hangs up', async 
   assert.equal((await sendCommand(server.path, 'short')).toString(), 'aborted: false');
   await until('the server to count the client gone', () => server.stats().clientGone === 1);
 });
+
+// A workerHandler is "an ordinary handler": an application may call it from its own handler,
+// passing a reply of its own (to log, count or transform chunks). That reply is the
+// application's callback: a throw from it must be contained, not end the process.
+test('a workerHandler given a reply that throws does not crash the process', async (t) => {
+  const dir = tempDir(t);
+  const task = writeModule(dir, 'task.mjs', `export default (request) => 'answer:' + request;\n`);
+  const script = writeModule(
+    dir,
+    'main.mjs',
+    `
+import { startServer, workerHandler, sendCommand } from ${JSON.stringify(LIBRARY)};
+import { join } from 'node:path';
+const path = join(${JSON.stringify(dir)}, 's.sock');
+const wh = workerHandler(${JSON.stringify(task)}, { workers: 1 });
+const server = await startServer(
+  path,
+  (request, reply, context) =>
+    wh(request, () => { throw new Error('my reply wrapper broke'); }, context),
+  { onHandlerError: () => {} },
+);
+let outcome;
+try {
+  outcome = 'resolved ' + (await sendCommand(path, 'x', { timeout: 5000 })).toString();
+} catch (err) {
+  outcome = 'rejected ' + err.code;
+}
+await server.stop();
+await wh.close();
+console.log('survived: ' + outcome);
+`,
+  );
+  const result = await runProcess(process.execPath, [script], { timeoutMs: 30_000 });
+  assert.equal(
+    result.code,
+    0,
+    `the process died (code ${result.code}, signal ${result.signal}): ${result.stderr}`,
+  );
+  // The handler fails (its reply threw): the client is told the answer is cut short.
+  assert.match(result.stdout.toString(), /survived: rejected ERR_IPC_TRUNCATED/);
+});
+
+test('called directly: a reply that throws or returns no Promise fails that job only', async (t) => {
+  const dir = tempDir(t);
+  const module = writeModule(
+    dir,
+    'chunks.mjs',
+    `export default function* (request) { yield 'one:' + request; yield 'two:' + request; }\n`,
+  );
+  const handler = workerHandler(module, { workers: 1 });
+  t.after(() => handler.destroy());
+  const context = { signal: new AbortController().signal } as RequestContext;
+  const broke = new Error('my reply broke');
+  const throwing = (): Promise<void> => {
+    throw broke;
+  };
+  await assert.rejects(
+    Promise.resolve(handler(Buffer.from('a'), throwing, context)),
+    (err) => err === broke,
+  );
+  const noPromise = (() => undefined) as unknown as (chunk: unknown) => Promise<void>;
+  await assert.rejects(Promise.resolve(handler(Buffer.from('b'), noPromise, context)), {
+    code: 'ERR_IPC_HANDLER_FAILED',
+    message: /reply\(\) returned no Promise/,
+  });
+  const badThen = {
+    then: () => {
+      throw broke;
+    },
+  } as unknown as Promise<void>;
+  await assert.rejects(
+    Promise.resolve(handler(Buffer.from('c'), () => badThen, context)),
+    (err) => err === broke,
+  );
+  // The worker goes on: the next job, with a reply that works, gets every chunk.
+  const chunks: string[] = [];
+  await handler(
+    Buffer.from('d'),
+    (chunk) => {
+      chunks.push(String(chunk));
+      return Promise.resolve();
+    },
+    context,
+  );
+  assert.equal(getEventListeners(context.signal, 'abort').length, 0);
+  assert.deepEqual(chunks, ['one:d', 'two:d']);
+});
