@@ -125,6 +125,10 @@ const RESTART_DELAY_MS = 1000;
  * On Windows a named pipe is served from one process only: `processes` defaults to 1 there,
  * and more is refused.
  *
+ * If `signal` is aborted before or while it starts (or the server stops meanwhile, by a QUIT
+ * or theft), it resolves as {@link startServer} does, with a server that is stopping: processes
+ * still starting are told to stop, and `closed` resolves once every one has exited.
+ *
  * @throws {@link SimpleIpcError} as {@link startServer}; `ERR_IPC_HANDLER_FAILED` when the module
  *   cannot be loaded or has no handler as its default export (in any process; nothing is left
  *   running then), `ERR_IPC_INVALID_ARGUMENT` for a bad `processes` (on Windows: more than
@@ -152,7 +156,9 @@ export async function startClusteredServer(
   }
   const server = makeServer(checkedPath, await loadHandler(href), settings);
   await startServing(server);
-  if (processes === 1) return server;
+  // A server already stopping (its signal was aborted) is returned as startServer returns it,
+  // stopping: its socket is closed, so there is nothing to hand to other processes.
+  if (processes === 1 || server.stopping) return server;
   const group = new ProcessGroup(server, checkedPath, href, settings);
   setServerGroup(server, group);
   try {
@@ -326,7 +332,12 @@ class ProcessGroup {
   #onExit(member: Member, code: number | null, signal: NodeJS.Signals | null): void {
     this.#children.delete(member.child);
     const how = signal ?? `exit code ${code}`;
-    if (!member.ready) {
+    if (!member.ready && this.#stopping !== 'no') {
+      // Told to stop while it started (the server's signal aborted, or a stop() or QUIT came
+      // first): it has not failed. The start resolves, with the server stopping, as
+      // startServer resolves with a stopping server.
+      member.resolve();
+    } else if (!member.ready) {
       member.reject(
         new SimpleIpcError(
           ErrorCode.HANDLER_FAILED,

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { getEventListeners } from 'node:events';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -390,6 +391,91 @@ test(
       (err) => isSimpleIpcError(err, 'ERR_IPC_INVALID_ARGUMENT'),
     );
     assert.equal(existsSync(path), false);
+  },
+);
+
+// `signal` "stops the server"; startServer with an aborted signal resolves with a stopping
+// server. A clustered server aborted while it starts must not report a handler module that
+// loaded fine as ERR_IPC_HANDLER_FAILED, nor crash its other processes.
+test(
+  'startClusteredServer whose signal is aborted: no ERR_IPC_HANDLER_FAILED, no crashed process',
+  { timeout: 60_000, skip: onWindows },
+  async (t) => {
+    const dir = tempDir(t);
+    const handler = join(dir, 'handler.mjs');
+    writeFileSync(handler, `export default async (request, reply) => { await reply('ok'); };\n`);
+    const script = join(dir, 'main.mjs');
+    writeFileSync(
+      script,
+      `
+import { startClusteredServer } from ${JSON.stringify(LIBRARY)};
+import { join } from 'node:path';
+const path = join(${JSON.stringify(dir)}, 's.sock');
+let outcome;
+try {
+  const server = await startClusteredServer(path, ${JSON.stringify(handler)}, {
+    processes: 3,
+    signal: AbortSignal.abort(),
+  });
+  const late = setTimeout(() => { console.log('closed never resolved'); process.exit(3); }, 10000);
+  await server.closed;
+  clearTimeout(late);
+  outcome = 'resolved';
+} catch (err) {
+  outcome = 'rejected ' + err.code + ': ' + err.message;
+}
+console.log('outcome: ' + outcome);
+`,
+    );
+    const result = await runProcess(process.execPath, [script], { timeoutMs: 30_000 });
+    const out = result.stdout.toString();
+    assert.equal(result.code, 0, `${out}\n${result.stderr}`);
+    assert.match(out, /outcome: (resolved|rejected ABORT_ERR)/, `got: ${out}`);
+    // The other processes are ours too: none may die of an uncaught exception.
+    assert.doesNotMatch(result.stderr, /TypeError|Uncaught|at #attach/, result.stderr);
+  },
+);
+
+test(
+  'a signal aborted while the other processes load: resolves stopping, every process exits',
+  { timeout: 60_000, skip: onWindows },
+  async (t) => {
+    const dir = tempDir(t);
+    const loading = markers(t, 'loading');
+    const gate = join(dir, 'gate');
+    // Loads at once in this process; in the others it marks that it is loading, then waits for
+    // a gate the test never opens (for 20 s at most, so that a broken stop cannot hang).
+    const module = writeModule(
+      dir,
+      'slow.mjs',
+      `import { existsSync, writeFileSync } from 'node:fs';
+       import { join } from 'node:path';
+       if (process.argv[1]?.endsWith('cluster-child.js')) {
+         writeFileSync(join(${JSON.stringify(loading)}, String(process.pid)), '');
+         const end = Date.now() + 20000;
+         while (!existsSync(${JSON.stringify(gate)}) && Date.now() < end) {
+           await new Promise((resolve) => setTimeout(resolve, 10));
+         }
+       }
+       export default async (request, reply) => { await reply('ok'); };`,
+    );
+    const path = join(dir, 's');
+    const controller = new AbortController();
+    const starting = startClusteredServer(path, module, {
+      processes: 3,
+      signal: controller.signal,
+    });
+    await waitUntil('both other processes loading', () => readdirSync(loading).length === 2);
+    const pids = readdirSync(loading).map(Number);
+    controller.abort();
+    const server = await starting;
+    t.after(() => server.destroy());
+    assert.equal(server.stopping, true);
+    assert.equal(server.stopReason?.kind, 'requested');
+    await server.closed;
+    for (const pid of pids) assert.equal(alive(pid), false, `process ${pid} still runs`);
+    assert.equal(existsSync(path), false);
+    assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
   },
 );
 

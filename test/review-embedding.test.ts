@@ -18,48 +18,6 @@ import { runProcess, tempDir, test, unixOnly } from './helpers.js';
 
 const LIBRARY = new URL('../src/index.js', import.meta.url).href;
 
-// `signal` "stops the server"; startServer with an aborted signal resolves with a stopping
-// server. A clustered server aborted while it starts must not report a handler module that
-// loaded fine as ERR_IPC_HANDLER_FAILED, nor crash its other processes.
-test(
-  'startClusteredServer whose signal is aborted: no ERR_IPC_HANDLER_FAILED, no crashed process',
-  { skip: unixOnly('several processes serve only a Unix socket') },
-  async (t) => {
-    const dir = tempDir(t);
-    const handler = join(dir, 'handler.mjs');
-    writeFileSync(handler, `export default async (request, reply) => { await reply('ok'); };\n`);
-    const script = join(dir, 'main.mjs');
-    writeFileSync(
-      script,
-      `
-import { startClusteredServer } from ${JSON.stringify(LIBRARY)};
-import { join } from 'node:path';
-const path = join(${JSON.stringify(dir)}, 's.sock');
-let outcome;
-try {
-  const server = await startClusteredServer(path, ${JSON.stringify(handler)}, {
-    processes: 3,
-    signal: AbortSignal.abort(),
-  });
-  const late = setTimeout(() => { console.log('closed never resolved'); process.exit(3); }, 10000);
-  await server.closed;
-  clearTimeout(late);
-  outcome = 'resolved';
-} catch (err) {
-  outcome = 'rejected ' + err.code + ': ' + err.message;
-}
-console.log('outcome: ' + outcome);
-`,
-    );
-    const result = await runProcess(process.execPath, [script], { timeoutMs: 30_000 });
-    const out = result.stdout.toString();
-    assert.equal(result.code, 0, `${out}\n${result.stderr}`);
-    assert.match(out, /outcome: (resolved|rejected ABORT_ERR)/, `got: ${out}`);
-    // The other processes are ours too: none may die of an uncaught exception.
-    assert.doesNotMatch(result.stderr, /TypeError|Uncaught|at #attach/, result.stderr);
-  },
-);
-
 // tryConnect/connect "reject only when aborted (ABORT_ERR)": a signal aborted while the connect
 // is under way must not hand back a live connection the caller has given up on.
 test('connect() whose signal aborts while connecting rejects with ABORT_ERR', async (t) => {
