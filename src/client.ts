@@ -155,19 +155,28 @@ export async function getActiveState(
   socketPath(path);
   const signal = abortSignal(optionsObject(options).signal);
   if (!USES_NAMED_PIPES) {
-    try {
-      const stats = await lstat(path);
-      if (!stats.isSocket()) return ActiveState.INVALID_PATH;
-    } catch (err) {
-      const code = systemCode(err);
-      return code === 'ENOENT' || code === 'ENOTDIR'
-        ? ActiveState.NOT_LISTENING
-        : ActiveState.INVALID_PATH;
-    }
+    const state = await fileState(path);
+    // Aborted while looking: ABORT_ERR, as when aborted while connecting. A caller that goes
+    // on with a state after aborting (startDaemon would spawn a daemon) must not get one.
+    if (signal?.aborted) throw abortError(signal);
+    if (state !== undefined) return state;
   }
   const result = await tryConnect(path, { signal });
   if (result.state === ActiveState.LISTENING) result.connection.destroy();
   return result.state;
+}
+
+/** What the file at `path` says of a server: undefined for a socket (then try connecting). */
+async function fileState(path: string): Promise<ActiveState | undefined> {
+  try {
+    const stats = await lstat(path);
+    return stats.isSocket() ? undefined : ActiveState.INVALID_PATH;
+  } catch (err) {
+    const code = systemCode(err);
+    return code === 'ENOENT' || code === 'ENOTDIR'
+      ? ActiveState.NOT_LISTENING
+      : ActiveState.INVALID_PATH;
+  }
 }
 
 /**
@@ -180,8 +189,8 @@ export async function getActiveState(
  * - with `checkOwner`, a socket or socket directory of another user: `other-error` with
  *   `ERR_IPC_UNTRUSTED_OWNER`, before anything is sent.
  *
- * @throws {@link SimpleIpcError} `ABORT_ERR` when `signal` aborts; `ERR_IPC_INVALID_ARGUMENT` for
- *   a bad `path` or option.
+ * @throws {@link SimpleIpcError} `ABORT_ERR` when `signal` aborts (a connection made meanwhile is
+ *   closed, never returned); `ERR_IPC_INVALID_ARGUMENT` for a bad `path` or option.
  */
 export async function tryConnect(
   path: string,
@@ -232,8 +241,13 @@ async function connectWithRetries(
         connectOnce(path, settings.disallowChdir, busyWait(deadline), signal, resolve);
       });
       if (!(attempt instanceof SimpleIpcError)) {
-        if (!settings.checkOwner) return attempt;
-        const error = await ownerChanged(path, before);
+        const error = settings.checkOwner ? await ownerChanged(path, before) : undefined;
+        // Aborted while connecting (or checking the owner): the caller has given up, so the
+        // connection is not handed out, and nothing else will close it.
+        if (signal?.aborted) {
+          attempt.destroy();
+          throw abortError(signal);
+        }
         if (error === undefined) return attempt;
         attempt.destroy();
         return { state: ActiveState.OTHER_ERROR, error };

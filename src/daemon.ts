@@ -96,7 +96,8 @@ export interface StartedDaemon {
  *   spawned when the path was already unusable), `ERR_IPC_DAEMON_NOT_ONLINE` (deadline passed;
  *   the process is left running), `ERR_IPC_DAEMON_TERMINATED` (it exited before listening),
  *   `ERR_IPC_UNTRUSTED_OWNER` (the directory of `path`, or a socket there, belongs to another
- *   user: nothing is spawned), `ABORT_ERR`, `ERR_IPC_INVALID_ARGUMENT` (a bad `path` or option;
+ *   user: nothing is spawned), `ABORT_ERR` (aborted before the spawn: nothing is spawned; after
+ *   it: the process is left running), `ERR_IPC_INVALID_ARGUMENT` (a bad `path` or option;
  *   nothing is spawned).
  */
 export async function startDaemon(path: string, options: DaemonOptions): Promise<StartedDaemon> {

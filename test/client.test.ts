@@ -2,13 +2,16 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmodSync, linkSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server as NetServer } from 'node:net';
+import { getEventListeners } from 'node:events';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import {
   ActiveState,
+  type Connection,
   type ConnectResult,
   connect,
   getActiveState,
+  isSimpleIpcError,
   SimpleIpcError,
   sendCommand,
   startServer,
@@ -239,6 +242,60 @@ test('tryConnect honours an AbortSignal', async (t) => {
     }),
     { code: 'ABORT_ERR' },
   );
+});
+
+// tryConnect/connect "reject only when aborted (ABORT_ERR)": a signal aborted while the connect
+// is under way must not hand back a live connection the caller has given up on.
+test('connect() whose signal aborts while connecting rejects with ABORT_ERR', async (t) => {
+  const path = join(tempDir(t), 's');
+  const server = await startServer(path, async (_request, reply) => {
+    await reply('ok');
+  });
+  t.after(() => server.destroy());
+  for (const checkOwner of [false, true]) {
+    const controller = new AbortController();
+    const connecting = connect(path, { signal: controller.signal, checkOwner });
+    controller.abort();
+    let connection: Connection | undefined;
+    await assert.rejects(
+      connecting.then((c) => {
+        connection = c;
+        return c;
+      }),
+      (err: unknown) => isSimpleIpcError(err, 'ABORT_ERR'),
+      `checkOwner: ${checkOwner}`,
+    );
+    connection?.destroy();
+    assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
+  }
+});
+
+test('tryConnect and getActiveState aborted midway reject with ABORT_ERR; no connection stays', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  const server = await startServer(path, async (_request, reply) => {
+    await reply('ok');
+  });
+  t.after(() => server.destroy());
+  for (const [what, call] of [
+    ['tryConnect', (signal: AbortSignal) => tryConnect(path, { signal })],
+    ['getActiveState', (signal: AbortSignal) => getActiveState(path, { signal })],
+    // Only the file is looked at: no server to connect to.
+    [
+      'getActiveState, no socket',
+      (signal: AbortSignal) => getActiveState(join(dir, 'missing'), { signal }),
+    ],
+  ] as const) {
+    const controller = new AbortController();
+    const calling = call(controller.signal);
+    controller.abort();
+    await assert.rejects(calling, { code: 'ABORT_ERR' }, what);
+  }
+  // Any connection made meanwhile was closed, not left open: the server counts it as a probe.
+  await until('the server to see every connection close', () => {
+    const stats = server.stats();
+    return stats.connections > 0 && stats.probes === stats.connections;
+  });
 });
 
 test('sendCommand: a first attempt that fails goes on with the retry rules', async (t) => {

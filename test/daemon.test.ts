@@ -323,6 +323,24 @@ test('startDaemon: a daemon that does not listen in time is ERR_IPC_DAEMON_NOT_O
   await assert.rejects(waiting, (err: SimpleIpcError) => err.code === 'ABORT_ERR');
 });
 
+// An abort while startDaemon first looks at the path: the caller has given up, so no daemon may
+// be spawned (the look used to report "not listening" as if nothing had happened).
+test('startDaemon aborted before it spawns: ABORT_ERR, and no process is spawned', async (t) => {
+  const dir = tempDir(t);
+  const logFile = join(dir, 'log');
+  const controller = new AbortController();
+  const starting = startDaemon(join(dir, 's'), {
+    command: process.execPath,
+    args: ['-e', 'setTimeout(() => {}, 2000)'],
+    logFile,
+    signal: controller.signal,
+  });
+  controller.abort();
+  await assert.rejects(starting, { code: 'ABORT_ERR' });
+  // The log file is opened just before the spawn.
+  assert.equal(existsSync(logFile), false, 'a daemon was spawned after the abort');
+});
+
 test('startDaemon: ERR_IPC_DAEMON_FAILED for a missing program or an unusable path', async (t) => {
   const dir = tempDir(t);
   await assert.rejects(

@@ -18,32 +18,6 @@ import { runProcess, tempDir, test, unixOnly } from './helpers.js';
 
 const LIBRARY = new URL('../src/index.js', import.meta.url).href;
 
-// tryConnect/connect "reject only when aborted (ABORT_ERR)": a signal aborted while the connect
-// is under way must not hand back a live connection the caller has given up on.
-test('connect() whose signal aborts while connecting rejects with ABORT_ERR', async (t) => {
-  const path = join(tempDir(t), 's');
-  const server = await startServer(path, async (_request, reply) => {
-    await reply('ok');
-  });
-  t.after(() => server.destroy());
-  for (const checkOwner of [false, true]) {
-    const controller = new AbortController();
-    const connecting = connect(path, { signal: controller.signal, checkOwner });
-    controller.abort();
-    let connection: Connection | undefined;
-    await assert.rejects(
-      connecting.then((c) => {
-        connection = c;
-        return c;
-      }),
-      (err: unknown) => isSimpleIpcError(err, 'ABORT_ERR'),
-      `checkOwner: ${checkOwner}`,
-    );
-    connection?.destroy();
-    assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
-  }
-});
-
 // The client closing its own connection while a response streams in is not the server
 // "closing the connection before completing its response, which usually means its request
 // handler failed" (ERR_IPC_TRUNCATED): that sends the application hunting for a server bug.
