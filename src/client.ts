@@ -615,6 +615,8 @@ export class Connection {
   readonly #socket: Socket;
   readonly #path: string;
   #used = false;
+  /** The exchange under way, if any, to fail: send()'s settling function, or stream()'s. */
+  #underway: ((err: Error) => void) | Exchange | undefined;
 
   // Made only by makeConnection: users get connections from connect(). The token keeps
   // JavaScript callers, which TypeScript's `private` does not stop, out too.
@@ -645,15 +647,16 @@ export class Connection {
    *
    * @throws {@link SimpleIpcError} `ERR_IPC_TRUNCATED` if the server hangs up before the flush (never
    *   a short success), `ERR_PKT_LINE_*` on a malformed response, `ERR_IPC_TOO_LARGE` over
-   *   `maxResponseSize`, `ERR_IPC_TIMEOUT`, `ERR_IPC_CONNECTION_CLOSED`, `ABORT_ERR`,
-   *   `ERR_IPC_INVALID_ARGUMENT` (a bad request or option, or a second request).
+   *   `maxResponseSize`, `ERR_IPC_TIMEOUT`, `ERR_IPC_CONNECTION_CLOSED` (the connection failed,
+   *   or was closed from this side: {@link Connection.close}, {@link Connection.destroy}),
+   *   `ABORT_ERR`, `ERR_IPC_INVALID_ARGUMENT` (a bad request or option, or a second request).
    */
   send(request: Message, options: SendOptions = {}): Promise<Buffer> {
     return new Promise<Buffer>((resolve, reject) => {
       checkMessage(request);
       const send = sendSettings(options);
       this.#claim();
-      exchangeWhole(this.#socket, this.#path, request, send, resolve, reject);
+      this.#underway = exchangeWhole(this.#socket, this.#path, request, send, resolve, reject);
     });
   }
 
@@ -674,22 +677,55 @@ export class Connection {
       return failedIterable(err);
     }
     // Stopping early hangs up: the rest of the response is not wanted.
-    inbound.onReturn = () => this.destroy();
+    inbound.onReturn = () => this.#socket.destroy();
     return piecesOf(inbound);
   }
 
-  /** Closes the connection now. Idempotent. */
+  /**
+   * Closes the connection now. Idempotent. A {@link Connection.send} or
+   * {@link Connection.stream} under way fails with `ERR_IPC_CONNECTION_CLOSED`.
+   */
   destroy(): void {
+    this.#closedHere();
     this.#socket.destroy();
   }
 
-  /** Closes the connection; resolves once it is closed. Idempotent. */
+  /**
+   * Closes the connection; resolves once it is closed. Idempotent. A {@link Connection.send}
+   * or {@link Connection.stream} under way fails with `ERR_IPC_CONNECTION_CLOSED`.
+   */
   close(): Promise<void> {
     const socket = this.#socket;
     if (socket.closed) return Promise.resolve();
+    this.#closedHere();
     return new Promise<void>((resolve) => {
       socket.once('close', () => resolve());
       socket.destroy();
+    });
+  }
+
+  /**
+   * The application closes the connection: an exchange under way fails as closed by this side,
+   * not as the server cutting its response short (ERR_IPC_TRUNCATED blames the server's
+   * handler). One that has ended (its socket is destroyed by then) keeps its outcome.
+   */
+  #closedHere(): void {
+    const exchange = this.#underway;
+    const socket = this.#socket;
+    if (exchange === undefined || socket.destroyed) return;
+    this.#underway = undefined;
+    const path = this.#path;
+    // Failed at 'close', ahead of the exchange's own listener (which would take the hang-up
+    // for the server's): the exchange settles when it always did, so a caller that awaits
+    // close() before it still has its handler on it in time.
+    socket.prependOnceListener('close', () => {
+      const err = new SimpleIpcError(
+        ErrorCode.CONNECTION_CLOSED,
+        `the connection to '${path}' was closed by this side (close(), destroy() or disposal) before its response was complete`,
+        { path },
+      );
+      if (typeof exchange === 'function') exchange(err);
+      else exchange.fail(err);
     });
   }
 
@@ -720,6 +756,7 @@ export class Connection {
     // A whole request goes out as one buffer; only chunked ones need the streaming writer.
     const whole = typeof request === 'string' || request instanceof Uint8Array;
     const exchange = new Exchange(socket, this.#path, inbound, whole);
+    this.#underway = exchange;
     socket.on('data', (chunk: Buffer) => exchange.onData(chunk));
     socket.on('end', () => exchange.onClose());
     socket.on('error', (err: Error) => exchange.onError(err));
@@ -756,7 +793,8 @@ export class Connection {
 
 /**
  * Sends a request on a connected socket and settles with the whole response, by callbacks
- * from the socket's events (no Promise of its own); hangs up whatever happens.
+ * from the socket's events (no Promise of its own); hangs up whatever happens. Returns what
+ * fails the exchange with an error (nothing once it has settled).
  */
 function exchangeWhole(
   socket: Socket,
@@ -765,7 +803,7 @@ function exchangeWhole(
   settings: SendSettings,
   resolve: (response: Buffer) => void,
   reject: (err: Error) => void,
-): void {
+): (err: Error) => void {
   const response = new WholeResponse(settings.maxResponseSize);
   const signal = settings.signal;
   const whole = typeof request === 'string' || request instanceof Uint8Array;
@@ -814,12 +852,12 @@ function exchangeWhole(
   if (socket.closed) {
     // Closed already: no event would come to settle the exchange.
     finish(new SimpleIpcError(ErrorCode.CONNECTION_CLOSED, 'the connection is closed', { path }));
-    return;
+    return finish;
   }
   if (signal !== undefined) {
     if (signal.aborted) {
       finish(abortError(signal));
-      return;
+      return finish;
     }
     onAbort = () => finish(abortError(signal));
     signal.addEventListener('abort', onAbort, { once: true });
@@ -830,6 +868,7 @@ function exchangeWhole(
       finish(err as Error),
     );
   }
+  return finish;
 }
 
 /**

@@ -558,6 +558,91 @@ test('Connection.stream: timeout, maxResponseSize and signal end the iteration w
   await until('the server to see every client go', () => server.stats().running === 0);
 });
 
+// The client closing its own connection while a response streams in is not the server
+// "closing the connection before completing its response, which usually means its request
+// handler failed" (ERR_IPC_TRUNCATED): that sends the application hunting for a server bug.
+// ERR_IPC_CONNECTION_CLOSED is "the connection closed before the exchange completed".
+test('disposing of a connection mid-stream is ERR_IPC_CONNECTION_CLOSED, not ERR_IPC_TRUNCATED', async (t) => {
+  const path = join(tempDir(t), 's');
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const server = await startServer(path, async (_request, reply) => {
+    await reply('first');
+    await held;
+  });
+  t.after(() => {
+    release();
+    return server.destroy();
+  });
+  // stream(): the first piece arrives, then the application disposes of the connection.
+  {
+    const connection = await connect(path);
+    const iterator = connection.stream('x')[Symbol.asyncIterator]();
+    const first = await iterator.next();
+    assert.equal(String(first.value), 'first');
+    await connection[Symbol.asyncDispose]();
+    await assert.rejects(iterator.next(), (err: unknown) => {
+      assert.ok(isSimpleIpcError(err), String(err));
+      assert.equal(err.code, 'ERR_IPC_CONNECTION_CLOSED', err.message);
+      return true;
+    });
+  }
+  // send(): the application closes the connection while waiting for the response.
+  {
+    const connection = await connect(path);
+    const sending = connection.send('x');
+    setTimeout(() => void connection.close(), 50);
+    await assert.rejects(sending, (err: unknown) => {
+      assert.ok(isSimpleIpcError(err), String(err));
+      assert.equal(err.code, 'ERR_IPC_CONNECTION_CLOSED', err.message);
+      return true;
+    });
+  }
+});
+
+test('destroy() mid-exchange is ERR_IPC_CONNECTION_CLOSED; closing after the response keeps it', async (t) => {
+  const path = join(tempDir(t), 's');
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const server = await startServer(path, async (request, reply) => {
+    await reply('first');
+    if (request.toString() === 'hold') await held;
+  });
+  t.after(() => {
+    release();
+    return server.destroy();
+  });
+  // destroy() while stream() waits for its next piece.
+  {
+    const connection = await connect(path);
+    const iterator = connection.stream('hold')[Symbol.asyncIterator]();
+    assert.equal(String((await iterator.next()).value), 'first');
+    const next = iterator.next();
+    connection.destroy();
+    await assert.rejects(next, { code: 'ERR_IPC_CONNECTION_CLOSED', message: /by this side/ });
+  }
+  // A response that is complete, not yet read to its end, is not failed by a close().
+  {
+    const connection = await connect(path);
+    const pieces = connection.stream('quick');
+    const iterator = pieces[Symbol.asyncIterator]();
+    assert.equal(String((await iterator.next()).value), 'first');
+    await until('the response to end', () => connection.closed);
+    await connection.close();
+    assert.equal((await iterator.next()).done, true);
+  }
+  {
+    const connection = await connect(path);
+    assert.equal(String(await connection.send('quick')), 'first');
+    await connection.close();
+    connection.destroy();
+  }
+});
+
 test('Connection.close(): resolves once closed, idempotent; the server sees a probe', async (t) => {
   const path = join(tempDir(t), 's');
   const server = await startServer(path, (_r, reply) => reply('x'));
@@ -576,9 +661,7 @@ test('Connection.close(): resolves once closed, idempotent; the server sees a pr
   const busy = await connect(path);
   const answer = busy.send(Buffer.alloc(1 << 20));
   await busy.close();
-  await assert.rejects(answer, (err: SimpleIpcError) =>
-    ['ERR_IPC_TRUNCATED', 'ERR_IPC_CONNECTION_CLOSED'].includes(err.code),
-  );
+  await assert.rejects(answer, { code: 'ERR_IPC_CONNECTION_CLOSED', message: /by this side/ });
 });
 
 test('a request on a connection closed already fails at once (it used to wait forever)', async (t) => {
