@@ -249,9 +249,13 @@ export interface ServerStats {
   dropped: number;
   /** Clients closed for sending or reading nothing within the timeouts. */
   timeouts: number;
-  /** Clients that vanished while their response was being written. */
+  /**
+   * Connections closed while their handler ran or their response was being written: the
+   * client vanished or timed out, or the server cut it off ({@link Server.destroy}, the end of
+   * `stopTimeout`). Their handlers are not counted in `handlerErrors`.
+   */
   clientGone: number;
-  /** Handlers that threw or rejected. */
+  /** Handlers that threw or rejected (other than because their connection was closed). */
   handlerErrors: number;
   /** Failed accepts (for example EMFILE: out of file descriptors). The server goes on. */
   acceptErrors: number;
@@ -460,7 +464,10 @@ export class Server {
     return this.closed;
   }
 
-  /** Stops now: like {@link Server.stop}, but running conversations are cut off too. */
+  /**
+   * Stops now: like {@link Server.stop}, but running conversations are cut off too (their
+   * handlers, whose replies then reject, count as `clientGone`, not as handler errors).
+   */
   destroy(): Promise<void> {
     this.#beginStop({ kind: 'requested' });
     this.#cutOff();
@@ -469,7 +476,7 @@ export class Server {
 
   #cutOff(): void {
     this.#group?.stop(true);
-    for (const conversation of this.#conversations.toArray()) conversation.socket.destroy();
+    for (const conversation of this.#conversations.toArray()) conversation.cutOff();
   }
 
   /** Same as {@link Server.stop}, for `await using`. */
@@ -933,6 +940,15 @@ class Conversation {
     // own: its reply rejects, and that is the client gone, not a handler error.
     if (this.phase === Phase.Running) this.clientGone = true;
     this.inbound.fail(err);
+    this.socket.destroy();
+  }
+
+  /** The server cuts the connection off: destroy(), or a stop that ran out of time. */
+  cutOff(): void {
+    // A running handler whose connection the server itself closed has not failed: its reply
+    // rejects, and that is counted as for a client closed by responseTimeout (clientGone),
+    // neither counted nor reported as a handler error.
+    if (this.phase === Phase.Running) this.clientGone = true;
     this.socket.destroy();
   }
 

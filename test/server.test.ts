@@ -6,6 +6,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import {
   encodeMessage,
   getActiveState,
+  isSimpleIpcError,
   QUIT,
   type SimpleIpcError,
   sendCommand,
@@ -251,6 +252,63 @@ test('destroy cuts running conversations; the AbortSignal tells the handler', as
   await server.destroy();
   await answer;
   assert.equal(aborted, true);
+});
+
+// destroy() "cuts running conversations off", and is callable from a handler. A handler whose
+// reply then rejects because the server itself cut its connection has not failed: it must not
+// be counted in handlerErrors nor reported as "a request handler failed" (the server treats a
+// connection closed under a handler by responseTimeout the same way: clientGone).
+test('destroy() from inside a handler is not reported as that handler failing', async (t) => {
+  const path = join(tempDir(t), 's');
+  const reported: unknown[] = [];
+  const server = await startServer(
+    path,
+    async (_request, reply, context) => {
+      void context.server.destroy();
+      await reply('too late');
+    },
+    { onHandlerError: (err) => reported.push(err) },
+  );
+  t.after(() => server.destroy());
+  await assert.rejects(sendCommand(path, 'x'), (err: unknown) =>
+    isSimpleIpcError(err, 'ERR_IPC_TRUNCATED'),
+  );
+  await server.closed;
+  assert.deepEqual(
+    reported.map((e) => (e as Error).message),
+    [],
+    'onHandlerError was called for the connection destroy() cut off',
+  );
+  assert.equal(server.stats().handlerErrors, 0);
+});
+
+test('destroy() from a handler cuts the others too: none counted or reported as failing', async (t) => {
+  const path = join(tempDir(t), 's');
+  const reported: unknown[] = [];
+  const waiting = gate();
+  const server = await startServer(
+    path,
+    async (request, reply, context) => {
+      if (request.toString() === 'wait') {
+        await waiting.promise;
+      } else {
+        void context.server.destroy();
+        // The other handler goes on at once, before its connection's 'close' is seen.
+        waiting.open();
+      }
+      await reply('too late');
+    },
+    { threads: 2, onHandlerError: (err) => reported.push(err) },
+  );
+  t.after(() => server.destroy());
+  const first = assert.rejects(sendCommand(path, 'wait'), { code: 'ERR_IPC_TRUNCATED' });
+  await until('the first handler to run', () => server.stats().running === 1);
+  await assert.rejects(sendCommand(path, 'destroy'), { code: 'ERR_IPC_TRUNCATED' });
+  await first;
+  await server.closed;
+  assert.deepEqual(reported, []);
+  assert.equal(server.stats().handlerErrors, 0);
+  assert.equal(server.stats().clientGone, 2);
 });
 
 test('an AbortSignal in the options stops the server', async (t) => {
