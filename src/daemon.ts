@@ -246,11 +246,14 @@ function openLog(logFile: string, path: string): number {
   try {
     fd = openSync(logFile, LOG_FLAGS, 0o600);
   } catch (cause) {
-    const code = systemCode(cause);
-    // ELOOP (EMLINK on FreeBSD): O_NOFOLLOW met a symbolic link. ENXIO: a FIFO nobody reads.
-    const link = code === 'ELOOP' || code === 'EMLINK' ? lstatOrUndefined(logFile) : undefined;
+    // O_NOFOLLOW met a symbolic link: ELOOP (EMLINK on FreeBSD), or EACCES where the system
+    // protects links in sticky directories (Linux's protected_symlinks). ENXIO: a FIFO that
+    // nobody reads.
+    const link = lstatOrUndefined(logFile);
     if (link?.isSymbolicLink()) refuseLog(logFile, path, link.uid, 'is a symbolic link', cause);
-    if (code === 'ENXIO') refuseLog(logFile, path, undefined, 'is not a regular file', cause);
+    if (systemCode(cause) === 'ENXIO') {
+      refuseLog(logFile, path, undefined, 'is not a regular file', cause);
+    }
     throw new SimpleIpcError(
       ErrorCode.DAEMON_FAILED,
       `daemon failed to start: cannot open the log file '${logFile}': ${(cause as Error).message}`,
