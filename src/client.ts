@@ -23,7 +23,7 @@ import {
 } from './pkt-line.js';
 import type { SocketIdentity } from './ownership.js';
 import { injectedError, refusal } from './refusal.js';
-import { checkOwners } from './trust.js';
+import { lookBeforeConnect } from './trust.js';
 import {
   abortSignal,
   boolean,
@@ -95,8 +95,12 @@ export interface ConnectOptions {
   /**
    * Refuse a socket, or a socket directory, that belongs to another user (not this one, not
    * root): `ERR_IPC_UNTRUSTED_OWNER` (state `other-error`), before anything is sent, so that a
-   * socket someone else put at the path never receives the request. Checked before and after
-   * each connect. Default false: Git's clients connect to repository paths without it.
+   * socket someone else put at the path never receives the request. The path is looked at
+   * before and after each connect, and the connection is used only when both looks found the
+   * same socket of this user's or root's, not a symbolic link: otherwise it is closed unused and
+   * refused with `ERR_IPC_UNTRUSTED_OWNER` (a socket that appeared during the connect is
+   * connected to again, once). docs/security.md says what this proves and what it cannot.
+   * Default false: Git's clients connect to repository paths without it.
    * Ignored with Windows named pipes, which have no owner Node can read (docs/security.md).
    */
   checkOwner?: boolean | undefined;
@@ -202,6 +206,26 @@ export async function tryConnect(
     : outcome;
 }
 
+/**
+ * {@link tryConnect} with the owner check, where nothing at the path at the look before a
+ * connect means no connect at all (`path-not-found`): for {@link connectOrStart}, which starts
+ * a daemon or waits when nothing is there. Not part of the public API.
+ */
+export async function tryConnectToTrusted(
+  path: string,
+  options: Omit<ConnectOptions, 'checkOwner'>,
+): Promise<ConnectResult> {
+  const settings: ConnectSettings = {
+    ...connectSettings(path, options),
+    checkOwner: true,
+    onlyToSeen: true,
+  };
+  const outcome = await connectWithRetries(path, settings, undefined);
+  return outcome instanceof Socket
+    ? { state: ActiveState.LISTENING, connection: makeConnection(outcome, path) }
+    : outcome;
+}
+
 /** A connect that failed: the state, and the error that says why. */
 type ConnectFailure = Exclude<ConnectResult, { readonly state: 'listening' }>;
 
@@ -226,31 +250,41 @@ async function connectWithRetries(
   // up front for a named pipe waited for while busy (see connectOnce).
   let deadline = first === undefined ? busyDeadline(settings) : first.deadline;
   let outcome = first?.error;
+  let appeared = false;
   for (;;) {
     if (outcome === undefined) {
       if (signal?.aborted) throw abortError(signal);
-      let before: SocketIdentity | undefined;
+      let before: SocketIdentity | Error | undefined;
       if (settings.checkOwner) {
         try {
-          before = await checkOwners(path);
+          before = await lookBeforeConnect(path);
         } catch (err) {
           return { state: ActiveState.OTHER_ERROR, error: err as SimpleIpcError };
         }
       }
-      const attempt = await new Promise<Socket | SimpleIpcError>((resolve) => {
-        connectOnce(path, settings.disallowChdir, busyWait(deadline), signal, resolve);
-      });
+      const attempt =
+        before instanceof Error && settings.onlyToSeen
+          ? connectError(before, path)
+          : await new Promise<Socket | SimpleIpcError>((resolve) => {
+              connectOnce(path, settings.disallowChdir, busyWait(deadline), signal, resolve);
+            });
       if (!(attempt instanceof SimpleIpcError)) {
-        const error = settings.checkOwner ? await ownerChanged(path, before) : undefined;
+        const verdict = settings.checkOwner
+          ? await lookAfterConnect(attempt, path, before, appeared)
+          : undefined;
         // Aborted while connecting (or checking the owner): the caller has given up, so the
         // connection is not handed out, and nothing else will close it.
         if (signal?.aborted) {
           attempt.destroy();
           throw abortError(signal);
         }
-        if (error === undefined) return attempt;
-        attempt.destroy();
-        return { state: ActiveState.OTHER_ERROR, error };
+        if (verdict === undefined) return attempt;
+        if (verdict === APPEARED) {
+          // Checked now, but not before the connect: connect again between two looks.
+          appeared = true;
+          continue;
+        }
+        return { state: stateOf(verdict), error: verdict };
       }
       if (signal?.aborted) throw abortError(signal);
       outcome = attempt;
@@ -281,28 +315,70 @@ async function connectWithRetries(
   }
 }
 
+/** {@link lookAfterConnect}'s verdict on a socket that was not there at the look before. */
+const APPEARED = Symbol('appeared');
+
 /**
- * After a connect with `checkOwner`: an error when the socket at `path` is now another user's,
- * or is not the one that was checked before the connect (`before`), since the connection may
- * then have reached the socket of whoever put it there in between; undefined when all is well.
+ * After a connect with `checkOwner`: undefined when the connection may be used, that is when
+ * the same socket of this user's or root's was at `path` at the look before the connect
+ * (`before`) and at this look after it, so the connection reached that socket (nobody else can
+ * remove or replace a file of ours in the directory of a checked path, unless that directory
+ * is open to them without the sticky bit: docs/security.md). Otherwise the connection is
+ * destroyed and the verdict is the error to report, or {@link APPEARED} when a trusted socket
+ * is there now but nothing was before (once per connect: `again` false), to connect again.
+ *
+ * Node exposes no peer credentials on a Unix socket: which socket a connection reached cannot
+ * be asked, only inferred from the path staying the same around the connect.
  */
-async function ownerChanged(
+async function lookAfterConnect(
+  socket: Socket,
   path: string,
-  before: SocketIdentity | undefined,
-): Promise<SimpleIpcError | undefined> {
-  let after: SocketIdentity | undefined;
+  before: SocketIdentity | Error | undefined,
+  again: boolean,
+): Promise<SimpleIpcError | typeof APPEARED | undefined> {
+  // The socket must not be left without an 'error' listener while we look (a reset then would
+  // be an uncaught exception); what arrives meanwhile makes the connection useless.
+  let failure: Error | undefined;
+  const onError = (err: Error): void => {
+    failure ??= err;
+  };
+  socket.on('error', onError);
+  let verdict: SimpleIpcError | typeof APPEARED | undefined;
   try {
-    after = await checkOwners(path);
+    const after = await lookBeforeConnect(path);
+    if (after instanceof Error) {
+      verdict = new SimpleIpcError(
+        ErrorCode.UNTRUSTED_OWNER,
+        `the socket '${path}' was gone right after connecting: the connection may have reached a socket someone else put there and removed; it is not used (try again)`,
+        { path, cause: after },
+      );
+    } else if (after !== undefined && before instanceof Error && !again) {
+      verdict = APPEARED;
+    } else if (
+      after !== undefined &&
+      (before === undefined ||
+        before instanceof Error ||
+        before.dev !== after.dev ||
+        before.ino !== after.ino)
+    ) {
+      verdict = new SimpleIpcError(
+        ErrorCode.UNTRUSTED_OWNER,
+        `the socket '${path}' was replaced while connecting: the connection may have reached a socket someone else put there; it is not used (try again)`,
+        { path },
+      );
+    }
   } catch (err) {
-    return err as SimpleIpcError;
+    verdict = err as SimpleIpcError;
   }
-  if (before === undefined || after === undefined) return undefined;
-  if (before.dev === after.dev && before.ino === after.ino) return undefined;
-  return new SimpleIpcError(
-    ErrorCode.UNTRUSTED_OWNER,
-    `the socket '${path}' was replaced while connecting; the connection is not used (try again)`,
-    { path },
-  );
+  failure ??= socket.errored ?? undefined;
+  if (verdict === undefined && failure !== undefined) verdict = connectError(failure, path);
+  if (verdict === undefined) {
+    socket.off('error', onError);
+    return undefined;
+  }
+  // Our listener stays: destroy() may still deliver an error that was on its way.
+  socket.destroy();
+  return verdict;
 }
 
 /**
@@ -328,6 +404,12 @@ interface ConnectSettings {
   readonly retryInterval: number;
   readonly signal: AbortSignal | undefined;
   readonly checkOwner: boolean;
+  /**
+   * With `checkOwner`: no connect when nothing is at the path at the look before it (the
+   * attempt fails as `path-not-found`), so that a socket put there after the look never gets
+   * a connection (connectOrStart, for which nothing there means "start the daemon").
+   */
+  readonly onlyToSeen: boolean;
 }
 
 function connectSettings(path: string, options: ConnectOptions | undefined): ConnectSettings {
@@ -344,6 +426,7 @@ function connectSettings(path: string, options: ConnectOptions | undefined): Con
     ),
     signal: abortSignal(o.signal),
     checkOwner: boolean(o.checkOwner, 'options.checkOwner') ?? false,
+    onlyToSeen: false,
   };
 }
 

@@ -13,7 +13,7 @@
  */
 
 import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, type Stats } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -21,7 +21,7 @@ import {
   CONNECT_TIMEOUT_MS,
   type Connection,
   getActiveState,
-  tryConnect,
+  tryConnectToTrusted,
 } from './client.js';
 import { abortError, ErrorCode, SimpleIpcError, systemCode } from './errors.js';
 import { isLockHeld } from './lock.js';
@@ -54,7 +54,10 @@ export interface DaemonOptions {
   env?: NodeJS.ProcessEnv | undefined;
   /**
    * A file that receives the daemon's standard output and error (appended; created with mode
-   * 0600). Default: none, both go to the null device, as with Git's `start-daemon`.
+   * 0600). It must be a regular file of yours or not exist yet: a symbolic link there is not
+   * followed (another user may have put it there), and anything else is refused (see
+   * {@link startDaemon}). Default: none, both go to the null device, as with Git's
+   * `start-daemon`.
    */
   logFile?: string | undefined;
   /** How long to wait for the daemon to listen, in ms (0 to 2^31 - 1). Default 60000 (Git's 60 s). */
@@ -92,12 +95,14 @@ export interface StartedDaemon {
  * binding), and fails otherwise.
  *
  * @throws {@link SimpleIpcError} `ERR_IPC_DAEMON_FAILED` (the spawn failed, the log file cannot be
- *   opened, or the path is unusable: `invalid-path` / `other-error`; in that case nothing is
- *   spawned when the path was already unusable), `ERR_IPC_DAEMON_NOT_ONLINE` (deadline passed;
- *   the process is left running), `ERR_IPC_DAEMON_TERMINATED` (it exited before listening),
- *   `ERR_IPC_UNTRUSTED_OWNER` (the directory of `path`, or a socket there, belongs to another
- *   user: nothing is spawned), `ABORT_ERR` (aborted before the spawn: nothing is spawned; after
- *   it: the process is left running), `ERR_IPC_INVALID_ARGUMENT` (a bad `path` or option;
+ *   opened or is not a regular file of yours, or the path is unusable: `invalid-path` /
+ *   `other-error`; in that case nothing is spawned when the path was already unusable),
+ *   `ERR_IPC_DAEMON_NOT_ONLINE` (deadline passed; the process is left running),
+ *   `ERR_IPC_DAEMON_TERMINATED` (it exited before listening), `ERR_IPC_UNTRUSTED_OWNER` (the
+ *   directory of `path`, a socket there, the start-up lock file `<path>.lock`, or the log file
+ *   (or a symbolic link there) belongs to another user: nothing is spawned), `ABORT_ERR`
+ *   (aborted before the spawn: nothing is spawned; after it: the process is left running),
+ *   `ERR_IPC_INVALID_ARGUMENT` (a bad `path` or option;
  *   nothing is spawned).
  */
 export async function startDaemon(path: string, options: DaemonOptions): Promise<StartedDaemon> {
@@ -109,8 +114,10 @@ export async function startDaemon(path: string, options: DaemonOptions): Promise
   const interval = Math.max(1, settings.pollInterval);
   const deadline = performance.now() + timeout;
 
-  // A server of another user's, or one in their directory, could be posing as ours.
+  // A server of another user's, or one in their directory, could be posing as ours; a lock
+  // file of theirs would make the daemon fail (and this wait for nothing).
   await checkOwners(path);
+  isLockHeld(`${path}.lock`);
   const before = await getActiveState(path, { signal });
   if (before === ActiveState.INVALID_PATH || before === ActiveState.OTHER_ERROR) {
     throw unusable(path, before);
@@ -188,18 +195,7 @@ interface Spawned {
 }
 
 async function spawnDetached(path: string, options: DaemonSettings): Promise<Spawned> {
-  let logFd: number | undefined;
-  if (options.logFile !== undefined) {
-    try {
-      logFd = openSync(options.logFile, 'a', 0o600);
-    } catch (cause) {
-      throw new SimpleIpcError(
-        ErrorCode.DAEMON_FAILED,
-        `daemon failed to start: cannot open the log file '${options.logFile}': ${(cause as Error).message}`,
-        { cause, path },
-      );
-    }
-  }
+  const logFd = options.logFile === undefined ? undefined : openLog(options.logFile, path);
   try {
     const child = spawn(options.command, options.args, {
       cwd: options.cwd,
@@ -231,6 +227,75 @@ async function spawnDetached(path: string, options: DaemonSettings): Promise<Spa
     // The child has its own copy of the descriptor.
     if (logFd !== undefined) closeSync(logFd);
   }
+}
+
+// Opening the log must not follow a symbolic link (in a shared directory another user may have
+// put one there, pointing at a file of ours), block on a FIFO, or take a terminal.
+const LOG_FLAGS =
+  constants.O_WRONLY |
+  constants.O_APPEND |
+  constants.O_CREAT |
+  (constants.O_NOFOLLOW ?? 0) |
+  (constants.O_NONBLOCK ?? 0) |
+  (constants.O_NOCTTY ?? 0);
+
+/**
+ * Opens `logFile` for appending (created with mode 0600): it must be a regular file of this
+ * user's, not a symbolic link.
+ */
+function openLog(logFile: string, path: string): number {
+  let fd: number;
+  try {
+    fd = openSync(logFile, LOG_FLAGS, 0o600);
+  } catch (cause) {
+    // O_NOFOLLOW met a symbolic link: ELOOP (EMLINK on FreeBSD), or EACCES where the system
+    // protects links in sticky directories (Linux's protected_symlinks). ENXIO: a FIFO that
+    // nobody reads.
+    const link = lstatOrUndefined(logFile);
+    if (link?.isSymbolicLink()) refuseLog(logFile, path, link.uid, 'is a symbolic link', cause);
+    if (systemCode(cause) === 'ENXIO') {
+      refuseLog(logFile, path, undefined, 'is not a regular file', cause);
+    }
+    throw new SimpleIpcError(
+      ErrorCode.DAEMON_FAILED,
+      `daemon failed to start: cannot open the log file '${logFile}': ${(cause as Error).message}`,
+      { cause, path },
+    );
+  }
+  const stats = fstatSync(fd);
+  const uid = process.geteuid?.();
+  if (!stats.isFile() || (uid !== undefined && stats.uid !== uid)) {
+    closeSync(fd);
+    refuseLog(logFile, path, stats.uid, stats.isFile() ? 'is not yours' : 'is not a regular file');
+  }
+  return fd;
+}
+
+function lstatOrUndefined(file: string): Stats | undefined {
+  try {
+    return lstatSync(file);
+  } catch {
+    return undefined;
+  }
+}
+
+// A log file that is another user's (a file, or a link to follow) is refused as untrusted;
+// anything else that is not a regular file of ours, as unusable.
+function refuseLog(
+  logFile: string,
+  path: string,
+  owner: number | undefined,
+  why: string,
+  cause?: unknown,
+): never {
+  const uid = process.geteuid?.();
+  const theirs = owner !== undefined && uid !== undefined && owner !== uid;
+  const whose = theirs ? ` and belongs to user ${owner}, not to you (user ${uid})` : '';
+  throw new SimpleIpcError(
+    theirs ? ErrorCode.UNTRUSTED_OWNER : ErrorCode.DAEMON_FAILED,
+    `daemon failed to start: the log file '${logFile}' ${why}${whose}; it is not opened (the log must be a regular file of yours, or not exist yet: choose a path in a directory of your own, such as userSocketDirectory())`,
+    { path, ...(cause === undefined ? {} : { cause }) },
+  );
 }
 
 function unusable(path: string, state: ActiveState): SimpleIpcError {
@@ -279,18 +344,18 @@ export async function connectOrStart(
   daemonSettings(options);
   const disallowChdir = boolean(options.disallowChdir, 'options.disallowChdir');
   const signal = options.signal;
-  // Every connect checks whose socket it is: the request must not go to another user's.
-  let first = await tryConnect(path, { disallowChdir, signal, checkOwner: true });
+  // Every connect checks whose socket it is, and connects only to a socket of ours or root's
+  // seen at the path just before: the request must not go to another user's.
+  let first = await tryConnectToTrusted(path, { disallowChdir, signal });
   if (first.state === ActiveState.NOT_LISTENING && isAmbiguousRefusal(first.error)) {
     // macOS and the BSDs: a live server with a full listen queue refuses too (src/refusal.ts).
     // Retry as for a busy server for a moment before starting a daemon beside it.
-    first = await tryConnect(path, {
+    first = await tryConnectToTrusted(path, {
       waitIfBusy: true,
       timeout: REFUSAL_CONFIRM_PROBES * REFUSAL_CONFIRM_INTERVAL_MS,
       retryInterval: REFUSAL_CONFIRM_INTERVAL_MS,
       disallowChdir,
       signal,
-      checkOwner: true,
     });
   }
   if (first.state === ActiveState.LISTENING) return first.connection;
@@ -308,13 +373,12 @@ export async function connectOrStart(
     starting.set(key, start);
   }
   await untilAborted(start, signal);
-  const result = await tryConnect(path, {
+  const result = await tryConnectToTrusted(path, {
     waitIfBusy: true,
     waitIfNotFound: true,
     timeout: CONNECT_TIMEOUT_MS,
     disallowChdir,
     signal,
-    checkOwner: true,
   });
   if (result.state === ActiveState.LISTENING) return result.connection;
   throw result.error;

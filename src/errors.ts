@@ -70,9 +70,11 @@ export const ErrorCode = {
    */
   ACCESS_DENIED: 'ERR_IPC_ACCESS_DENIED',
   /**
-   * The socket, or the directory it is in, belongs to another user (not this one, not root):
-   * that user could be posing as the server. Raised by `startServer()`, `connectOrStart()`,
-   * `startDaemon()`, and by clients that ask for the check (`checkOwner`).
+   * The socket, the directory it is in, or its start-up lock file `<path>.lock` belongs to
+   * another user (not this one, not root): that user could be posing as the server. Also a
+   * socket path that the check cannot vouch for (a symbolic link, or a socket replaced or gone
+   * during the connect), and a daemon's log file of another user's. Raised by `startServer()`,
+   * `connectOrStart()`, `startDaemon()`, and by clients that ask for the check (`checkOwner`).
    */
   UNTRUSTED_OWNER: 'ERR_IPC_UNTRUSTED_OWNER',
   /**

@@ -6,10 +6,11 @@
  * @module
  */
 
-import { readFileSync, statSync } from 'node:fs';
-import { lstat, open, readFile, stat, unlink } from 'node:fs/promises';
+import { lstatSync, readFileSync } from 'node:fs';
+import { lstat, open, readFile, unlink } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCode, fileSystemError, SimpleIpcError, systemCode } from './errors.js';
+import { trustedOwner } from './trust.js';
 
 /** How long start-up waits for the lock, in ms (Git's `DEFAULT_LOCK_TIMEOUT`). */
 export const LOCK_TIMEOUT_MS = 100;
@@ -30,8 +31,12 @@ export interface Lock {
  * for `timeout` ms. A lock whose owner is dead (or whose pid now names a younger process), or
  * which has no readable owner and is older than {@link LOCK_STALE_MS}, is broken.
  *
+ * A lock file of another user's (not this one's, not root's) is neither waited for nor broken:
+ * no server of this user made it, and removing it would be acting on another user's file.
+ *
  * @throws {@link SimpleIpcError} `ERR_IPC_LOCKED` when a live owner keeps it past the timeout;
- *   `ERR_IPC_ACCESS_DENIED`, `ERR_IPC_INVALID_PATH`, `ERR_IPC_NAME_TOO_LONG`, `ERR_IPC_OTHER`
+ *   `ERR_IPC_UNTRUSTED_OWNER` when the lock file (or a breaker's `<lockPath>.break`) belongs to
+ *   another user; `ERR_IPC_ACCESS_DENIED`, `ERR_IPC_INVALID_PATH`, `ERR_IPC_NAME_TOO_LONG`, `ERR_IPC_OTHER`
  *   when it cannot be created.
  */
 export async function acquireLock(lockPath: string, timeout: number): Promise<Lock> {
@@ -82,7 +87,9 @@ async function releaseLock(lockPath: string, ino: number): Promise<void> {
 }
 
 function lockedError(lockPath: string): SimpleIpcError {
-  const owner = readLock(lockPath)?.owner;
+  const lock = readLock(lockPath);
+  if (lock !== undefined) checkLockOwner(lock, lockPath);
+  const owner = lock?.owner;
   const by = owner === undefined ? '' : ` by process ${owner}`;
   return new SimpleIpcError(
     ErrorCode.LOCKED,
@@ -91,8 +98,22 @@ function lockedError(lockPath: string): SimpleIpcError {
   );
 }
 
+/**
+ * Throws `ERR_IPC_UNTRUSTED_OWNER` when the lock file `lock` at `lockPath` is another user's.
+ */
+function checkLockOwner(lock: LockInfo, lockPath: string): void {
+  if (trustedOwner(lock.uid)) return;
+  throw new SimpleIpcError(
+    ErrorCode.UNTRUSTED_OWNER,
+    `the lock file '${lockPath}' belongs to user ${lock.uid}, not to you (user ${process.geteuid!()}) or root: no server of yours made it, so it is neither waited for nor removed (another user may be trying to block or pose as your server there; put your socket in a directory of your own: userSocketDirectory(), see docs/security.md)`,
+    { path: lockPath },
+  );
+}
+
 /** What a lock file says. */
 interface LockInfo {
+  /** Who owns the file itself (not what a symbolic link there points to). */
+  readonly uid: number;
   readonly ino: number;
   readonly mtimeMs: number;
   /** The pid written in it, if it is a well-formed one. */
@@ -101,8 +122,13 @@ interface LockInfo {
 
 function readLock(lockPath: string): LockInfo | undefined {
   try {
-    const stats = statSync(lockPath);
-    return { ino: stats.ino, mtimeMs: stats.mtimeMs, owner: parseOwner(readFileSync(lockPath)) };
+    const stats = lstatSync(lockPath);
+    return {
+      uid: stats.uid,
+      ino: stats.ino,
+      mtimeMs: stats.mtimeMs,
+      owner: parseOwner(readFileSync(lockPath)),
+    };
   } catch {
     return undefined;
   }
@@ -110,8 +136,13 @@ function readLock(lockPath: string): LockInfo | undefined {
 
 async function readLockAsync(lockPath: string): Promise<LockInfo | undefined> {
   try {
-    const stats = await stat(lockPath);
-    return { ino: stats.ino, mtimeMs: stats.mtimeMs, owner: parseOwner(await readFile(lockPath)) };
+    const stats = await lstat(lockPath);
+    return {
+      uid: stats.uid,
+      ino: stats.ino,
+      mtimeMs: stats.mtimeMs,
+      owner: parseOwner(await readFile(lockPath)),
+    };
   } catch {
     return undefined;
   }
@@ -126,10 +157,15 @@ function parseOwner(content: Buffer): number | undefined {
  * True while `lockPath` is a lock that start-up would respect: its owner runs (and is older
  * than the lock), or it has no readable owner and is younger than {@link LOCK_STALE_MS}.
  * False when it is absent or stale.
+ *
+ * @throws {@link SimpleIpcError} `ERR_IPC_UNTRUSTED_OWNER` when the lock file belongs to
+ *   another user (not this one, not root): start-up would refuse it, not wait for it.
  */
 export function isLockHeld(lockPath: string): boolean {
   const lock = readLock(lockPath);
-  return lock !== undefined && !isStale(lock);
+  if (lock === undefined) return false;
+  checkLockOwner(lock, lockPath);
+  return !isStale(lock);
 }
 
 function isStale(lock: LockInfo): boolean {
@@ -141,22 +177,25 @@ function isStale(lock: LockInfo): boolean {
 // Breaks the lock at `lockPath` if it is stale; true when it is gone. Breakers take turns
 // through `<lock>.break`, and the lock is judged again inside that turn: only an owner (who is
 // dead) or a breaker removes a lock, so the one judged stale is the one removed, never a fresh
-// lock that replaced it in between.
+// lock that replaced it in between. Another user's lock or turn file is never removed: it
+// throws ERR_IPC_UNTRUSTED_OWNER.
 async function breakIfStale(lockPath: string): Promise<boolean> {
   const judged = await readLockAsync(lockPath);
   if (judged === undefined) return true;
+  checkLockOwner(judged, lockPath);
   if (!isStale(judged)) return false;
   const turn = await createLock(`${lockPath}.break`).catch(() => undefined);
   if (turn === undefined) {
     // Another breaker is at work; its turn file is stale only if it died in that instant.
     const breaker = await readLockAsync(`${lockPath}.break`);
+    if (breaker !== undefined) checkLockOwner(breaker, `${lockPath}.break`);
     if (breaker !== undefined && isStale(breaker)) await unlink(`${lockPath}.break`).catch(ignore);
     return false;
   }
   try {
     const now = await readLockAsync(lockPath);
     if (now === undefined) return true;
-    if (now.ino !== judged.ino || !isStale(now)) return false;
+    if (now.ino !== judged.ino || now.uid !== judged.uid || !isStale(now)) return false;
     await unlink(lockPath);
     return true;
   } catch {

@@ -8,7 +8,7 @@
 
 import { lstatSync, mkdirSync, type Stats } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
-import { join, win32 } from 'node:path';
+import { isAbsolute, join, normalize, sep, win32 } from 'node:path';
 import { USES_NAMED_PIPES } from './address.js';
 import { ErrorCode, fileSystemError, SimpleIpcError, systemCode } from './errors.js';
 import { optionsObject, string } from './validate.js';
@@ -31,6 +31,10 @@ export interface UserSocketDirectoryOptions {
  * - Unix, when `XDG_RUNTIME_DIR` is set (Linux with systemd: `/run/user/<uid>`): that
  *   directory, after checking that it is a directory (not a symbolic link) owned by this user
  *   with no group or other permissions, as the XDG Base Directory specification requires.
+ *   It is returned normalised (no trailing `/`, no `.` or `..` components), as it was checked:
+ *   `/run/user/1000/` names the same directory, but through a symbolic link it would name the
+ *   link's target. A relative value is invalid by the specification and ignored, as an unset
+ *   or empty one is: the fallback below is used.
  * - Unix otherwise (macOS, containers, cron): `simple-ipc-<uid>` in the temporary directory,
  *   created with mode 0700 if missing, then checked the same way. One that another user made
  *   first is refused, never used.
@@ -56,9 +60,10 @@ export function userSocketDirectory(options: UserSocketDirectoryOptions = {}): s
       : homedir();
   }
   const uid = process.geteuid!();
-  const runtime = env.XDG_RUNTIME_DIR;
-  // The specification: an unset or empty variable means there is none.
-  if (runtime !== undefined && runtime !== '') {
+  // The specification: an unset or empty variable means there is none, and a relative one is
+  // invalid and ignored, as if unset.
+  const runtime = absoluteDirectory(env.XDG_RUNTIME_DIR);
+  if (runtime !== undefined) {
     checkDirectory(
       runtime,
       lookAt(runtime),
@@ -84,6 +89,15 @@ export function userSocketDirectory(options: UserSocketDirectoryOptions = {}): s
     `remove it if it is yours, else ask an administrator to; or set XDG_RUNTIME_DIR or TMPDIR to a directory of your own with mode 0700`,
   );
   return dir;
+}
+
+// `dir` without trailing slashes or `.` components, or undefined when it is empty or relative.
+// lstat() follows a symbolic link named with a trailing `/` or `/.`: the name must end with the
+// link itself for the check to see the link.
+function absoluteDirectory(dir: string | undefined): string | undefined {
+  if (dir === undefined || !isAbsolute(dir)) return undefined;
+  const normal = normalize(dir);
+  return normal.length > 1 && normal.endsWith(sep) ? normal.slice(0, -1) : normal;
 }
 
 function lookAt(dir: string): Stats {

@@ -27,28 +27,78 @@ export function trustedOwner(uid: number): boolean {
 
 /**
  * Checks that the directory of `path` and the socket at `path`, if there is one, belong to
- * this user or root (a symbolic link as the directory: both the link and what it points to).
- * Only the owner is looked at: a file this user may not look at is left to the connect or
- * bind, which will report it.
+ * this user or root (a symbolic link, as the directory or at the socket path: both the link and
+ * what it points to). Only the owner is looked at: a file this user may not look at is left to
+ * the connect or bind, which will report it.
  *
  * @returns the identity of the socket found, or undefined when there is none (or on Windows).
  * @throws {@link SimpleIpcError} `ERR_IPC_UNTRUSTED_OWNER`.
  */
 export async function checkOwners(path: string): Promise<SocketIdentity | undefined> {
   if (USES_NAMED_PIPES) return undefined;
-  const dir = dirname(path);
-  const link = await lstat(dir).catch(absent);
-  if (link !== undefined) {
-    checkOwner(link, path, `the directory '${dir}' of`);
-    if (link.isSymbolicLink()) {
-      const target = await stat(dir).catch(absent);
-      if (target !== undefined) checkOwner(target, path, `the directory '${dir}' links to, of`);
-    }
-  }
+  await checkDirectoryOwner(path);
   const socket = await lstat(path).catch(absent);
   if (socket === undefined) return undefined;
   checkOwner(socket, path, '');
+  if (socket.isSymbolicLink()) {
+    const target = await stat(path).catch(absent);
+    if (target !== undefined) checkLinkTarget(target, path);
+  }
   return { dev: socket.dev, ino: socket.ino };
+}
+
+/**
+ * The look a client with the owner check makes before and after its connect: the directory of
+ * `path` as {@link checkOwners} checks it, then what is at `path`, which must be a file of this
+ * user's or root's and not a symbolic link (what a link points to, in a directory that is not
+ * checked, could be swapped between two looks without either look seeing it).
+ *
+ * @returns the identity of the file at `path`; the error of the look when it failed (`ENOENT`:
+ *   nothing there); undefined with Windows named pipes (nothing can be checked).
+ * @throws {@link SimpleIpcError} `ERR_IPC_UNTRUSTED_OWNER`.
+ */
+export async function lookBeforeConnect(path: string): Promise<SocketIdentity | Error | undefined> {
+  if (USES_NAMED_PIPES) return undefined;
+  await checkDirectoryOwner(path);
+  let socket: Stats;
+  try {
+    socket = await lstat(path);
+  } catch (err) {
+    return err as Error;
+  }
+  checkOwner(socket, path, '');
+  if (socket.isSymbolicLink()) {
+    const target = await stat(path).catch(absent);
+    if (target !== undefined) checkLinkTarget(target, path);
+    throw new SimpleIpcError(
+      ErrorCode.UNTRUSTED_OWNER,
+      `the socket path '${path}' is a symbolic link: with the owner check, the path must name the socket itself, since what a link points to can change between the check and the connect; it is not used (give the path the link points to)`,
+      { path },
+    );
+  }
+  return { dev: socket.dev, ino: socket.ino };
+}
+
+// The directory of `path` (a symbolic link: both the link and what it points to).
+async function checkDirectoryOwner(path: string): Promise<void> {
+  const dir = dirname(path);
+  const link = await lstat(dir).catch(absent);
+  if (link === undefined) return;
+  checkOwner(link, path, `the directory '${dir}' of`);
+  if (link.isSymbolicLink()) {
+    const target = await stat(dir).catch(absent);
+    if (target !== undefined) checkOwner(target, path, `the directory '${dir}' links to, of`);
+  }
+}
+
+// What the symbolic link at `path` points to must be this user's or root's too.
+function checkLinkTarget(target: Stats, path: string): void {
+  if (trustedOwner(target.uid)) return;
+  throw new SimpleIpcError(
+    ErrorCode.UNTRUSTED_OWNER,
+    `the socket path '${path}' is a symbolic link to a file of user ${target.uid}, not of you (user ${process.geteuid!()}) or root: another user may be posing as your server, so it is not used (put your socket in a directory of your own: userSocketDirectory(), see docs/security.md)`,
+    { path },
+  );
 }
 
 /**

@@ -153,6 +153,13 @@ export function tempDir(t: TestContext, prefix = 'sipc-'): string {
   return dir;
 }
 
+/** A fresh shared temp dir, as /tmp is (mode 1777), removed when the test ends. */
+export function sharedDir(t: TestContext): string {
+  const dir = tempDir(t);
+  chmodSync(dir, 0o1777);
+  return dir;
+}
+
 /**
  * Removes a test's directory, asynchronously, retrying with a fresh listing: a server of this
  * process may still be stopping in it (the lock file it takes to remove its socket comes and

@@ -5,13 +5,22 @@
  */
 
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, lstatSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  lchownSync,
+  lstatSync,
+  mkdirSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { type SimpleIpcError, userSocketDirectory } from '../src/index.js';
 import {
   otherOwnerOrSkip,
   otherUserOrSkip,
   runProcess,
+  sharedDir,
   tempDir,
   test,
   unixOnly,
@@ -35,6 +44,47 @@ function unsafe(pattern: RegExp) {
 test('XDG_RUNTIME_DIR that is ours with mode 0700 is the directory', { skip: UNIX }, (t) => {
   const runtime = tempDir(t); // mkdtemp: ours, 0700
   assert.equal(userSocketDirectory({ env: { XDG_RUNTIME_DIR: runtime } }), runtime);
+});
+
+test(
+  'XDG_RUNTIME_DIR is normalised, and a relative one is ignored as an unset one is',
+  { skip: UNIX },
+  (t) => {
+    const runtime = tempDir(t);
+    for (const variant of [`${runtime}/`, `${runtime}//`, `${runtime}/.`, `${runtime}/./`]) {
+      assert.equal(userSocketDirectory({ env: { XDG_RUNTIME_DIR: variant } }), runtime, variant);
+    }
+    // The XDG specification: a relative path is invalid and ignored.
+    const base = tempDir(t);
+    assert.equal(
+      userSocketDirectory({ env: { XDG_RUNTIME_DIR: 'relative/dir' }, tempDir: base }),
+      fallback(base),
+    );
+  },
+);
+
+test('XDG_RUNTIME_DIR through another user symbolic link, with a trailing slash, is refused', (t) => {
+  const owner = otherOwnerOrSkip(t);
+  if (owner === undefined) return;
+  const shared = sharedDir(t);
+  const mine = join(shared, 'mine');
+  mkdirSync(mine, { mode: 0o700 });
+  // The other user's link, which they may point elsewhere at any time.
+  const link = join(shared, 'link');
+  symlinkSync(mine, link);
+  lchownSync(link, owner.uid, owner.gid);
+  // Without the slash it is refused ("is a symbolic link"); with it, lstat followed the link.
+  assert.throws(
+    () => userSocketDirectory({ env: { XDG_RUNTIME_DIR: link } }),
+    unsafe(/is a symbolic link/),
+  );
+  for (const variant of [`${link}/`, `${link}/.`]) {
+    assert.throws(
+      () => userSocketDirectory({ env: { XDG_RUNTIME_DIR: variant } }),
+      unsafe(/is a symbolic link/),
+      `XDG_RUNTIME_DIR=${variant} goes through another user symbolic link`,
+    );
+  }
 });
 
 test('XDG_RUNTIME_DIR owned by another user is refused', { skip: UNIX }, (t) => {

@@ -6,7 +6,19 @@
  */
 
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lchownSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -20,7 +32,17 @@ import {
   startServer,
   tryConnect,
 } from '../src/index.js';
-import { deadSocket, otherOwnerOrSkip, tempDir, test } from './helpers.js';
+import {
+  deadSocket,
+  otherOwnerOrSkip,
+  runProcess,
+  sharedDir,
+  tempDir,
+  test,
+  unixOnly,
+} from './helpers.js';
+
+const require = createRequire(import.meta.url);
 
 interface Squatter {
   readonly path: string;
@@ -30,25 +52,15 @@ interface Squatter {
   received: string;
 }
 
-/** A shared directory, as /tmp is (mode 1777), removed after the test. */
-function sharedDir(t: TestContext): string {
-  const dir = tempDir(t);
-  chmodSync(dir, 0o1777);
-  return dir;
-}
-
 /**
- * Another user's listening socket at `dir/name`, mode 0666, answering every request with a
- * response of its own; closed after the test.
+ * Another user's socket at `path`, mode 0666 once it listens, answering every request with a
+ * response of its own; not listening until `listen()`; closed after the test.
  */
-async function squat(
+function squatter(
   t: TestContext,
   owner: { uid: number; gid: number },
-  dir: string,
-  name = 's',
-): Promise<Squatter> {
-  const path = join(dir, name);
-  const squatter: Squatter = { path, connections: 0, received: '' };
+  path: string,
+): Squatter & { listen(): Promise<void> } {
   const sockets = new Set<Socket>();
   const server: NetServer = createServer((c) => {
     squatter.connections++;
@@ -59,15 +71,89 @@ async function squat(
       if (squatter.received.endsWith('0000')) c.end('0009squat0000');
     });
   });
-  await new Promise<void>((resolve) => server.listen(path, resolve));
+  const squatter = {
+    path,
+    connections: 0,
+    received: '',
+    async listen(): Promise<void> {
+      await new Promise<void>((resolve) => server.listen(path, resolve));
+      chmodSync(path, 0o666);
+      chownSync(path, owner.uid, owner.gid);
+    },
+  };
   t.after(() => {
     // A client that was wrongly let through may still hold its connection.
     for (const socket of sockets) socket.destroy();
-    return new Promise((resolve) => server.close(resolve));
+    return new Promise<void>((resolve) => {
+      if (server.listening) server.close(() => resolve());
+      else resolve();
+    });
   });
-  chmodSync(path, 0o666);
-  chownSync(path, owner.uid, owner.gid);
   return squatter;
+}
+
+/** Another user's listening socket at `dir/name` (see {@link squatter}). */
+async function squat(
+  t: TestContext,
+  owner: { uid: number; gid: number },
+  dir: string,
+  name = 's',
+): Promise<Squatter> {
+  const s = squatter(t, owner, join(dir, name));
+  await s.listen();
+  return s;
+}
+
+type Lstat = (path: string, ...rest: unknown[]) => Promise<unknown>;
+
+/**
+ * Wraps `fs/promises.lstat` for the library until the test ends: `hook(path, call)` runs for
+ * every call, with the real lstat as `call`. Published to the library's ESM bindings with
+ * `syncBuiltinESMExports()`, it makes a race "between the check and the use" deterministic:
+ * the hook does, at that exact moment, what a racing process does at a lucky moment (a real
+ * `nobody` process binding and unlinking in a loop won the race below 4 times in 8 s).
+ */
+function hookLstat(
+  t: TestContext,
+  hook: (path: string, call: () => Promise<unknown>) => Promise<unknown>,
+): void {
+  const fsp = require('node:fs/promises') as { lstat: Lstat };
+  const real = fsp.lstat;
+  fsp.lstat = (path: string, ...rest: unknown[]) => hook(path, () => real(path, ...rest));
+  syncBuiltinESMExports();
+  t.after(() => {
+    fsp.lstat = real;
+    syncBuiltinESMExports();
+  });
+}
+
+/**
+ * Hooks lstat so that the first look at `path` finds nothing and another user's socket is
+ * then bound there; every later look first removes that socket (its owner may, in a sticky
+ * directory), as it would once it has the connection.
+ */
+function squatBetweenLooks(t: TestContext, s: Squatter & { listen(): Promise<void> }): void {
+  let looks = 0;
+  hookLstat(t, async (p, call) => {
+    if (p !== s.path) return call();
+    looks++;
+    if (looks === 1) {
+      try {
+        return await call();
+      } finally {
+        await s.listen();
+      }
+    }
+    if (existsSync(s.path)) unlinkSync(s.path);
+    return call();
+  });
+}
+
+function code(expected: string) {
+  return (err: SimpleIpcError): boolean => {
+    assert.equal(err.code, expected, err.message);
+    return true;
+  };
 }
 
 function untrusted(pattern: RegExp) {
@@ -179,3 +265,325 @@ test('checkOwner: our own server passes, in our own directory and in a shared on
     assert.equal((await connection.send('x')).toString(), 'ours');
   }
 });
+
+test('checkOwner: a socket put at the path after the check and removed before the re-check gets no request', async (t) => {
+  const owner = otherOwnerOrSkip(t);
+  if (owner === undefined) return;
+  const s = squatter(t, owner, join(sharedDir(t), 'app.sock'));
+  // The first look at the path (before the connect) finds nothing; the other user then binds
+  // there, and removes its socket once it has the connection, before the second look.
+  squatBetweenLooks(t, s);
+  await assert.rejects(
+    sendCommand(s.path, 'secret', { checkOwner: true }),
+    code('ERR_IPC_UNTRUSTED_OWNER'),
+  );
+  assert.equal(s.received, '', 'another user socket never sees the request (docs/security.md)');
+});
+
+test('connectOrStart: a socket put at the path after the check and removed before the re-check gets no connection', async (t) => {
+  const owner = otherOwnerOrSkip(t);
+  if (owner === undefined) return;
+  const s = squatter(t, owner, join(sharedDir(t), 'app.sock'));
+  squatBetweenLooks(t, s);
+  const result = await connectOrStart(s.path, {
+    command: join(tempDir(t), 'no-such-program'),
+    timeout: 2000,
+  }).then(
+    async (connection) => {
+      const answer = (await connection.send('secret')).toString();
+      connection.destroy();
+      return answer;
+    },
+    (err: SimpleIpcError) => err.code,
+  );
+  assert.equal(s.connections, 0, `another user socket got a connection (result: ${result})`);
+  assert.equal(s.received, '');
+});
+
+test(
+  'checkOwner: a socket of ours that appears during the connect is connected to again',
+  { skip: unixOnly('socket files') },
+  async (t) => {
+    // Nothing at the first look; our own server's socket is there when the connect is made. The
+    // first connection cannot be told from one to a socket put there and removed meanwhile: it
+    // is closed unused, and a second connect between two looks at that socket is used.
+    const path = join(tempDir(t), 's');
+    let connections = 0;
+    const server = createServer((c) => {
+      connections++;
+      c.on('error', () => {});
+      let received = '';
+      c.on('data', (chunk: Buffer) => {
+        received += chunk.toString('latin1');
+        if (received.endsWith('0000')) c.end('0008ours0000');
+      });
+    });
+    t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    let looks = 0;
+    hookLstat(t, async (p, call) => {
+      if (p !== path || ++looks > 1) return call();
+      try {
+        return await call();
+      } finally {
+        await new Promise<void>((resolve) => server.listen(path, resolve));
+      }
+    });
+    assert.equal((await sendCommand(path, 'x', { checkOwner: true })).toString(), 'ours');
+    assert.equal(connections, 2, 'the first connection is not used');
+  },
+);
+
+test('checkOwner: a symbolic link at the path to another user socket is refused', async (t) => {
+  const owner = otherOwnerOrSkip(t);
+  if (owner === undefined) return;
+  // The other user's socket in a shared directory; the path the client is given is a link to
+  // it, in a directory of the client's own (the link passes the owner check: it is ours).
+  const s = await squat(t, owner, sharedDir(t), 'app.sock');
+  const path = join(tempDir(t), 'app.sock');
+  symlinkSync(s.path, path);
+  await assert.rejects(
+    sendCommand(path, 'secret', { checkOwner: true }),
+    code('ERR_IPC_UNTRUSTED_OWNER'),
+  );
+  await assert.rejects(
+    connectOrStart(path, { command: join(tempDir(t), 'no-such-program'), timeout: 2000 }),
+    code('ERR_IPC_UNTRUSTED_OWNER'),
+  );
+  await assert.rejects(
+    startServer(path, () => undefined),
+    untrusted(/is a symbolic link to a file of user/),
+  );
+  assert.equal(s.received, '', 'the other user socket never sees a request');
+  assert.equal(s.connections, 0);
+});
+
+test(
+  'checkOwner: a symbolic link at the path is refused even to a socket of ours; without the check it is followed',
+  { skip: unixOnly('socket files') },
+  async (t) => {
+    const dir = tempDir(t);
+    const real = join(dir, 'real');
+    const server = await startServer(real, (_request, reply) => reply('ours'));
+    t.after(() => server.destroy());
+    const path = join(dir, 'link');
+    symlinkSync(real, path);
+    await assert.rejects(sendCommand(path, 'x', { checkOwner: true }), (err: SimpleIpcError) => {
+      assert.equal(err.code, 'ERR_IPC_UNTRUSTED_OWNER');
+      assert.match(err.message, /is a symbolic link: .*give the path the link points to/);
+      return true;
+    });
+    assert.equal((await sendCommand(path, 'x')).toString(), 'ours');
+  },
+);
+
+test('checkOwner: a client survives a server that resets the connection during the re-check', async (t) => {
+  // In a child: the failure is an uncaught 'error' event that ends the process. The server (a
+  // worker thread that blocks, so the connection waits in its backlog) closes its listener while
+  // the client is between its connect and its second owner check: the kernel resets the
+  // connection, and nothing listened for 'error' on the socket during that await. A racing
+  // squatter that closes its listener does the same (seen: the client process died).
+  const path = join(tempDir(t), 's');
+  const library = new URL('../src/index.js', import.meta.url).href;
+  const script = `
+    import { Worker } from 'node:worker_threads';
+    import { once } from 'node:events';
+    import { createRequire, syncBuiltinESMExports } from 'node:module';
+    const fsp = createRequire(import.meta.url)('node:fs/promises');
+    const { sendCommand } = await import(process.argv[1]);
+    const path = process.argv[2];
+    const flag = new Int32Array(new SharedArrayBuffer(4));
+    const worker = new Worker(\`
+      const { workerData, parentPort } = await import('node:worker_threads');
+      const { createServer } = await import('node:net');
+      const server = createServer(() => {});
+      server.listen(workerData.path, () => {
+        parentPort.postMessage('listening');
+        Atomics.wait(workerData.flag, 0, 0);
+        server.close();
+        parentPort.postMessage('closed');
+      });
+    \`, { eval: true, workerData: { path, flag } });
+    await once(worker, 'message');
+    // The client's socket, to wait for the reset to reach it rather than guess how long.
+    const net = await import('node:net');
+    const sockets = [];
+    const connect = net.Socket.prototype.connect;
+    net.Socket.prototype.connect = function (...args) {
+      sockets.push(this);
+      return connect.apply(this, args);
+    };
+    const real = fsp.lstat;
+    let looks = 0;
+    fsp.lstat = async (p, ...rest) => {
+      if (p === path && ++looks === 2) {
+        Atomics.store(flag, 0, 1);
+        Atomics.notify(flag, 0);
+        await once(worker, 'message');
+        for (let i = 0; i < 10000 && !sockets.every((s) => s.destroyed); i++) {
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      }
+      return real(p, ...rest);
+    };
+    syncBuiltinESMExports();
+    try {
+      await sendCommand(path, 'x', { checkOwner: true });
+      console.log('answered');
+    } catch (err) {
+      console.log('rejected ' + err.code);
+    }
+    await worker.terminate();
+  `;
+  const r = await runProcess(
+    process.execPath,
+    ['--input-type=module', '-e', script, library, path],
+    { timeoutMs: 20_000 },
+  );
+  assert.equal(r.code, 0, `the client process died: ${r.stderr}`);
+  assert.match(r.stdout.toString(), /^(answered|rejected ERR_IPC_\w+)\n$/);
+});
+
+test('start-up lock: another user lock naming a live process (pid 1) is refused at once, by startServer and connectOrStart', async (t) => {
+  const owner = otherOwnerOrSkip(t);
+  if (owner === undefined) return;
+  const path = join(sharedDir(t), 'd.sock');
+  writeFileSync(`${path}.lock`, '1\n');
+  chownSync(`${path}.lock`, owner.uid, owner.gid);
+  // Not ours: no server of this user wrote it. Seen: ERR_IPC_LOCKED ("try again ... remove
+  // it"), which the user can do neither of.
+  const serverError = await startServer(path, () => undefined).then(
+    async (server) => {
+      await server.destroy();
+      return 'started';
+    },
+    (e: SimpleIpcError) => e.code,
+  );
+  // The daemon fails at once, and startDaemon waited while the lock looked held: seen
+  // ERR_IPC_DAEMON_NOT_ONLINE ("nothing listens") after the full timeout.
+  const started = performance.now();
+  const script = `import(${JSON.stringify(new URL('../src/index.js', import.meta.url).href)}).then((m) => m.startServer(${JSON.stringify(path)}, () => undefined)).then((s) => s.stop())`;
+  const err = await connectOrStart(path, {
+    command: process.execPath,
+    args: ['-e', script],
+    timeout: 5000,
+  }).then(
+    (connection) => {
+      connection.destroy();
+      return undefined;
+    },
+    (e: SimpleIpcError) => e,
+  );
+  const took = performance.now() - started;
+  assert.deepEqual(
+    {
+      startServer: serverError,
+      connectOrStart: err?.code ?? 'connected',
+      waitedWholeTimeout: took >= 3000,
+    },
+    {
+      startServer: 'ERR_IPC_UNTRUSTED_OWNER',
+      connectOrStart: 'ERR_IPC_UNTRUSTED_OWNER',
+      waitedWholeTimeout: false,
+    },
+    `connectOrStart took ${Math.round(took)} ms: ${err?.message ?? ''}`,
+  );
+  assert.match(
+    err?.message ?? '',
+    /lock file '.*d\.sock\.lock' belongs to user .*userSocketDirectory\(\)/,
+  );
+});
+
+test('start-up lock: another user lock is not deleted (a dead socket of theirs is not replaced, even by root)', async (t) => {
+  const owner = otherOwnerOrSkip(t);
+  if (owner === undefined) return;
+  const path = join(sharedDir(t), 'd.sock');
+  const lock = `${path}.lock`;
+  // A pid that names no process: stale, and another user's file.
+  writeFileSync(lock, '999999999\n');
+  chownSync(lock, owner.uid, owner.gid);
+  const outcome = await startServer(path, () => undefined).then(
+    async (server) => {
+      await server.destroy();
+      return 'started';
+    },
+    (e: SimpleIpcError) => e.code,
+  );
+  assert.equal(existsSync(lock), true, `another user lock was deleted (server: ${outcome})`);
+  assert.equal(outcome, 'ERR_IPC_UNTRUSTED_OWNER');
+});
+
+test('connectOrStart: the log file is not opened through another user symbolic link', async (t) => {
+  const owner = otherOwnerOrSkip(t);
+  if (owner === undefined) return;
+  const shared = sharedDir(t);
+  const path = join(shared, 'app.sock');
+  const precious = join(tempDir(t), 'precious');
+  writeFileSync(precious, 'PRECIOUS\n', { mode: 0o600 });
+  // docs/daemons.md's own example: logFile `${path}.log`. The other user put a link there first.
+  const logFile = `${path}.log`;
+  symlinkSync(precious, logFile);
+  lchownSync(logFile, owner.uid, owner.gid);
+  const outcome = await connectOrStart(path, {
+    command: process.execPath,
+    args: ['-e', 'console.log("daemon output")'],
+    logFile,
+    timeout: 5000,
+  }).then(
+    (connection) => {
+      connection.destroy();
+      return 'connected';
+    },
+    (e: SimpleIpcError) => e.code,
+  );
+  assert.equal(
+    readFileSync(precious, 'utf8'),
+    'PRECIOUS\n',
+    `a file of ours was written through the other user link (outcome: ${outcome})`,
+  );
+  assert.equal(outcome, 'ERR_IPC_UNTRUSTED_OWNER');
+});
+
+test(
+  'startDaemon: a log file that is a symbolic link of ours, or another user file, is refused and nothing is spawned',
+  { skip: unixOnly('file owners and O_NOFOLLOW') },
+  async (t) => {
+    const dir = tempDir(t);
+    const precious = join(dir, 'precious');
+    writeFileSync(precious, 'PRECIOUS\n', { mode: 0o600 });
+    const started = join(dir, 'started');
+    const daemon = {
+      command: process.execPath,
+      args: ['-e', `require('node:fs').writeFileSync(${JSON.stringify(started)}, '')`],
+      timeout: 2000,
+    };
+    const link = join(dir, 'link.log');
+    symlinkSync(precious, link);
+    await assert.rejects(
+      startDaemon(join(dir, 's'), { ...daemon, logFile: link }),
+      (err: SimpleIpcError) => {
+        assert.equal(err.code, 'ERR_IPC_DAEMON_FAILED');
+        assert.match(
+          err.message,
+          /the log file '.*link\.log' is a symbolic link; it is not opened/,
+        );
+        return true;
+      },
+    );
+    const owner = otherOwnerOrSkip(t);
+    if (owner !== undefined) {
+      const theirs = join(dir, 'theirs.log');
+      writeFileSync(theirs, '', { mode: 0o666 });
+      chownSync(theirs, owner.uid, owner.gid);
+      await assert.rejects(
+        startDaemon(join(dir, 's'), { ...daemon, logFile: theirs }),
+        (err: SimpleIpcError) => {
+          assert.equal(err.code, 'ERR_IPC_UNTRUSTED_OWNER');
+          assert.match(err.message, /is not yours and belongs to user \d+/);
+          return true;
+        },
+      );
+    }
+    assert.equal(readFileSync(precious, 'utf8'), 'PRECIOUS\n');
+    assert.equal(existsSync(started), false, 'nothing was spawned');
+  },
+);
