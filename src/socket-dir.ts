@@ -43,8 +43,9 @@ export interface UserSocketDirectoryOptions {
  *
  * @throws {@link SimpleIpcError} `ERR_IPC_UNSAFE_DIRECTORY` when the directory exists but is
  *   another user's, a symbolic link, not a directory, or open to group or others (the message
- *   says what to do); `ERR_IPC_ACCESS_DENIED`, `ERR_IPC_INVALID_PATH` or `ERR_IPC_OTHER` when
- *   it cannot be created; `ERR_IPC_INVALID_ARGUMENT` for a bad option.
+ *   says what to do); `ERR_IPC_INVALID_PATH` when `XDG_RUNTIME_DIR` names a directory that does
+ *   not exist (the message says what to do); `ERR_IPC_ACCESS_DENIED`, `ERR_IPC_INVALID_PATH` or
+ *   `ERR_IPC_OTHER` when it cannot be created; `ERR_IPC_INVALID_ARGUMENT` for a bad option.
  */
 export function userSocketDirectory(options: UserSocketDirectoryOptions = {}): string {
   const o = optionsObject(options);
@@ -59,13 +60,7 @@ export function userSocketDirectory(options: UserSocketDirectoryOptions = {}): s
   const runtime = env.XDG_RUNTIME_DIR;
   // The specification: an unset or empty variable means there is none.
   if (runtime !== undefined && runtime !== '') {
-    checkDirectory(
-      runtime,
-      lookAt(runtime),
-      uid,
-      'XDG_RUNTIME_DIR',
-      'unset XDG_RUNTIME_DIR, or set it to a directory of your own with mode 0700',
-    );
+    checkDirectory(runtime, lookAtRuntime(runtime), uid, 'XDG_RUNTIME_DIR', RUNTIME_FIX);
     return runtime;
   }
   const dir = join(base ?? tmpdir(), `simple-ipc-${uid}`);
@@ -84,6 +79,24 @@ export function userSocketDirectory(options: UserSocketDirectoryOptions = {}): s
     `remove it if it is yours, else ask an administrator to; or set XDG_RUNTIME_DIR or TMPDIR to a directory of your own with mode 0700`,
   );
   return dir;
+}
+
+const RUNTIME_FIX = 'unset XDG_RUNTIME_DIR, or set it to a directory of your own with mode 0700';
+
+// XDG_RUNTIME_DIR names a directory that must exist already. A stale one (after `su`, `sudo -E`,
+// in a container, after logout) is common: name the variable and what to do, as the other
+// refusals of it do, rather than blame a parent directory.
+function lookAtRuntime(dir: string): Stats {
+  try {
+    return lstatSync(dir);
+  } catch (err) {
+    if (systemCode(err) !== 'ENOENT') throw fileSystemError(err, dir, 'look at');
+    throw new SimpleIpcError(
+      ErrorCode.INVALID_PATH,
+      `XDG_RUNTIME_DIR '${dir}' does not exist; it is not used for sockets (${RUNTIME_FIX})`,
+      { path: dir, cause: err },
+    );
+  }
 }
 
 function lookAt(dir: string): Stats {

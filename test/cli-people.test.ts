@@ -9,6 +9,7 @@ import {
   chmodSync,
   existsSync,
   lstatSync,
+  mkdirSync,
   mkdtempSync,
   readFileSync,
   rmSync,
@@ -16,7 +17,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { connect, getActiveState, isSimpleIpcError, startServer } from '../src/index.js';
 import {
@@ -148,6 +149,31 @@ test(
     assert.equal(unsafe.stdout.length, 0);
     const usage = await runCli(['socket-dir', 'extra'], { env });
     assert.equal(usage.code, 129);
+  },
+);
+
+test(
+  'socket-dir never prints a relative directory for a relative XDG_RUNTIME_DIR',
+  { skip: unixOnly('XDG_RUNTIME_DIR') },
+  async (t) => {
+    // The XDG Base Directory specification: "All paths set in these environment variables
+    // must be absolute. If an implementation encounters a relative path in any of these
+    // variables it should consider the path invalid and ignore it." A relative socket
+    // directory names a different socket from every working directory: `serve` started in one
+    // folder and `call` run in another never meet.
+    const cwd = tempDir(t);
+    mkdirSync(join(cwd, 'runtime'), { mode: 0o700 });
+    const r = await runCli(['socket-dir'], {
+      cwd,
+      env: { ...process.env, XDG_RUNTIME_DIR: 'runtime' },
+    });
+    if (r.code === 0) {
+      const dir = r.stdout.toString().trim();
+      assert.ok(isAbsolute(dir), `socket-dir printed the relative path '${dir}'`);
+    } else {
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /XDG_RUNTIME_DIR/);
+    }
   },
 );
 

@@ -6,65 +6,7 @@
  */
 
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
-import { isSimpleIpcError, userSocketDirectory } from '../src/index.js';
-import { runCli, tempDir, test, unixOnly } from './helpers.js';
-
-test(
-  'userSocketDirectory(): a missing XDG_RUNTIME_DIR is refused with a message that names it and says what to do',
-  { skip: unixOnly('XDG_RUNTIME_DIR') },
-  async (t) => {
-    // A stale XDG_RUNTIME_DIR (after `su`, `sudo -E`, in a container, after logout) is common.
-    // docs/security.md and the TSDoc promise a message "that says why ... and what to do", as
-    // the other XDG_RUNTIME_DIR refusals give ("unset XDG_RUNTIME_DIR, or set it to ...").
-    const missing = join(tempDir(t), 'run-user-1000');
-    let error: unknown;
-    try {
-      userSocketDirectory({ env: { XDG_RUNTIME_DIR: missing } });
-    } catch (err) {
-      error = err;
-    }
-    assert.ok(isSimpleIpcError(error), `a SimpleIpcError, not ${String(error)}`);
-    assert.match(error.message, /XDG_RUNTIME_DIR/, 'the message names the variable');
-    assert.match(error.message, /unset XDG_RUNTIME_DIR/, 'the message says what to do');
-    assert.doesNotMatch(
-      error.message,
-      /its directory does not exist/,
-      'the directory itself is missing, not its parent',
-    );
-
-    // The CLI's help: "1 when it is not safe (the message says why and what to do)".
-    const cli = await runCli(['socket-dir'], { env: { ...process.env, XDG_RUNTIME_DIR: missing } });
-    assert.equal(cli.code, 1);
-    assert.match(cli.stderr, /XDG_RUNTIME_DIR/, cli.stderr);
-  },
-);
-
-test(
-  'socket-dir never prints a relative directory for a relative XDG_RUNTIME_DIR',
-  { skip: unixOnly('XDG_RUNTIME_DIR') },
-  async (t) => {
-    // The XDG Base Directory specification: "All paths set in these environment variables
-    // must be absolute. If an implementation encounters a relative path in any of these
-    // variables it should consider the path invalid and ignore it." A relative socket
-    // directory names a different socket from every working directory: `serve` started in one
-    // folder and `call` run in another never meet.
-    const cwd = tempDir(t);
-    mkdirSync(join(cwd, 'runtime'), { mode: 0o700 });
-    const r = await runCli(['socket-dir'], {
-      cwd,
-      env: { ...process.env, XDG_RUNTIME_DIR: 'runtime' },
-    });
-    if (r.code === 0) {
-      const dir = r.stdout.toString().trim();
-      assert.ok(isAbsolute(dir), `socket-dir printed the relative path '${dir}'`);
-    } else {
-      assert.equal(r.code, 1, r.stderr);
-      assert.match(r.stderr, /XDG_RUNTIME_DIR/);
-    }
-  },
-);
+import { runCli, test } from './helpers.js';
 
 test("test-tool commands answer -h and --help as Git 2.55's test-tool does: usage on stdout, exit 0", async () => {
   // The README: `simple-ipc` "takes the subcommands, options, defaults, messages and exit codes
