@@ -19,6 +19,7 @@ import {
 import { tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import type { TestContext } from 'node:test';
+import { helpFor, PROGRAM_HELP } from '../cli/help.js';
 import { connect, getActiveState, isSimpleIpcError, startServer } from '../src/index.js';
 import {
   CLI,
@@ -211,6 +212,34 @@ test('--help, help COMMAND, --version, and no command at all', async () => {
   assert.equal(version.stdout.toString(), `${pkg.version}\n`);
   // The test-tool commands are still there.
   assert.equal((await runCli(['SUPPORTS_SIMPLE_IPC'])).code, 0);
+});
+
+test('every command that --help lists has a help, the help command too', async () => {
+  // `simple-ipc --help` lists `help [COMMAND]  show the help of a command` among the commands
+  // and ends "Run 'simple-ipc help COMMAND' for the options and examples of a command".
+  const commands = PROGRAM_HELP.slice(
+    PROGRAM_HELP.indexOf('\nCommands:\n'),
+    PROGRAM_HELP.indexOf('\nOptions:\n'),
+  );
+  const listed = [...commands.matchAll(/^ {2}(\S+)/gm)].map((m) => m[1]!);
+  assert.ok(listed.includes('help') && listed.includes('serve') && listed.includes('multiple'));
+  for (const command of listed) {
+    assert.match(helpFor(command) ?? '', new RegExp(`^usage: simple-ipc ${command}\\b`), command);
+  }
+  const [help, long, short] = await Promise.all(
+    [
+      ['help', 'help'],
+      ['help', '--help'],
+      ['help', '-h'],
+    ].map((args) => runCli(args)),
+  );
+  assert.equal(help!.code, 0, help!.stderr);
+  assert.match(help!.stdout.toString(), /^usage: simple-ipc help \[COMMAND\]\n[\s\S]*Examples:/);
+  assert.equal(help!.stderr, '');
+  for (const r of [long!, short!]) {
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout, help!.stdout);
+  }
 });
 
 test('status prints the active state; exit 0 only when listening', async (t) => {
