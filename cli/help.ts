@@ -211,8 +211,25 @@ Exits 0: this platform supports Simple-IPC (Git's test suite asks this first).
 `,
 };
 
+/** The help of the help command: `simple-ipc help help` (or `help --help`). */
+export const HELP_HELP = `usage: simple-ipc help [COMMAND]
+
+Prints the help of COMMAND: what it does, its options, its exit status and examples. Without
+COMMAND, prints the program's help, which lists every command (as 'simple-ipc --help').
+
+Options:
+  -h, --help      show this help
+
+Exit status: 0 with the help printed; 129 when COMMAND is not a command.
+
+Examples:
+  simple-ipc help serve
+  simple-ipc help sendbytes
+`;
+
 /** The help of `command`, or undefined for an unknown command. */
 export function helpFor(command: string): string | undefined {
+  if (command === 'help') return HELP_HELP;
   if (Object.hasOwn(PEOPLE_HELP, command)) return PEOPLE_HELP[command as PeopleCommand];
   return TEST_TOOL_HELP[command];
 }

@@ -51,7 +51,9 @@ function help(args: readonly string[]): number {
     process.stdout.write(PROGRAM_HELP);
     return EXIT_OK;
   }
-  const text = extra.length === 0 ? helpFor(topic) : undefined;
+  // `help -h` and `help --help` are the help command's help, as `COMMAND --help` is for others.
+  const text =
+    extra.length !== 0 ? undefined : helpFor(topic === '-h' || topic === '--help' ? 'help' : topic);
   if (text === undefined) {
     throw new CliExit(
       EXIT_USAGE,

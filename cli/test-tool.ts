@@ -70,8 +70,8 @@ export function parseTestToolOptions(args: readonly string[]): TestToolOptions {
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     if (arg === '--') break;
-    // Git's parse-options: -h / --help print the usage on stdout and exit 129.
-    if (arg === '-h' || arg === '--help') throw new CliExit(EXIT_USAGE, USAGE, true);
+    // Git's parse-options: -h / --help print the usage on stdout and exit 0.
+    if (arg === '-h' || arg === '--help') throw new CliExit(EXIT_OK, USAGE, true);
     if (!arg.startsWith('--')) {
       if (arg.startsWith('-') && arg.length > 1) {
         throw new CliExit(EXIT_USAGE, `error: unknown switch \`${arg[1]}'\n${USAGE}`);
@@ -118,12 +118,17 @@ export function parseTestToolOptions(args: readonly string[]): TestToolOptions {
 
 /** Runs one test-tool subcommand; resolves with the exit code or throws {@link CliExit}. */
 export async function runTestTool(command: string, args: readonly string[]): Promise<number> {
-  if (command === 'SUPPORTS_SIMPLE_IPC' && args.length === 0) return EXIT_OK;
-  if (command === '-h') throw new CliExit(EXIT_USAGE, USAGE);
+  // As Git's cmd__simple_ipc(): a lone -h or SUPPORTS_SIMPLE_IPC is answered first; then the
+  // options are parsed, whatever the subcommand (so `frobnicate --help` prints the usage and
+  // `frobnicate --bogus` is a usage error), and only then is an unknown subcommand fatal.
+  if (args.length === 0) {
+    if (command === '-h') throw new CliExit(EXIT_OK, USAGE, true);
+    if (command === 'SUPPORTS_SIMPLE_IPC') return EXIT_OK;
+  }
+  const options = parseTestToolOptions(args);
   if (!(TEST_TOOL_COMMANDS as readonly string[]).includes(command)) {
     throw new CliExit(EXIT_FATAL, `fatal: Unhandled subcommand: '${command}'\n`);
   }
-  const options = parseTestToolOptions(args);
   switch (command) {
     case 'is-active':
       await probe(options.name);

@@ -47,8 +47,9 @@ export interface UserSocketDirectoryOptions {
  *
  * @throws {@link SimpleIpcError} `ERR_IPC_UNSAFE_DIRECTORY` when the directory exists but is
  *   another user's, a symbolic link, not a directory, or open to group or others (the message
- *   says what to do); `ERR_IPC_ACCESS_DENIED`, `ERR_IPC_INVALID_PATH` or `ERR_IPC_OTHER` when
- *   it cannot be created; `ERR_IPC_INVALID_ARGUMENT` for a bad option.
+ *   says what to do); `ERR_IPC_INVALID_PATH` when `XDG_RUNTIME_DIR` names a directory that does
+ *   not exist (the message says what to do); `ERR_IPC_ACCESS_DENIED`, `ERR_IPC_INVALID_PATH` or
+ *   `ERR_IPC_OTHER` when it cannot be created; `ERR_IPC_INVALID_ARGUMENT` for a bad option.
  */
 export function userSocketDirectory(options: UserSocketDirectoryOptions = {}): string {
   const o = optionsObject(options);
@@ -64,13 +65,7 @@ export function userSocketDirectory(options: UserSocketDirectoryOptions = {}): s
   // invalid and ignored, as if unset.
   const runtime = absoluteDirectory(env.XDG_RUNTIME_DIR);
   if (runtime !== undefined) {
-    checkDirectory(
-      runtime,
-      lookAt(runtime),
-      uid,
-      'XDG_RUNTIME_DIR',
-      'unset XDG_RUNTIME_DIR, or set it to a directory of your own with mode 0700',
-    );
+    checkDirectory(runtime, lookAtRuntime(runtime), uid, 'XDG_RUNTIME_DIR', RUNTIME_FIX);
     return runtime;
   }
   const dir = join(base ?? tmpdir(), `simple-ipc-${uid}`);
@@ -98,6 +93,24 @@ function absoluteDirectory(dir: string | undefined): string | undefined {
   if (dir === undefined || !isAbsolute(dir)) return undefined;
   const normal = normalize(dir);
   return normal.length > 1 && normal.endsWith(sep) ? normal.slice(0, -1) : normal;
+}
+
+const RUNTIME_FIX = 'unset XDG_RUNTIME_DIR, or set it to a directory of your own with mode 0700';
+
+// XDG_RUNTIME_DIR names a directory that must exist already. A stale one (after `su`, `sudo -E`,
+// in a container, after logout) is common: name the variable and what to do, as the other
+// refusals of it do, rather than blame a parent directory.
+function lookAtRuntime(dir: string): Stats {
+  try {
+    return lstatSync(dir);
+  } catch (err) {
+    if (systemCode(err) !== 'ENOENT') throw fileSystemError(err, dir, 'look at');
+    throw new SimpleIpcError(
+      ErrorCode.INVALID_PATH,
+      `XDG_RUNTIME_DIR '${dir}' does not exist; it is not used for sockets (${RUNTIME_FIX})`,
+      { path: dir, cause: err },
+    );
+  }
 }
 
 function lookAt(dir: string): Stats {

@@ -9,6 +9,7 @@ import {
   chmodSync,
   existsSync,
   lstatSync,
+  mkdirSync,
   mkdtempSync,
   readFileSync,
   rmSync,
@@ -16,8 +17,9 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import type { TestContext } from 'node:test';
+import { helpFor, PROGRAM_HELP } from '../cli/help.js';
 import { connect, getActiveState, isSimpleIpcError, startServer } from '../src/index.js';
 import {
   CLI,
@@ -151,6 +153,31 @@ test(
   },
 );
 
+test(
+  'socket-dir never prints a relative directory for a relative XDG_RUNTIME_DIR',
+  { skip: unixOnly('XDG_RUNTIME_DIR') },
+  async (t) => {
+    // The XDG Base Directory specification: "All paths set in these environment variables
+    // must be absolute. If an implementation encounters a relative path in any of these
+    // variables it should consider the path invalid and ignore it." A relative socket
+    // directory names a different socket from every working directory: `serve` started in one
+    // folder and `call` run in another never meet.
+    const cwd = tempDir(t);
+    mkdirSync(join(cwd, 'runtime'), { mode: 0o700 });
+    const r = await runCli(['socket-dir'], {
+      cwd,
+      env: { ...process.env, XDG_RUNTIME_DIR: 'runtime' },
+    });
+    if (r.code === 0) {
+      const dir = r.stdout.toString().trim();
+      assert.ok(isAbsolute(dir), `socket-dir printed the relative path '${dir}'`);
+    } else {
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /XDG_RUNTIME_DIR/);
+    }
+  },
+);
+
 test('--help, help COMMAND, --version, and no command at all', async () => {
   const program = await runCli(['--help']);
   assert.equal(program.code, 0);
@@ -185,6 +212,34 @@ test('--help, help COMMAND, --version, and no command at all', async () => {
   assert.equal(version.stdout.toString(), `${pkg.version}\n`);
   // The test-tool commands are still there.
   assert.equal((await runCli(['SUPPORTS_SIMPLE_IPC'])).code, 0);
+});
+
+test('every command that --help lists has a help, the help command too', async () => {
+  // `simple-ipc --help` lists `help [COMMAND]  show the help of a command` among the commands
+  // and ends "Run 'simple-ipc help COMMAND' for the options and examples of a command".
+  const commands = PROGRAM_HELP.slice(
+    PROGRAM_HELP.indexOf('\nCommands:\n'),
+    PROGRAM_HELP.indexOf('\nOptions:\n'),
+  );
+  const listed = [...commands.matchAll(/^ {2}(\S+)/gm)].map((m) => m[1]!);
+  assert.ok(listed.includes('help') && listed.includes('serve') && listed.includes('multiple'));
+  for (const command of listed) {
+    assert.match(helpFor(command) ?? '', new RegExp(`^usage: simple-ipc ${command}\\b`), command);
+  }
+  const [help, long, short] = await Promise.all(
+    [
+      ['help', 'help'],
+      ['help', '--help'],
+      ['help', '-h'],
+    ].map((args) => runCli(args)),
+  );
+  assert.equal(help!.code, 0, help!.stderr);
+  assert.match(help!.stdout.toString(), /^usage: simple-ipc help \[COMMAND\]\n[\s\S]*Examples:/);
+  assert.equal(help!.stderr, '');
+  for (const r of [long!, short!]) {
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout, help!.stdout);
+  }
 });
 
 test('status prints the active state; exit 0 only when listening', async (t) => {

@@ -3,7 +3,18 @@ import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { dealSenders, MIN_REQUESTS_FOR_THREADS } from '../cli/multiple.js';
-import { netAddress, recording, runCli, socketGone, tempDir, test, unixOnly } from './helpers.js';
+import { TEST_TOOL, TEST_TOOL_SKIP } from './git-build.js';
+import {
+  netAddress,
+  recording,
+  runCli,
+  runProcess,
+  type RunResult,
+  socketGone,
+  tempDir,
+  test,
+  unixOnly,
+} from './helpers.js';
 
 test('SUPPORTS_SIMPLE_IPC, unknown subcommands and bad options exit as Git does', async () => {
   const supports = await runCli(['SUPPORTS_SIMPLE_IPC']);
@@ -15,16 +26,74 @@ test('SUPPORTS_SIMPLE_IPC, unknown subcommands and bad options exit as Git does'
   const badOption = await runCli(['is-active', '--bogus']);
   assert.equal(badOption.code, 129);
   assert.match(badOption.stderr, /^error: unknown option `bogus'\n/);
-  for (const flag of ['-h', '--help']) {
-    const help = await runCli(['send', flag]);
-    assert.equal(help.code, 129);
-    assert.match(help.stdout.toString(), /^usage: simple-ipc is-active/);
-    assert.equal(help.stderr, '');
-  }
   const badNumber = await runCli(['is-active', '--threads=abc']);
   assert.equal(badNumber.code, 129);
   assert.match(badNumber.stderr, /^error: option `threads' expects a numerical value\n/);
 });
+
+// `simple-ipc ARGS` as `test-tool simple-ipc ARGS` answers it: exit code, the stream written to,
+// what that stream starts with. Each row checked against Git 2.55's t/helper/test-tool (and
+// again below when it is at hand). A lone -h is answered first; otherwise the options are parsed
+// before the subcommand is looked at, so -h and --help are answered (and bad options refused)
+// whatever the subcommand, and an unknown one is fatal only after that. The first bad option or
+// help request decides.
+const USAGE = /^usage: simple-ipc is-active/;
+const HELP_ROWS: [args: string[], code: number, stream: 'stdout' | 'stderr', text: RegExp][] = [
+  [['send', '--help'], 0, 'stdout', USAGE],
+  [['send', '-h'], 0, 'stdout', USAGE],
+  [['-h'], 0, 'stdout', USAGE],
+  [['-h', '-h'], 0, 'stdout', USAGE],
+  [['SUPPORTS_SIMPLE_IPC', '--help'], 0, 'stdout', USAGE],
+  [['frobnicate', '--help'], 0, 'stdout', USAGE],
+  [['send', '-h', '--bogus'], 0, 'stdout', USAGE],
+  [['frobnicate', '--bogus'], 129, 'stderr', /^error: unknown option `bogus'\nusage: /],
+  [['SUPPORTS_SIMPLE_IPC', '--bogus'], 129, 'stderr', /^error: unknown option `bogus'\n/],
+  [['send', '--bogus', '-h'], 129, 'stderr', /^error: unknown option `bogus'\n/],
+  [['frobnicate', '-x'], 129, 'stderr', /^error: unknown switch `x'\n/],
+  [['-h', 'send'], 128, 'stderr', /^fatal: Unhandled subcommand: '-h'\n$/],
+  [['SUPPORTS_SIMPLE_IPC', 'extra'], 128, 'stderr', /^fatal: Unhandled subcommand: /],
+];
+
+/** Exit code, the stream written to and its first line (Git's program name left out). */
+function answer(r: RunResult): string {
+  const stdout = r.stdout.toString();
+  const stream = stdout !== '' ? 'stdout' : 'stderr';
+  const first = (stdout !== '' ? stdout : r.stderr).split('\n')[0]!;
+  return `exit ${r.code}, ${stream}: ${first.replace('test-helper ', '').replace(/ +/g, ' ')}`;
+}
+
+test("-h and --help answer as Git 2.55's test-tool does: usage on stdout, exit 0", async () => {
+  const results = await Promise.all(HELP_ROWS.map(([args]) => runCli(args)));
+  const wrong: string[] = [];
+  for (const [i, [args, code, stream, text]] of HELP_ROWS.entries()) {
+    const r = results[i]!;
+    const out = { stdout: r.stdout.toString(), stderr: r.stderr };
+    const other = stream === 'stdout' ? 'stderr' : 'stdout';
+    if (r.code !== code || !text.test(out[stream]) || out[other] !== '') {
+      wrong.push(`simple-ipc ${args.join(' ')}: ${answer(r)} (Git: exit ${code}, ${stream})`);
+    }
+  }
+  assert.deepEqual(wrong, []);
+  // The usage is the same text wherever it is asked for.
+  for (const [i, [, code]] of HELP_ROWS.entries()) {
+    if (code === 0) assert.deepEqual(results[i]!.stdout, results[0]!.stdout);
+  }
+});
+
+test(
+  "-h and --help: the same answers as Git's test-tool at hand",
+  { skip: TEST_TOOL_SKIP },
+  async () => {
+    const [ours, git] = await Promise.all([
+      Promise.all(HELP_ROWS.map(([args]) => runCli(args))),
+      Promise.all(HELP_ROWS.map(([args]) => runProcess(TEST_TOOL!, ['simple-ipc', ...args], {}))),
+    ]);
+    assert.deepEqual(
+      HELP_ROWS.map(([args], i) => `${args.join(' ')}: ${answer(ours[i]!)}`),
+      HELP_ROWS.map(([args], i) => `${args.join(' ')}: ${answer(git[i]!)}`),
+    );
+  },
+);
 
 test('multiple deals its senders over threads only with more than one core and enough requests', () => {
   const many = MIN_REQUESTS_FOR_THREADS;

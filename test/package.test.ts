@@ -3,14 +3,24 @@
  * pack` (so `prepack` must build it), the tarball is installed with npm into a new project
  * outside the repository, and that project uses it from ESM, CommonJS, TypeScript (nodenext and
  * bundler resolution) and through its `simple-ipc` bin. publint and arethetypeswrong check the
- * packed files. Nothing here needs the network: the package has no dependencies.
+ * packed files. The documents a user gets with it (the README, docs/) link only to files it holds.
+ * Nothing here needs the network: the package has no dependencies.
  */
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { posix } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ROOT, runProcess, type RunResult, tempDir, UNDER_WINE } from './helpers.js';
 
@@ -44,6 +54,10 @@ function node(args: readonly string[], cwd: string): Promise<RunResult> {
 const work = mkdtempSync(join(tmpdir(), 'sipc-package-'));
 const app = join(work, 'app');
 let tarball = '';
+/** The files of the tarball, without the leading `package/`. */
+let packed = new Set<string>();
+/** What `npm install` of the tarball wrote on stderr. */
+let installStderr = '';
 
 // Under Wine only Node's Windows executable is installed, no npm to pack and install with;
 // packing is the same on every platform, and runs on Linux here and on Windows in the GitHub
@@ -64,15 +78,26 @@ before(
       filter: (from) => !skip.has(from.replace(/[\\/]+$/, '')) && !from.endsWith('.tgz'),
     });
     symlinkSync(join(ROOT, 'node_modules'), join(copy, 'node_modules'), 'junction');
-    const packed = await run(NPM, ['pack', '--silent', '--pack-destination', work], copy);
-    tarball = join(work, packed.stdout.toString().trim().split('\n').pop()!);
+    const pack = await run(NPM, ['pack', '--silent', '--pack-destination', work], copy);
+    tarball = join(work, pack.stdout.toString().trim().split('\n').pop()!);
+    packed = new Set(
+      execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' })
+        .split('\n')
+        .filter((file) => file.startsWith('package/'))
+        .map((file) => file.slice('package/'.length)),
+    );
 
     mkdirSync(app);
     writeFileSync(
       join(app, 'package.json'),
       JSON.stringify({ name: 'consumer', private: true, type: 'module' }),
     );
-    await run(NPM, ['install', '--offline', '--no-audit', '--no-fund', tarball], app);
+    const install = await run(
+      NPM,
+      ['install', '--offline', '--no-audit', '--no-fund', tarball],
+      app,
+    );
+    installStderr = install.stderr;
     // The TypeScript consumer needs Node's types, as any Node project has them.
     mkdirSync(join(app, 'node_modules', '@types'));
     symlinkSync(
@@ -87,22 +112,77 @@ after(() => rmSync(work, { recursive: true, force: true }));
 
 describe('the packed package', { timeout: 4 * STEP_MS, skip: skipUnderWine }, () => {
   test('holds the built library, its types, the CLI and nothing of the tests', () => {
-    const listing = execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' }).split('\n');
     for (const file of [
-      'package/dist/src/index.js',
-      'package/dist/src/index.d.ts',
-      'package/dist/cli/main.js',
-      'package/bin/simple-ipc.js',
-      'package/README.md',
-      'package/LICENSE',
+      'dist/src/index.js',
+      'dist/src/index.d.ts',
+      'dist/cli/main.js',
+      'bin/simple-ipc.js',
+      'README.md',
+      'LICENSE',
     ]) {
-      assert.ok(listing.includes(file), `${file} is packed`);
+      assert.ok(packed.has(file), `${file} is packed`);
     }
+    // The documents and the example sources they link to are shipped; tests, benchmark code
+    // and built examples are not.
     assert.deepEqual(
-      listing.filter((file) => /^package\/(dist\/)?(test|bench|examples)\//.test(file)),
+      [...packed].filter(
+        (file) =>
+          /^(dist\/)?test\//.test(file) ||
+          /^dist\/(bench|examples)\//.test(file) ||
+          (file.startsWith('bench/') && !file.endsWith('.svg')) ||
+          (file.startsWith('examples/') && !/\.(ts|md)$/.test(file)),
+      ),
       [],
-      'no tests, benchmarks or examples',
+      'no tests, benchmark code or built examples',
     );
+  });
+
+  test('installing the tarball prints no npm warning', () => {
+    // A `prepare` script in the published package.json makes npm 11 warn that the package "has
+    // install scripts not yet covered by allowScripts" (and it could not run in an installed
+    // copy anyway: it needs tsc and tsconfig.build.json, neither shipped).
+    assert.doesNotMatch(installStderr, /npm warn/i, installStderr);
+  });
+
+  test('every relative link of a shipped document resolves to a shipped file', () => {
+    // The README is the package's front page, and all a user who installed the package has: it
+    // sends readers to docs/security.md, docs/api.md and the rest, which link on in turn.
+    const documents = [...packed].filter((file) => file.endsWith('.md'));
+    assert.ok(documents.includes('docs/api.md'), 'docs/ is shipped');
+    const broken: string[] = [];
+    let links = 0;
+    for (const document of documents) {
+      const text = readFileSync(join(app, 'node_modules', 'simple-ipc', document), 'utf8');
+      for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+        if (/^[a-z]+:/i.test(target!) || target!.startsWith('#')) continue;
+        links++;
+        const file = posix.normalize(
+          posix.join(posix.dirname(document), target!.replace(/#.*$/, '')),
+        );
+        if (!packed.has(file)) broken.push(`${document} -> ${target}`);
+      }
+    }
+    assert.ok(links > 10, 'the documents have relative links');
+    assert.deepEqual(broken, [], 'links to files the package does not contain');
+  });
+
+  test("the CLI's help names only documents the package contains", async () => {
+    // `simple-ipc serve --help` and `simple-ipc help socket-dir` send the reader to
+    // docs/security.md.
+    const bin = join(app, 'node_modules', 'simple-ipc', 'bin', 'simple-ipc.js');
+    const texts = await Promise.all(
+      [['--help'], ['help', 'serve'], ['help', 'socket-dir'], ['help', 'call']].map((args) =>
+        node([bin, ...args], app),
+      ),
+    );
+    const named = new Set(
+      texts.flatMap((r) =>
+        [...r.stdout.toString().matchAll(/\bdocs\/[\w.-]+\.md\b/g)].map((m) => m[0]),
+      ),
+    );
+    assert.ok(named.has('docs/security.md'), 'the help names docs/security.md');
+    const missing = [...named].filter((doc) => !packed.has(doc));
+    assert.deepEqual(missing, [], 'documents named by the help but not in the package');
   });
 
   test('ESM: import works and a round trip runs', async (t) => {

@@ -19,6 +19,7 @@ import { type SimpleIpcError, userSocketDirectory } from '../src/index.js';
 import {
   otherOwnerOrSkip,
   otherUserOrSkip,
+  runCli,
   runProcess,
   sharedDir,
   tempDir,
@@ -111,6 +112,32 @@ test('XDG_RUNTIME_DIR with a mode other than 0700 is refused', { skip: UNIX }, (
     unsafe(/has mode 0500/),
   );
 });
+
+test(
+  'a missing XDG_RUNTIME_DIR is refused with a message that names it and says what to do',
+  { skip: UNIX },
+  async (t) => {
+    // A stale XDG_RUNTIME_DIR (after `su`, `sudo -E`, in a container, after logout) is common.
+    // The message must say so as the other XDG_RUNTIME_DIR refusals do, not blame a parent.
+    const missing = join(tempDir(t), 'run-user-1000');
+    assert.throws(
+      () => userSocketDirectory({ env: { XDG_RUNTIME_DIR: missing } }),
+      (err: SimpleIpcError) => {
+        assert.equal(err.code, 'ERR_IPC_INVALID_PATH');
+        assert.equal(err.path, missing);
+        assert.match(err.message, /^XDG_RUNTIME_DIR '.*run-user-1000' does not exist/);
+        assert.match(err.message, /unset XDG_RUNTIME_DIR, or set it to a directory of your own/);
+        assert.doesNotMatch(err.message, /its directory does not exist/);
+        return true;
+      },
+    );
+    // The CLI's help: "1 when it is not safe (the message says why and what to do)".
+    const cli = await runCli(['socket-dir'], { env: { ...process.env, XDG_RUNTIME_DIR: missing } });
+    assert.equal(cli.code, 1);
+    assert.match(cli.stderr, /^error: XDG_RUNTIME_DIR .* does not exist.*unset XDG_RUNTIME_DIR/);
+    assert.equal(cli.stdout.length, 0);
+  },
+);
 
 test(
   'without XDG_RUNTIME_DIR: a directory of ours in the temp dir, made 0700',
