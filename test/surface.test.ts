@@ -217,7 +217,7 @@ test('what is reachable at run time is what the API report lists', async (t) => 
   t.after(() => workers.destroy());
   const idle = stopWhenIdle(server, 60_000);
   t.after(() => idle.cancel());
-  const signals = stopOnSignals(server, { signals: ['SIGUSR2'] });
+  const signals = stopOnSignals(server, { signals: ['SIGHUP'] });
   t.after(() => signals.cancel());
   // A daemon whose server already listens: its process just exits.
   const daemon = await startDaemon(path, { command: process.execPath, args: ['-e', ''] });
