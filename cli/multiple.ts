@@ -14,7 +14,6 @@ import { availableParallelism } from 'node:os';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { CliExit, EXIT_OK, LineOutput, Progress } from './io.js';
 import { sendbytesOnce } from './sendbytes.js';
-import type { TestToolOptions } from './test-tool.js';
 
 /**
  * Fewest requests in all for which `multiple` starts worker threads. Starting one (a second
@@ -91,8 +90,16 @@ type FromSenders =
   | { kind: 'error'; text: string }
   | { kind: 'end'; good: number; errors: number };
 
+/** What `multiple` takes of the test tool's options (Git's `--name`, `--threads`, ...). */
+export interface MultipleOptions {
+  readonly name: string;
+  readonly threads: number;
+  readonly bytecount: number;
+  readonly batchsize: number;
+}
+
 /** Runs `multiple` (after the probe); resolves with Git's exit code. */
-export async function multiple(options: TestToolOptions): Promise<number> {
+export async function multiple(options: MultipleOptions): Promise<number> {
   const total = options.threads * options.batchsize;
   const shares = dealSenders(options.threads, total, availableParallelism());
   const immediate = process.stdout.isTTY === true;

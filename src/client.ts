@@ -21,7 +21,7 @@ import {
   toBuffer,
   writePacketLength,
 } from './pkt-line.js';
-import type { SocketIdentity } from './ownership.js';
+import type { SocketIdentity } from './trust.js';
 import { injectedError, refusal } from './refusal.js';
 import { lookBeforeConnect } from './trust.js';
 import {

@@ -30,7 +30,7 @@ import {
   systemCode,
 } from './errors.js';
 import { acquireLock, type Lock } from './lock.js';
-import type { SocketIdentity } from './ownership.js';
+import type { SocketIdentity } from './trust.js';
 import { REFUSAL_CONFIRM_INTERVAL_MS, REFUSAL_CONFIRM_PROBES, refusal } from './refusal.js';
 import { checkOwner, checkOwners } from './trust.js';
 

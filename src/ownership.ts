@@ -12,15 +12,10 @@ import { lstat, unlink } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { ErrorCode, isSimpleIpcError, systemCode } from './errors.js';
 import { acquireLock, LOCK_TIMEOUT_MS, type Lock } from './lock.js';
+import type { SocketIdentity } from './trust.js';
 
 /** How often the socket's identity is checked besides file-system events, in ms. */
 export const OWNERSHIP_CHECK_MS = 1000;
-
-/** The device and inode that identify our socket file. */
-export interface SocketIdentity {
-  readonly dev: number;
-  readonly ino: number;
-}
 
 /**
  * Removes the socket at `path` only if it is still ours (same device and inode).

@@ -18,12 +18,8 @@ import { callObserver, UnobservedFailures } from './guard.js';
 import { installSocket, LISTEN_BACKLOG } from './lifecycle.js';
 import { LOCK_TIMEOUT_MS } from './lock.js';
 import { type InboundLimits, InboundMessage, OutboundMessage, piecesOf } from './message.js';
-import {
-  OwnershipWatch,
-  removeIfOurs,
-  type SocketIdentity,
-  type TheftReason,
-} from './ownership.js';
+import { OwnershipWatch, removeIfOurs, type TheftReason } from './ownership.js';
+import type { SocketIdentity } from './trust.js';
 import {
   abortSignal,
   boolean,

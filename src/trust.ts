@@ -18,7 +18,12 @@ import { lstat, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { USES_NAMED_PIPES } from './address.js';
 import { ErrorCode, SimpleIpcError } from './errors.js';
-import type { SocketIdentity } from './ownership.js';
+
+/** The device and inode that identify a socket file. */
+export interface SocketIdentity {
+  readonly dev: number;
+  readonly ino: number;
+}
 
 /** True when a file owned by `uid` may be trusted by this process (its own, or root's). */
 export function trustedOwner(uid: number): boolean {

@@ -9,7 +9,9 @@
 import type { MessagePort, Worker } from 'node:worker_threads';
 import type { ErrorData } from './handoff.js';
 import type { QUIT } from './server.js';
-import type { WorkerChunk } from './workers.js';
+
+/** One piece of a worker's reply. */
+export type WorkerChunk = string | Uint8Array;
 
 /**
  * The registered symbol behind server.ts's QUIT (Symbol.for is shared by all modules of a

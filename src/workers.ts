@@ -25,11 +25,11 @@ import {
   QUIT_SIGNAL,
   transferable,
   WORKER_MODULE,
+  type WorkerChunk,
   type WorkerStart,
 } from './worker-protocol.js';
 
-/** One piece of a worker's reply. */
-export type WorkerChunk = string | Uint8Array;
+export type { WorkerChunk };
 
 /**
  * What a worker module's handler may return (or resolve to): nothing (an empty response), one
