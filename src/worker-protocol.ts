@@ -1,5 +1,5 @@
 /**
- * The messages between a worker pool (src/workers.ts, the main thread) and its worker threads
+ * The messages between a worker pool (src/worker-pool.ts, the main thread) and its worker threads
  * (src/worker-thread.ts), and what both sides share about them: the reply window and how to
  * post bytes without copying them. Internal.
  *
