@@ -33,8 +33,30 @@ function failed(message: string, cause?: unknown): SimpleIpcError {
   );
 }
 
+/**
+ * Where a job is in its life: one state at a time, so that no mix of flags can say two things
+ * (queued and ended, settled and then ended again). The only transitions, and where they happen:
+ *
+ * - `queued -> running`: a worker takes it (#start). Only a queued job has `request`; only one
+ *   that has left the queue has `slot`.
+ * - `queued -> settled` (rejects): dropped without running, because its client left
+ *   (#clientLeft), the pool was destroyed (destroy) or a worker died before its module loaded
+ *   (#onExit).
+ * - `running -> ended`, or `running -> ended-quit` when the task asked to stop the server: the
+ *   worker sent 'end' and is free again, but reply() Promises may still be pending.
+ * - `ended`/`ended-quit -> settled` (resolves, with QUIT from `ended-quit`): the last pending
+ *   reply() has resolved (at once if none was pending).
+ * - `running`/`ended`/`ended-quit -> settled` (rejects): the task failed, its worker died, its
+ *   client left, or a reply() failed.
+ *
+ * `settled` is final: later messages of the job, and later reply() results, are ignored.
+ */
+type JobState = 'queued' | 'running' | 'ended' | 'ended-quit' | 'settled';
+
 interface Job {
   readonly id: number;
+  /** See {@link JobState}; changed only as written there. */
+  state: JobState;
   /** Until the job starts: then it belongs to the worker. */
   request: Buffer | undefined;
   /** The handler's `context.signal`: aborted when the client leaves. */
@@ -50,11 +72,6 @@ interface Job {
   pending: number;
   /** Reply cost taken and not yet acknowledged to the worker. */
   unacked: number;
-  /** The worker has finished ('end' seen); the job resolves once `pending` is 0. */
-  ended: boolean;
-  quit: boolean;
-  /** Resolved or rejected: later messages of this job are ignored. */
-  settled: boolean;
 }
 
 /** One worker thread and the job it runs. */
@@ -98,6 +115,7 @@ export class WorkerPool {
     return new Promise<HandlerResult>((resolve, reject) => {
       const job: Job = {
         id: this.#nextId++,
+        state: 'queued',
         request,
         signal,
         onAbort: undefined,
@@ -107,9 +125,6 @@ export class WorkerPool {
         reject,
         pending: 0,
         unacked: 0,
-        ended: false,
-        quit: false,
-        settled: false,
       };
       if (signal !== undefined) {
         job.onAbort = () => this.#clientLeft(job);
@@ -125,9 +140,8 @@ export class WorkerPool {
    * fails now, and its worker is told to cancel (which aborts the task's own signal).
    */
   #clientLeft(job: Job): void {
-    if (job.settled) return;
-    const slot = job.slot;
-    if (slot === undefined) {
+    if (job.state === 'settled') return;
+    if (job.state === 'queued') {
       const at = this.#queue.indexOf(job);
       if (at >= 0) this.#queue.splice(at, 1);
       this.#settle(job, clientLeft(job.signal!, 'before its request ran'));
@@ -135,6 +149,7 @@ export class WorkerPool {
       this.#dispatch();
       return;
     }
+    const slot = job.slot!;
     this.#settle(job, clientLeft(job.signal!, 'while its request ran'));
     // The worker stays busy until it says it has stopped.
     if (slot.job === job) post(slot.worker, { kind: 'cancel', id: job.id });
@@ -240,6 +255,7 @@ export class WorkerPool {
 
   #start(slot: Slot, job: Job): void {
     slot.job = job;
+    job.state = 'running';
     job.slot = slot;
     slot.worker.ref();
     const request = transferable(job.request!);
@@ -251,15 +267,15 @@ export class WorkerPool {
     const job = slot.job;
     switch (message.kind) {
       case 'chunk':
-        if (job !== undefined && !job.settled) this.#write(slot, job, message.chunk);
+        if (job !== undefined && job.state !== 'settled') this.#write(slot, job, message.chunk);
         return;
       case 'end':
         if (job === undefined) return;
         this.#release(slot);
-        if (job.settled) return;
+        if (job.state === 'settled') return;
+        job.state = message.quit ? 'ended-quit' : 'ended';
         if (message.last !== undefined) this.#write(slot, job, message.last);
-        job.ended = true;
-        job.quit = message.quit;
+        // (A reply() that failed at once has settled the job already: #settle ignores it then.)
         if (job.pending === 0) this.#settle(job);
         return;
       case 'fail':
@@ -310,13 +326,15 @@ export class WorkerPool {
     Promise.resolve(written).then(
       () => {
         job.pending--;
-        if (job.settled) return;
+        if (job.state === 'settled') return;
         job.unacked += cost;
         if (job.unacked >= ACK_AT && slot.job === job) {
           post(slot.worker, { kind: 'ack', id: job.id, cost: job.unacked });
           job.unacked = 0;
         }
-        if (job.ended && job.pending === 0) this.#settle(job);
+        if ((job.state === 'ended' || job.state === 'ended-quit') && job.pending === 0) {
+          this.#settle(job);
+        }
       },
       (err: unknown) => {
         job.pending--;
@@ -331,17 +349,18 @@ export class WorkerPool {
    * stopped.
    */
   #replyFailed(slot: Slot, job: Job, err: unknown): void {
-    if (job.settled) return;
+    if (job.state === 'settled') return;
     this.#settle(job, err);
     if (slot.job === job) post(slot.worker, { kind: 'cancel', id: job.id });
   }
 
   #settle(job: Job, err?: unknown): void {
-    if (job.settled) return;
-    job.settled = true;
+    if (job.state === 'settled') return;
+    const quit = job.state === 'ended-quit';
+    job.state = 'settled';
     if (job.onAbort !== undefined) job.signal!.removeEventListener('abort', job.onAbort);
     if (err !== undefined) job.reject(err);
-    else job.resolve(job.quit ? QUIT_SIGNAL : undefined);
+    else job.resolve(quit ? QUIT_SIGNAL : undefined);
   }
 
   /** The slot's worker is free: give it the next job, or let the process exit without it. */
