@@ -82,6 +82,15 @@ export const TEST_TOOL: string | undefined = tool.path;
 /** A skip message when there is no test tool, else false. */
 export const TEST_TOOL_SKIP: string | false = tool.skip;
 
+// With SIMPLE_IPC_REQUIRE_GIT=1 (the GitHub workflow sets it after building Git), a missing
+// build or test tool fails every file that needs them instead of skipping their tests.
+if (process.env['SIMPLE_IPC_REQUIRE_GIT'] === '1') {
+  const missing = [GIT_BUILD_SKIP, TEST_TOOL_SKIP].filter((m) => m !== false);
+  if (missing.length > 0) {
+    throw new Error(`SIMPLE_IPC_REQUIRE_GIT=1, but ${missing.join('; and ')}`);
+  }
+}
+
 /**
  * The environment for a Git process, whichever Git it is: the caller's, without any GIT_* or
  * proxy variable, with no system or global configuration, `HOME` set to `home` (made if
