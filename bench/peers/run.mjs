@@ -278,7 +278,8 @@ function pairedRatio(mine, base, higher) {
 function format(value) {
   if (!Number.isFinite(value)) return '';
   if (value >= 100) return Math.round(value).toLocaleString('en-US');
-  return value >= 10 ? value.toFixed(1) : value.toFixed(2);
+  if (value >= 10) return value.toFixed(1);
+  return value >= 0.1 ? value.toFixed(2) : value.toPrecision(2);
 }
 
 // --- the run -------------------------------------------------------------------------------
