@@ -248,11 +248,13 @@ function exitText(result) {
     result.error?.code === 'ETIMEDOUT'
       ? `no exit in ${timeoutMs / 1000} s`
       : `exit ${result.status ?? result.signal}`;
-  return `${why}: ${String(result.stderr ?? '')
-    .trim()
+  // The error's own line (not the stack under it), else the last line written.
+  const lines = String(result.stderr ?? '')
     .split('\n')
-    .slice(-3)
-    .join(' / ')}`;
+    .map((line) => line.trim())
+    .filter((line) => line !== '');
+  const error = lines.find((line) => /^\w*Error\b/.test(line)) ?? lines.at(-1) ?? '';
+  return `${why}: ${error}`;
 }
 
 // --- figures -------------------------------------------------------------------------------
