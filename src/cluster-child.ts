@@ -11,13 +11,8 @@
 import type { Server as NetServer } from 'node:net';
 import { type ClusterMessage, loadHandler } from './cluster.js';
 import { errorData } from './handoff.js';
-import {
-  attachListener,
-  makeServer,
-  type Server,
-  serverSettings,
-  setServerGroup,
-} from './server.js';
+import { attachListener, makeServer, type Server, setServerGroup } from './server.js';
+import { serverSettings } from './server-options.js';
 
 function tell(message: ClusterMessage): void {
   if (process.connected) process.send!(message);

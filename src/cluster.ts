@@ -21,17 +21,19 @@ import { type ErrorData, errorFromData, moduleHref } from './handoff.js';
 import {
   checkHandler,
   type Handler,
-  type ServerOptions,
-  type ServerSettings,
   makeServer,
-  type StopReason,
   type Server,
   serverListener,
-  serverSettings,
   setServerGroup,
   startServing,
   stopServerFor,
 } from './server.js';
+import {
+  type ServerOptions,
+  type ServerSettings,
+  serverSettings,
+  type StopReason,
+} from './server-options.js';
 import { integer, optionsObject, socketPath } from './validate.js';
 
 /** Options of {@link startClusteredServer}: those of {@link startServer}, and `processes`. */

@@ -55,18 +55,20 @@ export {
 } from './policies.js';
 export {
   type Handler,
-  type HandlerResult,
-  QUIT,
-  type Reply,
   type RequestContext,
   type RequestHandler,
   Server,
-  type ServerOptions,
-  type ServerStats,
-  type StopReason,
   type StreamingRequestHandler,
   startServer,
 } from './server.js';
+export {
+  type HandlerResult,
+  QUIT,
+  type Reply,
+  type ServerOptions,
+  type ServerStats,
+  type StopReason,
+} from './server-options.js';
 export {
   type WorkerChunk,
   type WorkerHandler,

@@ -1,6 +1,14 @@
 /**
- * The server side: accept connections, read each request, run the application's handler from a
- * bounded pool, packetize its reply chunks, end with a flush; stop gracefully.
+ * The {@link Server}: accepts connections, runs the application's handler for each complete
+ * request from a bounded pool, times out stalled clients, and stops (gracefully or now);
+ * {@link startServer}, and the internal functions the cluster modules drive a Server with.
+ * Each connection is a conversation (src/conversation.ts: reading the request, writing the
+ * response, the socket's events); the options and the types that do not name the Server are in
+ * src/server-options.ts. The handler types stay here: a handler's context holds the Server.
+ *
+ * Longer than 500 lines for one reason: the Server class (about 430 of them) keeps its state in
+ * private members that only its own methods reach; spreading those methods over modules would
+ * mean handing that state around.
  *
  * Mirrors Git's `compat/simple-ipc/ipc-unix-socket.c` (server half): `nr_threads` concurrent
  * handler runs, a FIFO of `nr_threads * 100` waiting connections, probes dropped quietly, the
@@ -13,42 +21,24 @@
 
 import type { Server as NetServer, Socket } from 'node:net';
 import { isNativeError } from 'node:util/types';
+import { Conversation, type ConversationHost, ConversationList, Phase } from './conversation.js';
 import { ErrorCode, SimpleIpcError } from './errors.js';
 import { callObserver, UnobservedFailures } from './guard.js';
-import { installSocket, LISTEN_BACKLOG } from './lifecycle.js';
-import { LOCK_TIMEOUT_MS } from './lock.js';
-import { type InboundLimits, InboundMessage, OutboundMessage, piecesOf } from './message.js';
-import { OwnershipWatch, removeIfOurs, type TheftReason } from './ownership.js';
-import type { SocketIdentity } from './trust.js';
+import { installSocket } from './lifecycle.js';
+import { type InboundLimits, piecesOf } from './message.js';
+import { OwnershipWatch, removeIfOurs } from './ownership.js';
 import {
-  abortSignal,
-  boolean,
-  callback,
-  duration,
-  integer,
-  invalidArgument,
-  optionsObject,
-  show,
-  sizeLimit,
-  socketPath,
-} from './validate.js';
-
-/**
- * Returned by a handler to stop the server (Git's `SIMPLE_IPC_QUIT`). The client that sent the
- * request still gets its response and flush; then the server stops as {@link Server.stop} does.
- */
-export const QUIT: unique symbol = Symbol.for('simple-ipc.quit');
-
-/** What a handler may return: nothing, or {@link QUIT}. */
-export type HandlerResult = undefined | typeof QUIT;
-
-/**
- * Sends one chunk of the response. Chunks are written in order; packet boundaries carry no
- * meaning. The Promise resolves when more may be written (backpressure), and rejects if the
- * client has gone. A chunk of 4 KiB or more is not copied: leave it unchanged until the
- * Promise resolves.
- */
-export type Reply = (chunk: string | Uint8Array) => Promise<void>;
+  type HandlerResult,
+  QUIT,
+  type Reply,
+  type ServerOptions,
+  type ServerSettings,
+  type ServerStats,
+  serverSettings,
+  type StopReason,
+} from './server-options.js';
+import type { SocketIdentity } from './trust.js';
+import { invalidArgument, show, socketPath } from './validate.js';
 
 /** What a handler learns about the conversation besides the request. */
 export interface RequestContext {
@@ -84,131 +74,6 @@ export type StreamingRequestHandler = (
 export type Handler = RequestHandler | { readonly stream: StreamingRequestHandler };
 
 /**
- * Options of {@link startServer}. Each is checked when the server starts: a value of the wrong
- * type or out of range fails with `ERR_IPC_INVALID_ARGUMENT`, naming the option.
- */
-export interface ServerOptions {
-  /** Concurrent handler runs (Git's `nr_threads`): a whole number of at least 1. Default 8. */
-  threads?: number | undefined;
-  /**
-   * Connections accepted but not yet handled (reading their request, or waiting for a slot);
-   * past it a new connection is closed at once. A whole number of at least 1. Default
-   * `threads * 100` (Git's).
-   */
-  queueSize?: number | undefined;
-  /**
-   * Listen backlog: a whole number from 0 to 2^31 - 1. Default 50 (Git's). With Windows named
-   * pipes: how many pipe instances wait for clients (libuv's own default is 4), at most 1024,
-   * unless `NODE_PENDING_PIPE_INSTANCES` is set. A Unix kernel caps the backlog too (Linux at
-   * `net.core.somaxconn`).
-   */
-  backlog?: number | undefined;
-  /**
-   * Largest request for a whole-request handler, in bytes (a whole number, or `Infinity`).
-   * Default 64 MiB.
-   */
-  maxRequestSize?: number | undefined;
-  /**
-   * For a streaming handler: how much of a request is buffered before the handler is called
-   * (it takes a slot then), in bytes (a whole number; 0 calls it on the first bytes). Default
-   * 64 KiB.
-   */
-  streamThreshold?: number | undefined;
-  /**
-   * A client that sends nothing for this many ms while its request is due is closed (also a
-   * client that connects and says nothing). 0 disables. Default 10000.
-   */
-  requestTimeout?: number | undefined;
-  /**
-   * A client that takes no response bytes for this many ms while the handler waits to write is
-   * closed. 0 disables. Default 30000.
-   */
-  responseTimeout?: number | undefined;
-  /**
-   * The most a graceful {@link Server.stop} waits, in ms (0 to 2^31 - 1; 0 is no bound): for
-   * running handlers to end, and for their clients to take the rest of their responses. Then
-   * the connections still open are cut off, as {@link Server.destroy} does. A connection whose
-   * response is complete never holds a stop up. Default 30000.
-   */
-  stopTimeout?: number | undefined;
-  /** Socket file permissions, from 0 to 0o777. Default 0o600: only this user can connect. */
-  mode?: number | undefined;
-  /** Never change directory to bind a long path. Default false. */
-  disallowChdir?: boolean | undefined;
-  /** How long start-up waits for `<path>.lock`, in ms. Default 100 (Git's). */
-  lockTimeout?: number | undefined;
-  /**
-   * Stops the server (as {@link Server.stop}) when aborted. The server's listener on it is
-   * removed once the server stops, so one signal may serve any number of servers.
-   */
-  signal?: AbortSignal | undefined;
-  /**
-   * Called with each handler failure; the server goes on. A handler that throws something
-   * that is not an `Error` is reported as a `SimpleIpcError` `ERR_IPC_HANDLER_FAILED` with
-   * the thrown value as `cause`. If it throws or rejects itself, that is reported once as a
-   * process warning (`ERR_IPC_CALLBACK_FAILED`) and changes nothing else. Default: handler
-   * failures are reported as process warnings (`process.emitWarning`, code
-   * `ERR_IPC_HANDLER_FAILED`, the failure as `cause`), once per place they come from (the
-   * error's name and the first frame of its stack), for at most 10 such places per server:
-   * never once per request.
-   */
-  onHandlerError?: ((error: unknown) => void) | undefined;
-  /**
-   * Called with a line about each bad client (malformed or oversized request, timeout, accept
-   * error). Default: nothing. A server never writes to stderr by itself: a hostile client must
-   * not be able to flood the logs. If it throws or rejects, that is reported once as a process
-   * warning (`ERR_IPC_CALLBACK_FAILED`) and changes nothing else.
-   */
-  debug?: ((message: string) => void) | undefined;
-}
-
-/** @internal {@link ServerOptions} checked, with their defaults. */
-export interface ServerSettings {
-  readonly threads: number;
-  readonly queueSize: number;
-  readonly backlog: number;
-  readonly maxRequestSize: number;
-  readonly streamThreshold: number;
-  readonly requestTimeout: number;
-  readonly responseTimeout: number;
-  readonly stopTimeout: number;
-  readonly mode: number;
-  readonly disallowChdir: boolean;
-  readonly lockTimeout: number;
-  readonly signal: AbortSignal | undefined;
-  readonly onHandlerError: ((error: unknown) => void) | undefined;
-  readonly debug: ((message: string) => void) | undefined;
-}
-
-/**
- * @internal Checks `options` and fills in the defaults.
- * @throws {@link SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT` naming the first bad option.
- */
-export function serverSettings(options: ServerOptions | undefined): ServerSettings {
-  const o = optionsObject(options);
-  const threads = integer(o.threads, 'options.threads', 1) ?? 8;
-  return {
-    threads,
-    queueSize:
-      integer(o.queueSize, 'options.queueSize', 1, Number.MAX_SAFE_INTEGER) ?? threads * 100,
-    backlog: integer(o.backlog, 'options.backlog', 0, 2 ** 31 - 1) ?? LISTEN_BACKLOG,
-    maxRequestSize: sizeLimit(o.maxRequestSize, 'options.maxRequestSize') ?? 64 * 1024 * 1024,
-    streamThreshold:
-      integer(o.streamThreshold, 'options.streamThreshold', 0, Number.MAX_SAFE_INTEGER) ??
-      64 * 1024,
-    requestTimeout: duration(o.requestTimeout, 'options.requestTimeout') ?? 10_000,
-    responseTimeout: duration(o.responseTimeout, 'options.responseTimeout') ?? 30_000,
-    stopTimeout: duration(o.stopTimeout, 'options.stopTimeout') ?? 30_000,
-    mode: integer(o.mode, 'options.mode', 0, 0o777) ?? 0o600,
-    disallowChdir: boolean(o.disallowChdir, 'options.disallowChdir') ?? false,
-    lockTimeout: duration(o.lockTimeout, 'options.lockTimeout') ?? LOCK_TIMEOUT_MS,
-    signal: abortSignal(o.signal),
-    onHandlerError: callback(o.onHandlerError, 'options.onHandlerError'),
-    debug: callback(o.debug, 'options.debug'),
-  };
-}
-
-/**
  * @internal Checks a {@link Handler}: a function, or `{ stream: function }`.
  * @throws {@link SimpleIpcError} `ERR_IPC_INVALID_ARGUMENT`.
  */
@@ -224,62 +89,6 @@ export function checkHandler(handler: unknown, name = 'handler'): Handler {
   throw invalidArgument(name, handler, 'a function, or { stream: function } for streamed requests');
 }
 
-/** Counters of a server's life, from {@link Server.stats}. */
-export interface ServerStats {
-  /** Connections accepted. */
-  connections: number;
-  /** Connections that hung up without sending a byte (liveness probes). */
-  probes: number;
-  /** Requests passed to the handler. */
-  requests: number;
-  /** Responses completed with a flush. */
-  responses: number;
-  /** Connections closed at once because the queue was full or the server stopping. */
-  rejected: number;
-  /** Requests that were malformed, too large or cut short (the handler was not called). */
-  badRequests: number;
-  /**
-   * Whole requests that never reached the handler: their client hung up while they waited for
-   * a free handler, or the server stopped first (as Git drops its queue).
-   */
-  dropped: number;
-  /** Clients closed for sending or reading nothing within the timeouts. */
-  timeouts: number;
-  /**
-   * Connections closed while their handler ran or their response was being written: the
-   * client vanished or timed out, or the server cut it off ({@link Server.destroy}, the end of
-   * `stopTimeout`). Their handlers are not counted in `handlerErrors`.
-   */
-  clientGone: number;
-  /** Handlers that threw or rejected (other than because their connection was closed). */
-  handlerErrors: number;
-  /** Failed accepts (for example EMFILE: out of file descriptors). The server goes on. */
-  acceptErrors: number;
-  /** Payload bytes received / sent. */
-  bytesIn: number;
-  bytesOut: number;
-  /** Connections waiting now: reading their request, or complete and waiting for a slot. */
-  queued: number;
-  /** Handlers running now. */
-  running: number;
-}
-
-/** Why a server stopped: on request, by QUIT, or because its socket was stolen. */
-export type StopReason =
-  | { readonly kind: 'requested' }
-  | { readonly kind: 'quit' }
-  | { readonly kind: 'stolen'; readonly why: TheftReason }
-  | { readonly kind: 'error'; readonly error: unknown };
-
-enum Phase {
-  Reading = 0,
-  Waiting = 1,
-  Running = 2,
-  /** The response is written; waiting for the client to hang up. */
-  Finishing = 3,
-  Done = 4,
-}
-
 /** @internal The other processes of a clustered server, as its first process sees them. */
 export interface ServerGroup {
   /** Tells them to stop (gracefully, or at once when `hard`). Repeatable. */
@@ -288,12 +97,12 @@ export interface ServerGroup {
   readonly closed: Promise<void>;
 }
 
-const kConversation = Symbol('conversation');
 const kCreate = Symbol('create');
 
 /**
- * What this module's conversations and the cluster modules use of a {@link Server}: closures
- * over its private members, so that nothing on a Server or on its class names them.
+ * What this module's functions and the cluster modules use of a {@link Server}: closures over
+ * its private members, so that nothing on a Server or on its class names them. (Conversations
+ * use a {@link ConversationHost} of their server's.)
  */
 interface ServerInternals {
   make(path: string, handler: Handler, settings: ServerSettings): Server;
@@ -303,16 +112,10 @@ interface ServerInternals {
   listener(server: Server): NetServer | undefined;
   stopFor(server: Server, reason: StopReason): void;
   sweep(server: Server): void;
-  tick(server: Server): number;
-  requestLimits(server: Server): InboundLimits;
-  requestProgress(server: Server, conversation: Conversation): void;
-  conversationClosed(server: Server, conversation: Conversation): void;
 }
 
 // Set by the static block of Server, which alone can reach its private members.
 let internals: ServerInternals;
-
-type TaggedSocket = Socket & { [kConversation]?: Conversation };
 
 /**
  * A Simple-IPC server. Get one from {@link startServer}; stop it with {@link Server.stop} (graceful) or
@@ -327,8 +130,8 @@ export class Server {
   readonly #queueSize: number;
   readonly #maxRequestSize: number;
   readonly #streamThreshold: number;
-  // What each request's InboundMessage is made with: the same for every connection.
-  readonly #requestLimits: InboundLimits;
+  /** What this server's conversations call back: made once, shared by all of them. */
+  readonly #host: ConversationHost;
   readonly #requestTicks: number;
   readonly #responseTicks: number;
   readonly #onHandlerError: ((error: unknown) => void) | undefined;
@@ -389,7 +192,8 @@ export class Server {
     this.#queueSize = settings.queueSize;
     this.#maxRequestSize = settings.maxRequestSize;
     this.#streamThreshold = settings.streamThreshold;
-    this.#requestLimits =
+    // What each request's InboundMessage is made with: the same for every connection.
+    const requestLimits: InboundLimits =
       this.#streamHandler === undefined
         ? { maxSize: this.#maxRequestSize, highWaterMark: Number.POSITIVE_INFINITY }
         : {
@@ -403,6 +207,12 @@ export class Server {
     this.#responseTicks = ticks(settings.responseTimeout);
     this.#onHandlerError = settings.onHandlerError;
     this.#debug = settings.debug;
+    this.#host = {
+      requestLimits,
+      tick: () => this.#tick,
+      requestProgress: (conversation) => this.#requestProgress(conversation),
+      conversationClosed: (conversation) => this.#conversationClosed(conversation),
+    };
     this.closed = new Promise<void>((resolve) => {
       this.#resolveClosed = resolve;
     });
@@ -420,10 +230,6 @@ export class Server {
       listener: (server) => server.#listener,
       stopFor: (server, reason) => server.#beginStop(reason),
       sweep: (server) => server.#sweep(),
-      tick: (server) => server.#tick,
-      requestLimits: (server) => server.#requestLimits,
-      requestProgress: (server, conversation) => server.#requestProgress(conversation),
-      conversationClosed: (server, conversation) => server.#conversationClosed(conversation),
     };
   }
 
@@ -566,7 +372,7 @@ export class Server {
     }
   }
 
-  #accept(socket: TaggedSocket): void {
+  #accept(socket: Socket): void {
     const stats = this.#stats;
     stats.connections++;
     if (this.#stopReason !== undefined || this.#queued >= this.#queueSize) {
@@ -575,14 +381,10 @@ export class Server {
       socket.destroy();
       return;
     }
-    const conversation = new Conversation(this, socket, this.#tick);
-    socket[kConversation] = conversation;
+    // The conversation takes the socket's events from here on.
+    const conversation = new Conversation(this.#host, socket, this.#tick);
     this.#conversations.add(conversation);
     this.#queued++;
-    socket.on('data', socketOnData);
-    socket.on('end', socketOnEnd);
-    socket.on('error', socketOnError);
-    socket.on('close', socketOnClose);
   }
 
   /** Called as request bytes arrive; dispatches once enough is there. */
@@ -790,45 +592,6 @@ function sweep(server: Server): void {
   internals.sweep(server);
 }
 
-/**
- * The open conversations, in an array: each knows its index, and leaving moves the last one
- * into its place. Not a Set: on Node 24 a Set that gains and loses an entry per connection kept
- * V8's young generation at its largest (134 MB, against 34 MB with this array, in a benchmark
- * server under 8 clients; docs/benchmarks.md has the figures), probably through the hash
- * tables the Set keeps replacing, which survive until a full collection.
- */
-class ConversationList {
-  readonly #items: Conversation[] = [];
-
-  get size(): number {
-    return this.#items.length;
-  }
-
-  add(conversation: Conversation): void {
-    conversation.listIndex = this.#items.length;
-    this.#items.push(conversation);
-  }
-
-  /** Removes `conversation`; false if it was not in the list. */
-  delete(conversation: Conversation): boolean {
-    const items = this.#items;
-    const index = conversation.listIndex;
-    if (index < 0 || items[index] !== conversation) return false;
-    const last = items.pop()!;
-    if (last !== conversation) {
-      items[index] = last;
-      last.listIndex = index;
-    }
-    conversation.listIndex = -1;
-    return true;
-  }
-
-  /** A copy to go through: closing conversations on the way changes the list. */
-  toArray(): Conversation[] {
-    return this.#items.slice();
-  }
-}
-
 /** The {@link RequestContext} a handler gets: the server, and the conversation's signal. */
 class HandlerContext implements RequestContext {
   readonly server: Server;
@@ -842,170 +605,6 @@ class HandlerContext implements RequestContext {
   get signal(): AbortSignal {
     return this.#conversation.signal;
   }
-}
-
-/** One accepted connection: its request, its response, and where it stands. */
-class Conversation {
-  readonly server: Server;
-  readonly socket: TaggedSocket;
-  readonly inbound: InboundMessage;
-  #outbound: OutboundMessage | undefined;
-  phase: Phase = Phase.Reading;
-  activeTick: number;
-  timedOut = false;
-  /** The socket failed or closed before the handler ended. */
-  clientGone = false;
-  /** The handler's end has been taken (a thenable may call back more than once). */
-  handlerEnded = false;
-  #controller: AbortController | undefined;
-  /** Response bytes the client had taken at the last sweep. */
-  #taken = 0;
-  /** Where this conversation is in the server's {@link ConversationList}; -1 once out. */
-  listIndex = -1;
-
-  constructor(server: Server, socket: TaggedSocket, tick: number) {
-    this.server = server;
-    this.socket = socket;
-    this.activeTick = tick;
-    this.inbound = new InboundMessage(internals.requestLimits(server), socket);
-  }
-
-  /** The response writer, made when the handler runs (a probe never needs one). */
-  get outbound(): OutboundMessage {
-    if (this.#outbound === undefined) this.#outbound = new OutboundMessage(this.socket);
-    return this.#outbound;
-  }
-
-  /** The handler's `reply`. */
-  reply(): Reply {
-    const outbound = this.outbound;
-    return (chunk) => outbound.write(chunk);
-  }
-
-  get signal(): AbortSignal {
-    if (this.#controller === undefined) {
-      this.#controller = new AbortController();
-      if (this.socket.destroyed) this.#controller.abort(this.#closedError());
-    }
-    return this.#controller.signal;
-  }
-
-  /** True while a reply waits for the client to take bytes. */
-  get waitingForDrain(): boolean {
-    return this.socket.writableNeedDrain;
-  }
-
-  /**
-   * Counts response bytes the client took since the last look as activity: a long response to a
-   * client that reads steadily is not a stall, however long it takes in all. Bytes written and
-   * not yet taken stay in `writableLength`; the rest of `bytesWritten` has left.
-   */
-  noteBytesTaken(tick: number): void {
-    const socket = this.socket;
-    const taken = (socket.bytesWritten ?? 0) - socket.writableLength;
-    if (taken !== this.#taken) {
-      this.#taken = taken;
-      this.activeTick = tick;
-    }
-  }
-
-  /**
-   * The handler ended: write the flush and end our side. The client hangs up once it has read
-   * the flush (then Node destroys the socket); one that does not is closed by the sweeper.
-   */
-  finish(): void {
-    this.phase = Phase.Finishing;
-    this.outbound.end(true);
-    // Reading stopped only if the client sent more after its flush; read on to see it leave.
-    if (this.socket.isPaused()) this.socket.resume();
-  }
-
-  /**
-   * The server is stopping and the response is complete: close once it is written out (then
-   * it is in the client's hands), whether or not the client ever hangs up.
-   */
-  closeWhenWritten(): void {
-    const socket = this.socket;
-    if (socket.writableFinished) socket.destroy();
-    else socket.once('finish', socketOnFinish);
-  }
-
-  fail(err: SimpleIpcError): void {
-    if (err.code === ErrorCode.TIMEOUT) this.timedOut = true;
-    // A handler whose client is closed under it (responseTimeout) fails through no fault of its
-    // own: its reply rejects, and that is the client gone, not a handler error.
-    if (this.phase === Phase.Running) this.clientGone = true;
-    this.inbound.fail(err);
-    this.socket.destroy();
-  }
-
-  /** The server cuts the connection off: destroy(), or a stop that ran out of time. */
-  cutOff(): void {
-    // A running handler whose connection the server itself closed has not failed: its reply
-    // rejects, and that is counted as for a client closed by responseTimeout (clientGone),
-    // neither counted nor reported as a handler error.
-    if (this.phase === Phase.Running) this.clientGone = true;
-    this.socket.destroy();
-  }
-
-  closed(): void {
-    // An error is built only for someone still waiting: most conversations end complete.
-    if (this.phase === Phase.Running || (this.phase !== Phase.Finishing && this.inbound.started)) {
-      if (this.phase === Phase.Running) this.clientGone = true;
-      const err = this.#closedError();
-      this.inbound.fail(err);
-      this.#outbound?.abort(err);
-      this.#controller?.abort(err);
-    }
-    internals.conversationClosed(this.server, this);
-  }
-
-  #closedError(): SimpleIpcError {
-    return new SimpleIpcError(ErrorCode.CONNECTION_CLOSED, 'the client closed the connection');
-  }
-}
-
-function socketOnData(this: TaggedSocket, chunk: Buffer): void {
-  const conversation = this[kConversation]!;
-  const server = conversation.server;
-  conversation.activeTick = internals.tick(server);
-  const inbound = conversation.inbound;
-  if (inbound.complete) {
-    // Bytes after the flush belong to no message: ignored, and no more are read while the
-    // handler runs (reading resumes at the end, to see the client hang up).
-    if (conversation.phase !== Phase.Finishing) this.pause();
-    return;
-  }
-  inbound.feed(chunk);
-  if (inbound.error !== undefined) {
-    // Malformed or too large: close without calling the handler (nothing is written).
-    this.destroy();
-    return;
-  }
-  internals.requestProgress(server, conversation);
-}
-
-function socketOnEnd(this: TaggedSocket): void {
-  const inbound = this[kConversation]!.inbound;
-  // A client may half-close after its request; the response still goes out. Before the flush
-  // it is a cut-short request, or a probe when nothing came at all (no error is built for a
-  // probe: every Git client command makes one).
-  if (inbound.started) inbound.end();
-  if (!inbound.complete) this.destroy();
-}
-
-function socketOnError(this: TaggedSocket): void {
-  // EPIPE, ECONNRESET and the like: the client vanished. 'close' follows and accounts for it.
-  this[kConversation]!.clientGone = true;
-}
-
-function socketOnClose(this: TaggedSocket): void {
-  const conversation = this[kConversation]!;
-  conversation.closed();
-}
-
-function socketOnFinish(this: TaggedSocket): void {
-  this.destroy();
 }
 
 function ignore(): void {}

@@ -12,7 +12,7 @@
 import { type ResourceLimits, Worker } from 'node:worker_threads';
 import { ErrorCode, SimpleIpcError } from './errors.js';
 import { errorFromData } from './handoff.js';
-import type { HandlerResult, Reply } from './server.js';
+import type { HandlerResult, Reply } from './server-options.js';
 import {
   ACK_AT,
   costOf,

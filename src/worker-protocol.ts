@@ -8,14 +8,15 @@
 
 import type { MessagePort, Worker } from 'node:worker_threads';
 import type { ErrorData } from './handoff.js';
-import type { QUIT } from './server.js';
+import type { QUIT } from './server-options.js';
 
 /** One piece of a worker's reply. */
 export type WorkerChunk = string | Uint8Array;
 
 /**
- * The registered symbol behind server.ts's QUIT (Symbol.for is shared by all modules of a
- * thread), named here so that a worker does not load the whole server just to recognise it.
+ * The registered symbol behind server-options.ts's QUIT (Symbol.for is shared by all modules of
+ * a thread), named here so that a worker does not load the server's modules just to recognise
+ * it.
  */
 export const QUIT_SIGNAL: typeof QUIT = Symbol.for('simple-ipc.quit') as typeof QUIT;
 

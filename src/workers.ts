@@ -16,7 +16,8 @@
 import { availableParallelism } from 'node:os';
 import { type ResourceLimits } from 'node:worker_threads';
 import { moduleHref } from './handoff.js';
-import type { HandlerResult, QUIT, Reply, RequestContext, RequestHandler } from './server.js';
+import type { RequestContext, RequestHandler } from './server.js';
+import type { HandlerResult, QUIT, Reply } from './server-options.js';
 import { integer, invalidArgument, optionsObject } from './validate.js';
 import { WorkerPool } from './worker-pool.js';
 import type { WorkerChunk } from './worker-protocol.js';

@@ -60,10 +60,20 @@ test('Server and Connection are made only by startServer and connect', () => {
 
 test('the published types hold only the public API', () => {
   // What `npm run build` emits for the package (tsconfig.json has stripInternal).
-  const server = readFileSync(new URL('../src/server.d.ts', import.meta.url), 'utf8');
-  const client = readFileSync(new URL('../src/client.d.ts', import.meta.url), 'utf8');
+  const published = (name: string): string =>
+    readFileSync(new URL(`../src/${name}.d.ts`, import.meta.url), 'utf8');
+  const server = published('server');
+  const client = published('client');
   assert.match(server, /private constructor\(\);/);
   assert.match(client, /private constructor\(\);/);
+  // The server's modules: its options and plain types, and its conversations (all internal).
+  const serverModules = { server, options: published('server-options') };
+  const conversation = published('conversation');
+  assert.equal(
+    /^export (?!\{\};$)/m.test(conversation),
+    false,
+    'conversation.d.ts exports nothing',
+  );
   for (const internal of [
     'start(',
     'attach(',
@@ -80,8 +90,13 @@ test('the published types hold only the public API', () => {
     'serverSettings',
     'checkHandler',
     'ServerGroup',
+    'Conversation',
+    'Phase',
+    'kConversation',
   ]) {
-    assert.equal(server.includes(internal), false, `server.d.ts has ${internal}`);
+    for (const [name, text] of Object.entries(serverModules)) {
+      assert.equal(text.includes(internal), false, `${name}.d.ts has ${internal}`);
+    }
   }
   assert.equal(client.includes('static create'), false);
 });
