@@ -14,13 +14,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { USES_NAMED_PIPES, withSocketAddress } from './address.js';
 import { abortError, ErrorCode, isSimpleIpcError, SimpleIpcError, systemCode } from './errors.js';
 import { type HoldWatch, InboundMessage, OutboundMessage, piecesOf } from './message.js';
-import {
-  MessageDecoder,
-  PacketBuilder,
-  type PieceSink,
-  toBuffer,
-  writePacketLength,
-} from './pkt-line.js';
+import { PacketBuilder, toBuffer, writePacketLength } from './pkt-line.js';
+import { MessageDecoder, type PieceSink } from './pkt-line-decoder.js';
 import type { SocketIdentity } from './trust.js';
 import { injectedError, refusal } from './refusal.js';
 import { lookBeforeConnect } from './trust.js';

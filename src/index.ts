@@ -37,15 +37,12 @@ export {
   FLUSH_PKT,
   LARGE_PACKET_DATA_MAX,
   LARGE_PACKET_MAX,
-  MessageDecoder,
-  type Packet,
   PacketBuilder,
-  type PieceSink,
-  PktLineDecoder,
   parsePacketLength,
   RESPONSE_END_PKT,
   writePacketLength,
 } from './pkt-line.js';
+export { MessageDecoder, type Packet, type PieceSink, PktLineDecoder } from './pkt-line-decoder.js';
 export {
   type IdleOptions,
   type ServerPolicy,

@@ -9,7 +9,8 @@
 
 import type { Socket } from 'node:net';
 import { ErrorCode, SimpleIpcError } from './errors.js';
-import { MessageDecoder, PacketBuilder, type PieceSink, toBuffer } from './pkt-line.js';
+import { PacketBuilder, toBuffer } from './pkt-line.js';
+import { MessageDecoder, type PieceSink } from './pkt-line-decoder.js';
 import { invalidArgument } from './validate.js';
 
 const RESOLVED: Promise<void> = Promise.resolve();
