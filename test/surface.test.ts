@@ -61,9 +61,9 @@ test('Server and Connection are made only by startServer and connect', () => {
 test('the published types hold only the public API', () => {
   // What `npm run build` emits for the package (tsconfig.json has stripInternal).
   const server = readFileSync(new URL('../src/server.d.ts', import.meta.url), 'utf8');
-  const client = readFileSync(new URL('../src/client.d.ts', import.meta.url), 'utf8');
+  const connection = readFileSync(new URL('../src/connection.d.ts', import.meta.url), 'utf8');
   assert.match(server, /private constructor\(\);/);
-  assert.match(client, /private constructor\(\);/);
+  assert.match(connection, /private constructor\(\);/);
   for (const internal of [
     'start(',
     'attach(',
@@ -83,7 +83,7 @@ test('the published types hold only the public API', () => {
   ]) {
     assert.equal(server.includes(internal), false, `server.d.ts has ${internal}`);
   }
-  assert.equal(client.includes('static create'), false);
+  assert.equal(connection.includes('static create'), false);
 });
 
 /**
