@@ -16,8 +16,8 @@ import { abortError, ErrorCode, SimpleIpcError, systemCode } from './errors.js';
 import { injectedError, refusal } from './refusal.js';
 
 /**
- * @internal Makes one connection attempt; `done` gets the connected Socket or the error, once. A named
- * pipe that is busy is waited for up to `busyWait` ms (see {@link BusyWatch}).
+ * @internal Makes one connection attempt; `done` gets the connected Socket or the error, once.
+ * A named pipe that is busy is waited for up to `busyWait` ms (see {@link BusyWatch}).
  */
 export function connectOnce(
   path: string,

@@ -193,8 +193,8 @@ interface FirstAttempt {
 }
 
 /**
- * @internal Connects with Git's retry rules ({@link tryConnect}), starting with an attempt of its own or,
- * when `first` is given, from a first attempt that already failed.
+ * @internal Connects with Git's retry rules ({@link tryConnect}), starting with an attempt of
+ * its own or, when `first` is given, from a first attempt that already failed.
  */
 export async function connectWithRetries(
   path: string,

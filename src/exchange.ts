@@ -288,11 +288,11 @@ export class Exchange {
 }
 
 /**
- * @internal The idle timeout of an exchange ({@link SendOptions.timeout}): fails it when the server has
- * sent nothing for `ms` while the client waited for it. Time the client holds things up itself
- * does not count: while its consumer has pieces it has not taken (the socket paused for it by
- * backpressure), and while its request's source makes the next chunk. One timer, re-armed with
- * `refresh()`: nothing is allocated per chunk.
+ * @internal The idle timeout of an exchange ({@link SendOptions.timeout}): fails it when the
+ * server has sent nothing for `ms` while the client waited for it. Time the client holds things
+ * up itself does not count: while its consumer has pieces it has not taken (the socket paused for
+ * it by backpressure), and while its request's source makes the next chunk. One timer, re-armed
+ * with `refresh()`: nothing is allocated per chunk.
  */
 export class IdleTimeout implements HoldWatch {
   readonly #ms: number;
