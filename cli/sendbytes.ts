@@ -4,7 +4,7 @@
  */
 
 import { type ConnectOptions, sendCommand } from '../src/client.js';
-import { LARGE_PACKET_DATA_MAX } from '../src/index.js';
+import { LARGE_PACKET_DATA_MAX } from '../src/pkt-line.js';
 import { fail, type Progress } from './io.js';
 
 const SENDBYTES_PREFIX = Buffer.from('sendbytes ', 'latin1');

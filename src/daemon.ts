@@ -16,13 +16,8 @@ import { spawn } from 'node:child_process';
 import { closeSync, constants, fstatSync, lstatSync, openSync, type Stats } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  ActiveState,
-  CONNECT_TIMEOUT_MS,
-  type Connection,
-  getActiveState,
-  tryConnectToTrusted,
-} from './client.js';
+import { ActiveState, CONNECT_TIMEOUT_MS, getActiveState, tryConnectToTrusted } from './connect.js';
+import type { Connection } from './connection.js';
 import { abortError, ErrorCode, SimpleIpcError, systemCode } from './errors.js';
 import { isLockHeld } from './lock.js';
 import { REFUSAL_CONFIRM_INTERVAL_MS, REFUSAL_CONFIRM_PROBES, refusal } from './refusal.js';

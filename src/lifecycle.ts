@@ -21,7 +21,7 @@ import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { checkSocketPath, USES_NAMED_PIPES, withSocketAddress } from './address.js';
-import { ActiveState, tryConnect } from './client.js';
+import { ActiveState, tryConnect } from './connect.js';
 import {
   ErrorCode,
   fileSystemError,

@@ -18,7 +18,7 @@ import {
   stopWhenIdle,
   workerHandler,
 } from '../src/index.js';
-import { ROOT, tempDir } from './helpers.js';
+import { ROOT, runProcess, tempDir } from './helpers.js';
 
 test('a handler gets a context of its own: the signal and the server, nothing of the connection', async (t) => {
   const path = join(tempDir(t), 's');
@@ -63,9 +63,9 @@ test('the published types hold only the public API', () => {
   const published = (name: string): string =>
     readFileSync(new URL(`../src/${name}.d.ts`, import.meta.url), 'utf8');
   const server = published('server');
-  const client = published('client');
+  const connection = published('connection');
   assert.match(server, /private constructor\(\);/);
-  assert.match(client, /private constructor\(\);/);
+  assert.match(connection, /private constructor\(\);/);
   // The server's modules: its options and plain types, and its conversations (all internal).
   const serverModules = { server, options: published('server-options') };
   const conversation = published('conversation');
@@ -98,7 +98,50 @@ test('the published types hold only the public API', () => {
       assert.equal(text.includes(internal), false, `${name}.d.ts has ${internal}`);
     }
   }
-  assert.equal(client.includes('static create'), false);
+  assert.equal(connection.includes('static create'), false);
+});
+
+test('the client (src/client.ts) loads no server, daemon, cluster or worker code', async () => {
+  // What its compiled module imports, followed through (type-only imports are gone by then).
+  const loaded = new Set<string>();
+  const walk = (file: string): void => {
+    if (loaded.has(file)) return;
+    loaded.add(file);
+    const text = readFileSync(join(ROOT, 'dist', 'src', file), 'utf8');
+    for (const [, target] of text.matchAll(/(?:from|import)\s*\(?\s*'\.\/([\w-]+\.js)'/g)) {
+      walk(target!);
+    }
+  };
+  walk('client.js');
+  // Exactly these: a new import must be one a client-only program can afford.
+  assert.deepEqual([...loaded].sort(), [
+    'address.js',
+    'client.js',
+    'connect-attempt.js',
+    'connect.js',
+    'connection.js',
+    'errors.js',
+    'exchange.js',
+    'message.js',
+    'pkt-line-decoder.js',
+    'pkt-line.js',
+    'refusal.js',
+    'send-command.js',
+    'trust.js',
+    'validate.js',
+  ]);
+  // Nor the built-ins that only those use.
+  const url = new URL('../src/client.js', import.meta.url).href;
+  const run = await runProcess(process.execPath, [
+    '--input-type=module',
+    '-e',
+    `await import(${JSON.stringify(url)}); process.stdout.write(JSON.stringify(process.moduleLoadList));`,
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  const builtins = (JSON.parse(run.stdout.toString()) as string[]).filter((name) =>
+    /^NativeModule (worker_threads|child_process|cluster)$/.test(name),
+  );
+  assert.deepEqual(builtins, []);
 });
 
 /**
