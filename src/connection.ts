@@ -20,7 +20,7 @@ import {
   writeRequest,
   writeWhole,
 } from './exchange.js';
-import { InboundMessage, piecesOf } from './message.js';
+import { InboundMessage, piecesOf } from './inbound-message.js';
 
 const kCreate = Symbol('create');
 

@@ -13,7 +13,8 @@
 
 import type { Socket } from 'node:net';
 import { ErrorCode, SimpleIpcError } from './errors.js';
-import { type InboundLimits, InboundMessage, OutboundMessage } from './message.js';
+import { type InboundLimits, InboundMessage } from './inbound-message.js';
+import { OutboundMessage } from './outbound-message.js';
 import type { Reply } from './server-options.js';
 
 /** @internal Where a conversation stands. */

@@ -10,7 +10,8 @@
 
 import type { Socket } from 'node:net';
 import { abortError, ErrorCode, isSimpleIpcError, SimpleIpcError } from './errors.js';
-import { type HoldWatch, type InboundMessage, OutboundMessage } from './message.js';
+import type { HoldWatch, InboundMessage } from './inbound-message.js';
+import { OutboundMessage } from './outbound-message.js';
 import { PacketBuilder, toBuffer, writePacketLength } from './pkt-line.js';
 import { MessageDecoder, type PieceSink } from './pkt-line-decoder.js';
 import { abortSignal, duration, invalidArgument, optionsObject, sizeLimit } from './validate.js';

@@ -25,7 +25,7 @@ import { Conversation, type ConversationHost, ConversationList, Phase } from './
 import { ErrorCode, SimpleIpcError } from './errors.js';
 import { callObserver, UnobservedFailures } from './guard.js';
 import { installSocket } from './lifecycle.js';
-import { type InboundLimits, piecesOf } from './message.js';
+import { type InboundLimits, piecesOf } from './inbound-message.js';
 import { OwnershipWatch, removeIfOurs } from './ownership.js';
 import {
   type HandlerResult,
