@@ -1,0 +1,61 @@
+// Runs the built test files (dist/test/*.test.js) with node:test, several files at a time:
+// most tests wait on sockets, timers and child processes, not on the CPU, and the runner's own
+// default on a 2-core machine is one file at a time. The slowest files start first, so that
+// the run is not left waiting on one of them at its end.
+//
+//   node scripts/run-tests.mjs [--concurrency=N] [FILE ...]
+//
+// The Node that runs this script runs the tests (scripts/test-runtimes.sh runs it on each Node
+// line). Other arguments that start with `--` are passed to `node --test`.
+// SIMPLE_IPC_TEST_CONCURRENCY also sets N (default 4).
+import { spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import process from 'node:process';
+
+// Longest first (seconds, Node 20, one file at a time, quiet 2-core machine: about 10 to 25).
+const SLOWEST = [
+  'package',
+  'lifecycle-cli',
+  'git-interop',
+  'cli-people',
+  'conformance',
+  'cli-test-tool',
+  'cluster',
+  'hardening',
+  'client',
+  'lifecycle',
+];
+
+const args = process.argv.slice(2);
+const option = args.find((a) => a.startsWith('--concurrency='));
+const concurrency = Number(
+  option?.slice('--concurrency='.length) ?? process.env.SIMPLE_IPC_TEST_CONCURRENCY ?? 4,
+);
+if (!Number.isInteger(concurrency) || concurrency < 1) {
+  process.stderr.write(
+    `run-tests: the concurrency must be a whole number from 1, not ${concurrency}\n`,
+  );
+  process.exit(2);
+}
+const passed = args.filter((a) => a.startsWith('--') && !a.startsWith('--concurrency='));
+let files = args.filter((a) => !a.startsWith('--'));
+if (files.length === 0) {
+  const dir = join('dist', 'test');
+  files = readdirSync(dir)
+    .filter((name) => name.endsWith('.test.js'))
+    .map((name) => join(dir, name));
+}
+const rank = (file) => {
+  const index = SLOWEST.findIndex((name) => file.endsWith(`${name}.test.js`));
+  return index === -1 ? SLOWEST.length : index;
+};
+files.sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+
+const child = spawn(
+  process.execPath,
+  ['--test', `--test-concurrency=${concurrency}`, ...passed, ...files],
+  { stdio: 'inherit' },
+);
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
+child.on('exit', (code, signal) => process.exit(code ?? (signal === null ? 1 : 128 + 9)));
