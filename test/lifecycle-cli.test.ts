@@ -289,7 +289,7 @@ test(
       assert.equal(result.code, 1, name);
       assert.equal(
         result.stderr,
-        `error: could not start server on: '${join(dir, name)}': '${join(dir, name)}' is ${what}, not a socket; it is left alone (remove it yourself, or choose another path)\n`,
+        `error: could not start server on: '${join(dir, name)}': '${join(dir, name)}' is ${what} of yours, not a socket; it is left alone (remove it if nothing of yours needs it, or choose another path)\n`,
       );
     }
     assert.equal(readFileSync(join(dir, 'file'), 'utf8'), 'precious');
