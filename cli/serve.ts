@@ -77,14 +77,18 @@ export async function serve(args: readonly string[]): Promise<number> {
   process.on('SIGTERM', onEarlySignal);
   let server: Server;
   try {
-    server = await startServer(path, execHandler(command), {
-      threads,
-      mode,
-      onHandlerError: (err) =>
-        process.stderr.write(
-          `simple-ipc serve: ${err instanceof Error ? err.message : String(err)}\n`,
-        ),
-    });
+    server = await startServer(
+      path,
+      execHandler(command, () => say("'quit' received: stopping")),
+      {
+        threads,
+        mode,
+        onHandlerError: (err) =>
+          process.stderr.write(
+            `simple-ipc serve: ${err instanceof Error ? err.message : String(err)}\n`,
+          ),
+      },
+    );
   } catch (err) {
     if (isSimpleIpcError(err, 'ERR_IPC_IN_USE')) {
       throw fail(`socket/pipe already in use: '${path}'`);
@@ -109,11 +113,12 @@ export async function serve(args: readonly string[]): Promise<number> {
   );
   await server.closed;
   const stats = server.stats();
-  say(
-    `stopped: ${plural(stats.requests, 'request')}, ${stats.responses} answered, ${stats.handlerErrors} failed`,
-  );
   const reason = server.stopReason;
-  if (reason?.kind === 'quit') say("quit: stopping (asked by a client's 'quit' request)");
+  // The 'quit' that stopped it is no request of COMMAND's.
+  const quit = reason?.kind === 'quit' ? 1 : 0;
+  say(
+    `stopped: ${plural(stats.requests - quit, 'request')}, ${stats.responses - quit} answered, ${stats.handlerErrors} failed`,
+  );
   if (reason?.kind === 'stolen') {
     const how = {
       removed: 'removed',
@@ -154,9 +159,13 @@ async function detach(
 /**
  * The handler of `serve --exec`: runs `command` for each request, the request streamed to its
  * standard input, its standard output streamed back as the response. A non-zero exit fails the
- * handler, so the server closes the connection without the flush.
+ * handler, so the server closes the connection without the flush. The request `quit` alone is
+ * not passed on: `onQuit` is called and the server stops.
  */
-export function execHandler(command: string): { readonly stream: StreamingRequestHandler } {
+export function execHandler(
+  command: string,
+  onQuit: () => void = noop,
+): { readonly stream: StreamingRequestHandler } {
   return {
     stream: async (request, reply, context) => {
       // The request 'quit' stops the server, as Git's test daemon answers it (and as `simple-ipc
@@ -175,6 +184,7 @@ export function execHandler(command: string): { readonly stream: StreamingReques
         size += next.value.length;
       }
       if (ended && size === QUIT_REQUEST.length && Buffer.concat(head).equals(QUIT_REQUEST)) {
+        onQuit();
         return QUIT;
       }
       return runCommand(command, replay(head, iterator), reply, context.signal);

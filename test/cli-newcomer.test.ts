@@ -99,7 +99,10 @@ test('`simple-ipc stop PATH` stops a `serve` daemon, which exits 0 and removes i
   assert.equal(stop.code, 0, stop.stderr);
   const result = await within(daemon.exited, 30_000, 'serve to exit after stop');
   assert.equal(result.code, 0, result.stderr);
-  assert.match(result.stderr, /quit: stopping/);
+  assert.match(
+    result.stderr,
+    /'quit' received: stopping\n.*stopped: 1 request, 1 answered, 0 failed\n/s,
+  );
   assert.ok(await socketGone(path), 'the socket is removed');
   // Nothing there: stop says so and exits 1.
   const again = await runCli(['stop', path]);
