@@ -125,9 +125,10 @@ function help(args: readonly string[]): number {
   const text =
     extra.length !== 0 ? undefined : helpFor(topic === '-h' || topic === '--help' ? 'help' : topic);
   if (text === undefined) {
+    const guess = extra.length === 0 ? suggestCommand(topic) : undefined;
     throw new CliExit(
       EXIT_USAGE,
-      `error: no help for '${args.join(' ')}'; run 'simple-ipc --help' for the commands\n`,
+      `error: no help for '${args.join(' ')}'${guess === undefined ? '' : `; did you mean '${guess}'?`}; run 'simple-ipc --help' for the commands\n`,
     );
   }
   process.stdout.write(text);

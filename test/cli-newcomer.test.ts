@@ -39,6 +39,10 @@ test('a mistyped command is a usage error (129) with a suggestion when one is cl
   assert.equal(far.code, 129);
   assert.match(far.stderr, /'frobnicate' is not a simple-ipc command/);
   assert.doesNotMatch(far.stderr, /did you mean/);
+  // And when asking for help with it.
+  const help = await runCli(['help', 'sever']);
+  assert.equal(help.code, 129);
+  assert.match(help.stderr, /^error: no help for 'sever'; did you mean 'serve'\?/);
 });
 
 test('suggestCommand: near misses only', () => {
