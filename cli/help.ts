@@ -12,6 +12,7 @@ Commands:
   status PATH             is a server listening at PATH? (exit 0 only if so)
   call PATH [MESSAGE]     send MESSAGE (or standard input), write the raw response
   serve PATH --exec CMD   a daemon in one line: each request runs CMD
+  stop PATH               stop the server at PATH (sends 'quit'; waits until it is gone)
   socket-dir              print a directory for your sockets that only you can reach
   help [COMMAND]          show the help of a command
 
@@ -34,7 +35,7 @@ Examples:
   simple-ipc serve "$sock" --exec 'tr a-z A-Z' &
   simple-ipc call --wait "$sock" hello              # prints HELLO
   simple-ipc status "$sock"                         # prints listening
-  kill %1                                           # stops it gracefully
+  simple-ipc stop "$sock"                           # stops it gracefully
 
 Run 'simple-ipc help COMMAND' for the options and examples of a command.
 `;
@@ -65,11 +66,13 @@ Examples:
   call: `usage: simple-ipc call [--wait] [--timeout=MS] PATH [MESSAGE | -]
 
 Sends one request to the server at PATH and writes its response to standard output as raw
-bytes, nothing added (not even a newline). The request is MESSAGE (sent as UTF-8), or
-standard input when MESSAGE is absent or '-' (any bytes, any size, streamed).
+bytes, nothing added, except on a terminal, where a response that does not end with a
+newline gets one. The request is MESSAGE (sent as UTF-8), or standard input when MESSAGE is
+absent or '-' (any bytes, any size, streamed).
 
 Options:
-  --wait          wait for a server that is starting (up to --timeout, else 10 s)
+  --wait          wait for a server that is starting (up to --timeout, else 10 s); on a
+                  terminal, says so on standard error
   --timeout=MS    give up if the call has not finished after MS milliseconds
   -h, --help      show this help
 
@@ -92,9 +95,10 @@ closed without ending the message, so the client sees an error ('simple-ipc call
 COMMAND's standard error goes to the server's.
 
 The server never takes over a PATH where another server answers, and never removes a file
-that is not a socket. On SIGINT or SIGTERM it stops gracefully: no new connections, waiting
-requests dropped, running commands finished, socket removed. A second signal cuts the
-running commands off.
+that is not a socket. It stops gracefully on 'simple-ipc stop PATH' (the request 'quit',
+as Git's test daemon answers it: that request alone never reaches COMMAND), on SIGINT or
+SIGTERM: no new connections, waiting requests dropped, running commands finished, socket
+removed. A second signal cuts the running commands off.
 
 Options:
   --exec=COMMAND          the command run for each request (required)
@@ -108,14 +112,33 @@ Options:
   --quiet                 print nothing but errors
   -h, --help              show this help
 
-Exit status: 0 after a stop (signal, idle timeout); 1 when the server cannot start or its
-socket was taken away; 129 on a usage error.
+Exit status: 0 after a stop ('quit', signal, idle timeout); 1 when the server cannot start
+or its socket was taken away; 129 on a usage error.
 
 Examples:
   dir=$(simple-ipc socket-dir)      # yours alone: not a fixed name in /tmp (docs/security.md)
   simple-ipc serve "$dir/upper.sock" --exec 'tr a-z A-Z'
   simple-ipc serve "$dir/echo.sock" --exec cat --idle-timeout=600 --detach --log="$dir/echo.log"
   simple-ipc serve ./names.sock --exec 'jq -r .name' --threads=2 --mode=660
+  simple-ipc stop "$dir/echo.sock"
+`,
+  stop: `usage: simple-ipc stop [--timeout=MS] PATH
+
+Stops the server at PATH: sends it the request 'quit' and waits until nothing listens
+there. 'simple-ipc serve' and Git's test daemon ('run-daemon') stop on it, after finishing
+the requests they are running; a server of your own stops if its handler returns QUIT for
+'quit'. Any other server is stopped with its own means (SIGTERM to its pid).
+
+Options:
+  --timeout=MS    give up after MS milliseconds (default 10000)
+  -h, --help      show this help
+
+Exit status: 0 once the server is gone; 1 when no server listens at PATH or it still
+listens after the timeout; 129 on a usage error.
+
+Examples:
+  simple-ipc stop "$(simple-ipc socket-dir)/app.sock"
+  simple-ipc stop --timeout=60000 ./app.sock
 `,
   'socket-dir': `usage: simple-ipc socket-dir
 

@@ -10,10 +10,12 @@ import {
   CONNECT_TIMEOUT_MS,
   type Connection,
   connect,
+  tryConnect,
   ErrorCode,
   getActiveState,
   isSimpleIpcError,
   type Message,
+  sendCommand,
   USES_NAMED_PIPES,
   userSocketDirectory,
 } from '../src/index.js';
@@ -108,6 +110,45 @@ export async function status(args: readonly string[]): Promise<number> {
   return state === ActiveState.LISTENING ? EXIT_OK : EXIT_ERROR;
 }
 
+/** How long `stop` waits for the server to be gone when no `--timeout` is given, in ms. */
+export const DEFAULT_STOP_MS = 10_000;
+
+/** `simple-ipc stop [--timeout=MS] PATH`: sends 'quit' and waits until nothing listens. */
+export async function stop(args: readonly string[]): Promise<number> {
+  const parsed = parseCommand('stop', args, { timeout: { type: 'string' } });
+  if (parsed === undefined) return EXIT_OK;
+  const [path, ...extra] = parsed.positionals;
+  if (path === undefined) throw usageError('stop', 'PATH is required');
+  if (extra.length > 0) throw usageError('stop', `unexpected argument '${extra[0]}'`);
+  const timeout =
+    typeof parsed.values.timeout === 'string'
+      ? integerOption('stop', '--timeout', parsed.values.timeout, 1, MAX_MS)
+      : DEFAULT_STOP_MS;
+  const deadline = performance.now() + timeout;
+  if (notASocket(path)) throw fail(notASocketMessage(path));
+  try {
+    await sendCommand(path, 'quit', { timeout });
+  } catch (err) {
+    if (
+      isSimpleIpcError(err, 'ERR_IPC_PATH_NOT_FOUND') ||
+      isSimpleIpcError(err, 'ERR_IPC_NOT_LISTENING')
+    ) {
+      throw fail(`no server listening at '${path}': nothing to stop`);
+    }
+    throw fail(connectFailure(path, err, timeout));
+  }
+  // As Git's stop-daemon: done once nothing listens there any more.
+  while ((await getActiveState(path)) === ActiveState.LISTENING) {
+    if (performance.now() >= deadline) {
+      throw fail(
+        `the server at '${path}' was asked to stop but still listens after ${timeout} ms (it may still be finishing its requests; a server that does not answer 'quit' is stopped with SIGTERM)`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return EXIT_OK;
+}
+
 /** `simple-ipc socket-dir`: prints this user's own directory for sockets. */
 export async function socketDir(args: readonly string[]): Promise<number> {
   const parsed = parseCommand('socket-dir', args, {});
@@ -146,15 +187,10 @@ export async function call(args: readonly string[]): Promise<number> {
   const signal = timeout === undefined ? undefined : AbortSignal.timeout(timeout);
 
   // Waiting could never help a regular file or a directory: say so at once.
-  if (notASocket(path)) throw fail(`'${path}' is not a socket`);
+  if (notASocket(path)) throw fail(notASocketMessage(path));
   let connection: Connection;
   try {
-    connection = await connect(path, {
-      waitIfBusy: true,
-      waitIfNotFound: wait,
-      timeout: wait ? (timeout ?? DEFAULT_WAIT_MS) : CONNECT_TIMEOUT_MS,
-      signal,
-    });
+    connection = await connectForCall(path, wait, timeout, signal);
   } catch (err) {
     throw fail(connectFailure(path, err, timeout));
   }
@@ -177,20 +213,51 @@ export async function call(args: readonly string[]): Promise<number> {
     connection.destroy();
   };
   process.stdout.on('error', onStdoutError);
+  // On a terminal, a response that does not end a line gets a newline, so that the prompt
+  // starts on a line of its own; pipes and files get the bytes as they are.
+  let last = -1;
   try {
     for await (const piece of connection.stream(request, { signal })) {
+      if (piece.length > 0) last = piece[piece.length - 1]!;
       await writeOut(process.stdout, piece);
     }
   } catch (err) {
     if (pipeClosed) return EXIT_PIPE;
     throw fail(exchangeFailure(path, err, timeout));
   } finally {
+    if (process.stdout.isTTY === true && last !== -1 && last !== 0x0a && !pipeClosed) {
+      process.stdout.write('\n');
+    }
     progress.done();
     process.stdout.off('error', onStdoutError);
     // The response may end before the request was read to its end: stop reading.
     if (fromStdin) process.stdin.destroy();
   }
   return EXIT_OK;
+}
+
+/**
+ * Connects for `call`. With `--wait`, a first attempt that finds no server is followed by a
+ * line on a terminal's stderr saying what is waited for, and how long, before waiting.
+ */
+async function connectForCall(
+  path: string,
+  wait: boolean,
+  timeout: number | undefined,
+  signal: AbortSignal | undefined,
+): Promise<Connection> {
+  if (!wait) {
+    return connect(path, { waitIfBusy: true, timeout: CONNECT_TIMEOUT_MS, signal });
+  }
+  const ms = timeout ?? DEFAULT_WAIT_MS;
+  if (process.stderr.isTTY === true) {
+    const first = await tryConnect(path, { signal });
+    if (first.state === ActiveState.LISTENING) return first.connection;
+    process.stderr.write(
+      `simple-ipc: waiting up to ${ms} ms for a server at '${path}' (${first.state}; --timeout=MS to change)\n`,
+    );
+  }
+  return connect(path, { waitIfBusy: true, waitIfNotFound: true, timeout: ms, signal });
 }
 
 // Standard input as the request, counted for the progress line.
@@ -219,9 +286,9 @@ function connectFailure(path: string, err: unknown, timeout: number | undefined)
     case ErrorCode.PATH_NOT_FOUND:
       return `no server at '${path}': no such socket (use --wait for a server that is starting)`;
     case ErrorCode.INVALID_PATH:
-      return `'${path}' is not a socket`;
+      return notASocketMessage(path);
     case ErrorCode.NOT_LISTENING:
-      if (notASocket(path)) return `'${path}' is not a socket`;
+      if (notASocket(path)) return notASocketMessage(path);
       return `no server listening at '${path}'`;
     default:
       return err.message;
@@ -242,6 +309,20 @@ function exchangeFailure(path: string, err: unknown, timeout: number | undefined
     default:
       return err.message;
   }
+}
+
+/** Says what is at `path` instead of a socket, and what to do. */
+function notASocketMessage(path: string): string {
+  let what = 'not a socket';
+  try {
+    const stats = lstatSync(path);
+    if (stats.isDirectory()) what = 'a directory, not a socket';
+    else if (stats.isFile()) what = 'a regular file, not a socket';
+    else if (stats.isSymbolicLink()) what = 'a symbolic link, not a socket';
+  } catch {
+    // Gone meanwhile: the plain words do.
+  }
+  return `'${path}' is ${what}: no server can listen there (check the path; 'simple-ipc status' tells what is at one)`;
 }
 
 function notASocket(path: string): boolean {

@@ -11,6 +11,7 @@ import {
   ActiveState,
   getActiveState,
   isSimpleIpcError,
+  QUIT,
   type Reply,
   type Server,
   type StreamingRequestHandler,
@@ -76,14 +77,18 @@ export async function serve(args: readonly string[]): Promise<number> {
   process.on('SIGTERM', onEarlySignal);
   let server: Server;
   try {
-    server = await startServer(path, execHandler(command), {
-      threads,
-      mode,
-      onHandlerError: (err) =>
-        process.stderr.write(
-          `simple-ipc serve: ${err instanceof Error ? err.message : String(err)}\n`,
-        ),
-    });
+    server = await startServer(
+      path,
+      execHandler(command, () => say("'quit' received: stopping")),
+      {
+        threads,
+        mode,
+        onHandlerError: (err) =>
+          process.stderr.write(
+            `simple-ipc serve: ${err instanceof Error ? err.message : String(err)}\n`,
+          ),
+      },
+    );
   } catch (err) {
     if (isSimpleIpcError(err, 'ERR_IPC_IN_USE')) {
       throw fail(`socket/pipe already in use: '${path}'`);
@@ -103,13 +108,17 @@ export async function serve(args: readonly string[]): Promise<number> {
       onIdle: () => say(`no connection for ${values['idle-timeout']} s: stopping`),
     });
   }
-  say(`listening at '${path}' (pid ${process.pid}); stop with Ctrl-C or SIGTERM`);
+  say(
+    `listening at '${path}' (pid ${process.pid}); stop with Ctrl-C, SIGTERM or 'simple-ipc stop ${shellQuote(path)}'`,
+  );
   await server.closed;
   const stats = server.stats();
-  say(
-    `stopped: ${plural(stats.requests, 'request')}, ${stats.responses} answered, ${stats.handlerErrors} failed`,
-  );
   const reason = server.stopReason;
+  // The 'quit' that stopped it is no request of COMMAND's.
+  const quit = reason?.kind === 'quit' ? 1 : 0;
+  say(
+    `stopped: ${plural(stats.requests - quit, 'request')}, ${stats.responses - quit} answered, ${stats.handlerErrors} failed`,
+  );
   if (reason?.kind === 'stolen') {
     const how = {
       removed: 'removed',
@@ -150,12 +159,48 @@ async function detach(
 /**
  * The handler of `serve --exec`: runs `command` for each request, the request streamed to its
  * standard input, its standard output streamed back as the response. A non-zero exit fails the
- * handler, so the server closes the connection without the flush.
+ * handler, so the server closes the connection without the flush. The request `quit` alone is
+ * not passed on: `onQuit` is called and the server stops.
  */
-export function execHandler(command: string): { readonly stream: StreamingRequestHandler } {
+export function execHandler(
+  command: string,
+  onQuit: () => void = noop,
+): { readonly stream: StreamingRequestHandler } {
   return {
-    stream: (request, reply, context) => runCommand(command, request, reply, context.signal),
+    stream: async (request, reply, context) => {
+      // The request 'quit' stops the server, as Git's test daemon answers it (and as `simple-ipc
+      // stop` sends it); any other request, one that only starts with 'quit' too, goes to COMMAND.
+      const iterator = request[Symbol.asyncIterator]();
+      const head: Buffer[] = [];
+      let size = 0;
+      let ended = false;
+      while (size <= QUIT_REQUEST.length) {
+        const next = await iterator.next();
+        if (next.done === true) {
+          ended = true;
+          break;
+        }
+        head.push(next.value);
+        size += next.value.length;
+      }
+      if (ended && size === QUIT_REQUEST.length && Buffer.concat(head).equals(QUIT_REQUEST)) {
+        onQuit();
+        return QUIT;
+      }
+      return runCommand(command, replay(head, iterator), reply, context.signal);
+    },
   };
+}
+
+/** The request that stops a `serve` daemon. */
+export const QUIT_REQUEST = Buffer.from('quit');
+
+// The pieces already read, then the rest of the request.
+async function* replay(head: Buffer[], rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
+  yield* head;
+  for (let next = await rest.next(); next.done !== true; next = await rest.next()) {
+    yield next.value;
+  }
 }
 
 async function runCommand(
@@ -265,3 +310,8 @@ function plural(n: number, word: string): string {
 }
 
 function noop(): void {}
+
+/** `path` as one shell word, quoted only when it needs to be. */
+export function shellQuote(path: string): string {
+  return /^[\w@%+=:,./-]+$/.test(path) ? path : `'${path.replace(/'/g, `'\\''`)}'`;
+}

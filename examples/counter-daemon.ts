@@ -28,7 +28,8 @@ if (process.argv[2] === '--serve') {
   let count = 0;
   const server = await startServer(path, (_request, reply) => reply(String(++count)));
   stopWhenIdle(server, 60_000);
-  stopOnSignals(server);
+  stopOnSignals(server); // Ctrl-C or SIGTERM: stop gracefully, remove the socket, exit 0
+  console.log(`counter daemon ${process.pid} listening at ${path}`);
 } else {
   // The client: connect, starting the daemon first if nothing listens.
   const connection = await connectOrStart(path, {

@@ -244,7 +244,8 @@ export async function connectWithRetries(
         return { state: stateOf(verdict), error: verdict };
       }
       if (signal?.aborted) throw abortError(signal);
-      outcome = attempt;
+      outcome =
+        attempt.code === ErrorCode.NOT_LISTENING ? await notASocket(attempt, path) : attempt;
     }
     const state = stateOf(outcome);
     const retry =
@@ -419,4 +420,23 @@ function stateOf(err: SimpleIpcError): Exclude<ActiveState, 'listening'> {
     default:
       return ActiveState.OTHER_ERROR;
   }
+}
+
+/**
+ * A refused connect (`refused`), or `ERR_IPC_INVALID_PATH` when what refused it is a file that
+ * is not a socket: no server can ever listen there, as {@link getActiveState} and the server say,
+ * and no wait helps. Looked at only after a refusal, off the path of a connect that works.
+ */
+async function notASocket(refused: SimpleIpcError, path: string): Promise<SimpleIpcError> {
+  if (USES_NAMED_PIPES) return refused;
+  try {
+    if ((await lstat(path)).isSocket()) return refused;
+  } catch {
+    return refused;
+  }
+  return new SimpleIpcError(
+    ErrorCode.INVALID_PATH,
+    `'${path}' is not a socket: no server can listen there (give the path of a server's socket)`,
+    { path, cause: refused.cause },
+  );
 }

@@ -152,9 +152,20 @@ Object.freeze(SimpleIpcError.prototype);
 Object.freeze(SimpleIpcError);
 
 /**
- * True when `err` is a {@link SimpleIpcError} (from any copy of this package), optionally
- * with the given code.
+ * True when `err` is a {@link SimpleIpcError} (from any copy of this package) with the given
+ * code. In TypeScript, `err.code` is then that code's literal type.
+ *
+ * @example
+ * ```ts
+ * if (isSimpleIpcError(err, 'ERR_IPC_TIMEOUT')) retryLater(err.code); // err.code: 'ERR_IPC_TIMEOUT'
+ * ```
  */
+export function isSimpleIpcError<C extends ErrorCode>(
+  err: unknown,
+  code: C,
+): err is SimpleIpcError & { readonly code: C };
+/** True when `err` is a {@link SimpleIpcError} (from any copy of this package), of any code. */
+export function isSimpleIpcError(err: unknown): err is SimpleIpcError;
 export function isSimpleIpcError(err: unknown, code?: ErrorCode): err is SimpleIpcError {
   return err instanceof SimpleIpcError && (code === undefined || err.code === code);
 }

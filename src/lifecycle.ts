@@ -131,11 +131,7 @@ async function inspectPath(path: string): Promise<Found> {
     throw fileSystemError(err, path, 'look at');
   }
   if (!stats.isSocket()) {
-    throw new SimpleIpcError(
-      ErrorCode.INVALID_PATH,
-      `'${path}' is ${describe(stats)}, not a socket; it is left alone (remove it yourself, or choose another path)`,
-      { path },
-    );
+    throw new SimpleIpcError(ErrorCode.INVALID_PATH, notASocketMessage(path, stats), { path });
   }
   // Looked at again under the lock: it may have appeared since the first look.
   checkOwner(stats, path, '');
@@ -163,6 +159,24 @@ async function inspectPath(path: string): Promise<Found> {
         { path, cause: state },
       );
   }
+}
+
+/**
+ * Says what is in the way at `path`, whose it is, and what to do: a file of this user's may be
+ * removed if nothing of theirs needs it; another user's (in a shared directory such as /tmp)
+ * is theirs, and removing it would break what they run.
+ */
+function notASocketMessage(path: string, stats: Stats): string {
+  const uid = process.getuid?.();
+  const what = describe(stats);
+  if (uid === undefined) {
+    return `'${path}' is ${what}, not a socket; it is left alone (remove it if nothing needs it, or choose another path)`;
+  }
+  if (stats.uid === uid) {
+    return `'${path}' is ${what} of yours, not a socket; it is left alone (remove it if nothing of yours needs it, or choose another path)`;
+  }
+  const owner = stats.uid === 0 ? 'root' : `user ${stats.uid}`;
+  return `'${path}' is ${what} of ${owner}'s, not a socket; it is left alone (it is not yours to remove: choose another path, in a directory only you can reach such as userSocketDirectory(), 'simple-ipc socket-dir')`;
 }
 
 function describe(stats: Stats): string {

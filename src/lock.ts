@@ -90,10 +90,15 @@ function lockedError(lockPath: string): SimpleIpcError {
   const lock = readLock(lockPath);
   if (lock !== undefined) checkLockOwner(lock, lockPath);
   const owner = lock?.owner;
-  const by = owner === undefined ? '' : ` by process ${owner}`;
+  // Only a live owner's lock, or a fresh one without an owner, is still there after the wait: a
+  // dead owner's is broken, and so is an ownerless one once it is LOCK_STALE_MS old.
+  const what =
+    owner === undefined
+      ? `is held, naming no owner (as Git's servers leave it) (try again: a lock left behind that way is broken once it is ${LOCK_STALE_MS / 1000} s old)`
+      : `is held by process ${owner}, which is running (try again once it has started its server; if process ${owner} is no server starting here, stop it or remove the lock file)`;
   return new SimpleIpcError(
     ErrorCode.LOCKED,
-    `another server is starting here: the lock file '${lockPath}' is held${by} (try again; if no server is starting, the lock was left behind: remove it)`,
+    `another server is starting here: the lock file '${lockPath}' ${what}`,
     { path: lockPath },
   );
 }

@@ -8,7 +8,7 @@
 
 import { constants } from 'node:os';
 import { callObserver } from './guard.js';
-import type { Server } from './server.js';
+import { Server, stopServerFor } from './server.js';
 import {
   callback,
   duration,
@@ -79,7 +79,8 @@ export interface IdleOptions {
 
 /**
  * Stops `server` (gracefully, as {@link Server.stop}: its socket is removed) once no connection
- * has arrived for `timeout` ms and none is in progress.
+ * has arrived for `timeout` ms and none is in progress. Its `stopReason` is then
+ * `{ kind: 'idle' }`.
  *
  * Every accepted connection counts as activity, including liveness probes such as
  * `getActiveState()` or `simple-ipc status`: someone asking whether the daemon is there is
@@ -133,7 +134,9 @@ export function stopWhenIdle(
     if (now - since < timeout) return;
     cancel();
     callObserver('options.onIdle', onIdle, now - since);
-    void server.stop();
+    // A server of this package says why it stopped; a look-alike only has stop().
+    if (server instanceof Server) stopServerFor(server, { kind: 'idle' });
+    else void (server as Pick<Server, 'stop'>).stop();
   };
   timer = setInterval(check, Math.max(1, interval));
   timer.unref();

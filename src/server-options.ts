@@ -166,24 +166,37 @@ export function serverSettings(options: ServerOptions | undefined): ServerSettin
 
 /** Counters of a server's life, from {@link Server.stats}. */
 export interface ServerStats {
-  /** Connections accepted. */
+  /** Connections accepted, probes included. Counted from the start; never goes down. */
   connections: number;
-  /** Connections that hung up without sending a byte (liveness probes). */
+  /**
+   * Connections that hung up without sending a byte: liveness probes such as
+   * `getActiveState()`, `simple-ipc status` or Git's own probe. Not an error.
+   */
   probes: number;
-  /** Requests passed to the handler. */
+  /** Requests passed to the handler (whole, or as a stream to a `{ stream }` handler). */
   requests: number;
-  /** Responses completed with a flush. */
+  /** Responses completed with a flush packet: requests answered in full. */
   responses: number;
-  /** Connections closed at once because the queue was full or the server stopping. */
+  /**
+   * Connections closed at once, unread, because the queue was full (`queueSize`) or the server
+   * was stopping. A client sees its connection closed; a busy server shows it rising.
+   */
   rejected: number;
-  /** Requests that were malformed, too large or cut short (the handler was not called). */
+  /**
+   * Requests that were malformed (bad pkt-line), larger than `maxRequestSize`, or cut short by
+   * their client: the handler was not called. Rising means a client that does not speak the
+   * protocol, or one that gives up half-way.
+   */
   badRequests: number;
   /**
    * Whole requests that never reached the handler: their client hung up while they waited for
    * a free handler, or the server stopped first (as Git drops its queue).
    */
   dropped: number;
-  /** Clients closed for sending or reading nothing within the timeouts. */
+  /**
+   * Clients closed for sending nothing for `requestTimeout` ms while their request was due, or
+   * for taking no response bytes for `responseTimeout` ms.
+   */
   timeouts: number;
   /**
    * Connections closed while their handler ran or their response was being written: the
@@ -191,22 +204,36 @@ export interface ServerStats {
    * `stopTimeout`). Their handlers are not counted in `handlerErrors`.
    */
   clientGone: number;
-  /** Handlers that threw or rejected (other than because their connection was closed). */
+  /**
+   * Handlers that threw or rejected (other than because their connection was closed), each
+   * also passed to `onHandlerError`. Their clients got no flush, so they see
+   * `ERR_IPC_TRUNCATED`. Rising means a bug in the handler.
+   */
   handlerErrors: number;
   /** Failed accepts (for example EMFILE: out of file descriptors). The server goes on. */
   acceptErrors: number;
-  /** Payload bytes received / sent. */
+  /**
+   * Bytes read from clients, as the sockets counted them (pkt-line framing included), added
+   * when each connection closes: open connections are not in it yet.
+   */
   bytesIn: number;
+  /** Bytes written to clients, counted as `bytesIn` is. */
   bytesOut: number;
   /** Connections waiting now: reading their request, or complete and waiting for a slot. */
   queued: number;
-  /** Handlers running now. */
+  /** Handlers running now (at most `threads`). */
   running: number;
 }
 
-/** Why a server stopped: on request, by QUIT, or because its socket was stolen. */
+/**
+ * Why a server stopped: `requested` by {@link Server.stop}, {@link Server.destroy} or the
+ * `signal` option (and so by `stopOnSignals`); `idle`: by `stopWhenIdle`, after its timeout
+ * without a connection; `quit`: a handler returned {@link QUIT}; `stolen`: its socket was
+ * removed or replaced by someone else; `error`: the listening socket failed.
+ */
 export type StopReason =
   | { readonly kind: 'requested' }
+  | { readonly kind: 'idle' }
   | { readonly kind: 'quit' }
   | { readonly kind: 'stolen'; readonly why: TheftReason }
   | { readonly kind: 'error'; readonly error: unknown };

@@ -112,6 +112,15 @@ function checkLinkTarget(target: Stats, path: string): void {
  */
 export function checkOwner(stats: Stats, path: string, what: string): void {
   if (trustedOwner(stats.uid)) return;
+  if (what === '' && !stats.isSocket()) {
+    // Not a socket at all: nobody poses as a server there, but the file is not ours to remove.
+    const kind = stats.isDirectory() ? 'a directory' : stats.isFile() ? 'a regular file' : 'a file';
+    throw new SimpleIpcError(
+      ErrorCode.UNTRUSTED_OWNER,
+      `'${path}' is ${kind} of user ${stats.uid}, not yours (user ${process.geteuid!()}), and not a socket; it is left alone (it is not yours to remove: choose another path, in a directory of your own: userSocketDirectory(), see docs/security.md)`,
+      { path },
+    );
+  }
   const subject = what === '' ? `the socket '${path}'` : `${what} the socket '${path}'`;
   throw new SimpleIpcError(
     ErrorCode.UNTRUSTED_OWNER,

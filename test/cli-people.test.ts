@@ -312,7 +312,7 @@ test('call: errors and exit codes', async (t) => {
     writeFileSync(file, 'x');
     const notSocket = await runCli(['call', file, 'x']);
     assert.equal(notSocket.code, 1);
-    assert.match(notSocket.stderr, /is not a socket/);
+    assert.match(notSocket.stderr, /is a regular file, not a socket: no server can listen there/);
   }
 
   const path = join(dir, 's');

@@ -20,9 +20,24 @@ test('SUPPORTS_SIMPLE_IPC, unknown subcommands and bad options exit as Git does'
   const supports = await runCli(['SUPPORTS_SIMPLE_IPC']);
   assert.equal(supports.code, 0);
   assert.equal(supports.stdout.length, 0);
+  // A deliberate difference: Git's tool dies (128, "Unhandled subcommand") on a word that is no
+  // command, after parsing the options; ours takes it for a typo, a usage error (129) with a
+  // suggestion when one is close, whatever follows. Git's scripts never name an unknown one.
   const unknown = await runCli(['frobnicate', '--name=x']);
-  assert.equal(unknown.code, 128);
-  assert.equal(unknown.stderr, "fatal: Unhandled subcommand: 'frobnicate'\n");
+  assert.equal(unknown.code, 129);
+  assert.equal(
+    unknown.stderr,
+    "error: 'frobnicate' is not a simple-ipc command\nRun 'simple-ipc --help' for the commands.\n",
+  );
+  for (const args of [
+    ['frobnicate', '--help'],
+    ['frobnicate', '--bogus'],
+    ['frobnicate', '-x'],
+  ]) {
+    const r = await runCli(args);
+    assert.equal(r.code, 129, args.join(' '));
+    assert.match(r.stderr, /^error: 'frobnicate' is not a simple-ipc command\n/);
+  }
   const badOption = await runCli(['is-active', '--bogus']);
   assert.equal(badOption.code, 129);
   assert.match(badOption.stderr, /^error: unknown option `bogus'\n/);
@@ -35,7 +50,8 @@ test('SUPPORTS_SIMPLE_IPC, unknown subcommands and bad options exit as Git does'
 // what that stream starts with. Each row checked against Git 2.55's t/helper/test-tool (and
 // again below when it is at hand). A lone -h is answered first; otherwise the options are parsed
 // before the subcommand is looked at, so -h and --help are answered (and bad options refused)
-// whatever the subcommand, and an unknown one is fatal only after that. The first bad option or
+// whatever the subcommand, and an unknown one is fatal only after that. (A word that is no
+// command at all is a usage error here at once: see the test above.) The first bad option or
 // help request decides.
 const USAGE = /^usage: simple-ipc is-active/;
 const HELP_ROWS: [args: string[], code: number, stream: 'stdout' | 'stderr', text: RegExp][] = [
@@ -44,12 +60,9 @@ const HELP_ROWS: [args: string[], code: number, stream: 'stdout' | 'stderr', tex
   [['-h'], 0, 'stdout', USAGE],
   [['-h', '-h'], 0, 'stdout', USAGE],
   [['SUPPORTS_SIMPLE_IPC', '--help'], 0, 'stdout', USAGE],
-  [['frobnicate', '--help'], 0, 'stdout', USAGE],
   [['send', '-h', '--bogus'], 0, 'stdout', USAGE],
-  [['frobnicate', '--bogus'], 129, 'stderr', /^error: unknown option `bogus'\nusage: /],
   [['SUPPORTS_SIMPLE_IPC', '--bogus'], 129, 'stderr', /^error: unknown option `bogus'\n/],
   [['send', '--bogus', '-h'], 129, 'stderr', /^error: unknown option `bogus'\n/],
-  [['frobnicate', '-x'], 129, 'stderr', /^error: unknown switch `x'\n/],
   [['-h', 'send'], 128, 'stderr', /^fatal: Unhandled subcommand: '-h'\n$/],
   [['SUPPORTS_SIMPLE_IPC', 'extra'], 128, 'stderr', /^fatal: Unhandled subcommand: /],
 ];

@@ -363,8 +363,9 @@ test('startDaemon: ERR_IPC_DAEMON_FAILED for a missing program or an unusable pa
   await assert.rejects(startDaemon(file, options), (err: unknown) =>
     isSimpleIpcError(err, 'ERR_IPC_DAEMON_FAILED'),
   );
+  // connectOrStart finds out at its first connect: the path is invalid, no daemon would help.
   await assert.rejects(connectOrStart(file, options), (err: unknown) =>
-    isSimpleIpcError(err, 'ERR_IPC_DAEMON_FAILED'),
+    isSimpleIpcError(err, 'ERR_IPC_INVALID_PATH'),
   );
   await delay(200);
   assert.equal(existsSync(marker), false, 'nothing was spawned');

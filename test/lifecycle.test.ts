@@ -286,7 +286,7 @@ test(
     await assert.rejects(startServer(path, handler), (err: Error & { code?: string }) => {
       assert.equal(err.code, 'ERR_IPC_LOCKED');
       assert.match(err.message, new RegExp(`held by process ${process.pid}`));
-      assert.match(err.message, /remove it/);
+      assert.match(err.message, /which is running .*stop it or remove the lock file/);
       return true;
     });
     assert.equal(readFileSync(`${path}.lock`, 'utf8'), `${process.pid}\n`);

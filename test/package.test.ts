@@ -137,6 +137,42 @@ describe('the packed package', { timeout: 4 * STEP_MS, skip: skipUnderWine }, ()
     );
   });
 
+  test('package.json says where the project lives: repository, bugs, homepage', () => {
+    // npm shows them on the package's page and `npm repo` / `npm bugs` open them.
+    const manifest = JSON.parse(
+      readFileSync(join(app, 'node_modules', 'simple-ipc', 'package.json'), 'utf8'),
+    ) as {
+      repository?: { type?: string; url?: string };
+      bugs?: { url?: string };
+      homepage?: string;
+    };
+    const home = 'https://github.com/simple-ipc/simple-ipc-node';
+    assert.deepEqual(manifest.repository, { type: 'git', url: `git+${home}.git` });
+    assert.deepEqual(manifest.bugs, { url: `${home}/issues` });
+    assert.equal(manifest.homepage, `${home}#readme`);
+  });
+
+  test('packing leaves no tarball in the project, and git would ignore one', (t) => {
+    // The package is packed into a temporary directory; one packed by hand must not be committed.
+    const git = (args: string[]): string | undefined => {
+      try {
+        return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: 'pipe' });
+      } catch {
+        return undefined;
+      }
+    };
+    if (git(['rev-parse', '--git-dir']) === undefined) {
+      t.skip('not in a git checkout');
+      return;
+    }
+    assert.equal(git(['ls-files', '--others', '--exclude-standard', '*.tgz']), '');
+    assert.equal(
+      git(['check-ignore', '--no-index', 'simple-ipc-0.1.0.tgz'])?.trim(),
+      'simple-ipc-0.1.0.tgz',
+      '*.tgz is in .gitignore',
+    );
+  });
+
   test('installing the tarball prints no npm warning', () => {
     // A `prepare` script in the published package.json makes npm 11 warn that the package "has
     // install scripts not yet covered by allowScripts" (and it could not run in an installed

@@ -51,7 +51,7 @@ test('stopWhenIdle stops an unused server and removes its socket', async (t) => 
   await server.closed;
   assert.equal(idle.length, 1);
   assert.ok(idle[0]! >= 300, `idle for ${idle[0]} ms`);
-  assert.deepEqual(server.stopReason, { kind: 'requested' });
+  assert.deepEqual(server.stopReason, { kind: 'idle' });
   assert.ok(await socketGone(path), 'the socket is gone');
 });
 

@@ -93,8 +93,8 @@ async function main(command: string | undefined): Promise<number> {
       const monitor = await startMonitor(root, {
         log: (m) => process.stderr.write(`${new Date().toISOString()} ${m}\n`),
       });
+      stopOnSignals(monitor.server); // Ctrl-C or SIGTERM: stop, remove the socket, exit 0
       process.stdout.write(`running fsmonitor in '${monitor.root}'\n`);
-      stopOnSignals(monitor.server);
       await monitor.server.closed;
       await monitor.close();
       return 0;
