@@ -255,8 +255,12 @@ export interface ServerStats {
   handlerErrors: number;
   /** Failed accepts (for example EMFILE: out of file descriptors). The server goes on. */
   acceptErrors: number;
-  /** Payload bytes received / sent. */
+  /**
+   * Bytes received on the wire: payloads with their 4-byte pkt-line headers and the flush
+   * (a 5-byte request in one packet is 4 + 5 + 4 = 13). Added when a connection closes.
+   */
   bytesIn: number;
+  /** Bytes sent on the wire, counted as {@link ServerStats.bytesIn} is. */
   bytesOut: number;
   /** Connections waiting now: reading their request, or complete and waiting for a slot. */
   queued: number;

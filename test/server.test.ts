@@ -873,3 +873,33 @@ test('stopTimeout bounds stop(): a handler that never settles is cut off; destro
   await within('destroy() during a stop', 5000, again.destroy());
   await cut;
 });
+
+test('stats() counts bytesIn / bytesOut on the wire: payloads, pkt-line headers and flushes', async (t) => {
+  const path = join(tempDir(t), 's');
+  const server = await startServer(path, (request, reply) =>
+    reply(request.length === 5 ? 'world' : 'ok'),
+  );
+  t.after(() => server.destroy());
+  // Both are added when a connection closes, together: wait for bytesOut to move.
+  const closed = (before: number) => () => server.stats().bytesOut !== before;
+  // A 5-byte request in one packet: 4 + 5, then the flush's 4. The answer is the same shape.
+  const { response } = await rawExchange(path, Buffer.from('0009hello0000'));
+  assert.equal(response.toString(), '0009world0000');
+  await until('the connection to be counted', closed(0));
+  assert.deepEqual(pick(server.stats()), { bytesIn: 4 + 5 + 4, bytesOut: 4 + 5 + 4 });
+  // 70000 bytes take two packets (65516 + 4484): two headers and a flush on top.
+  assert.equal((await sendCommand(path, Buffer.alloc(70_000))).toString(), 'ok');
+  await until('the second connection to be counted', closed(13));
+  assert.deepEqual(pick(server.stats()), {
+    bytesIn: 13 + (4 + 65_516) + (4 + 4484) + 4,
+    bytesOut: 13 + 4 + 2 + 4,
+  });
+  // A probe (connect, hang up) sends and receives nothing.
+  assert.equal(await getActiveState(path), 'listening');
+  await until('the probe to be counted', () => server.stats().probes === 1);
+  assert.deepEqual(pick(server.stats()), { bytesIn: 70_025, bytesOut: 23 });
+
+  function pick({ bytesIn, bytesOut }: { bytesIn: number; bytesOut: number }) {
+    return { bytesIn, bytesOut };
+  }
+});
