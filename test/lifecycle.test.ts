@@ -511,6 +511,16 @@ async function steal(
   };
 }
 
+/**
+ * Asserts that a theft at `stolenAt` stopped the server as docs/lifecycle.md promises, "within
+ * about a second" (file-system events make it a few ms; a check every second bounds it when
+ * events are lost). The margin is for a loaded machine.
+ */
+function noticedWithinPromise(stolenAt: number): void {
+  const took = performance.now() - stolenAt;
+  assert.ok(took < 1000 + 250, `noticed after ${Math.round(took)} ms, not within about 1 s`);
+}
+
 for (const how of ['replaced', 'removed', 'not-a-socket'] as const) {
   test(
     `a stolen socket (${how}) is noticed at once; the thief's path is left alone`,
@@ -522,9 +532,7 @@ for (const how of ['replaced', 'removed', 'not-a-socket'] as const) {
       const stolenAt = performance.now();
       const check = await steal(t, path, how);
       await server.closed;
-      // File-system events make this a few ms; the periodic check bounds it at about 1 s. The
-      // bound is loose for loaded machines: Git's own check runs every 60 s.
-      assert.ok(performance.now() - stolenAt < 5000);
+      noticedWithinPromise(stolenAt);
       assert.deepEqual(server.stopReason, { kind: 'stolen', why: how });
       await check();
     },
@@ -541,7 +549,7 @@ test(
     rmSync(dir, { recursive: true });
     const stolenAt = performance.now();
     await server.closed;
-    assert.ok(performance.now() - stolenAt < 5000);
+    noticedWithinPromise(stolenAt);
     assert.deepEqual(server.stopReason, { kind: 'stolen', why: 'removed' });
     assert.equal(existsSync(dir), false);
   },
