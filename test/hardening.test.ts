@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { testDaemon } from '../cli/test-daemon.js';
 import { connect, getActiveState, sendCommand, startServer } from '../src/index.js';
 import {
+  CLOSED_UNANSWERED,
   CLI,
   delay,
   killAndWait,
@@ -377,7 +378,7 @@ test('a whole-request server refuses an oversized request early, a streamed resp
   function* huge() {
     for (let i = 0; i < 1024; i++) yield block;
   }
-  await assert.rejects(sendCommand(path, huge()));
+  await assert.rejects(sendCommand(path, huge()), CLOSED_UNANSWERED);
   assert.ok(server.stats().bytesIn < 64 << 20, 'the server stopped reading early');
 
   const rssBefore = process.memoryUsage().rss;

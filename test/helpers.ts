@@ -415,6 +415,16 @@ export async function deadSocket(path: string): Promise<void> {
   await new Promise((resolve) => server.close(resolve));
 }
 
+/**
+ * What a request the server closed without answering fails with, for `assert.rejects`:
+ * `ERR_IPC_TRUNCATED` when the client read the hang-up, `ERR_IPC_CONNECTION_CLOSED` when the
+ * close came first as a reset (a server that closes with request bytes unread sends one; which
+ * of the two the client sees is timing).
+ */
+export const CLOSED_UNANSWERED = Object.freeze({
+  code: /^(ERR_IPC_TRUNCATED|ERR_IPC_CONNECTION_CLOSED)$/,
+});
+
 /** Resolves after `ms`. */
 export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
