@@ -425,6 +425,23 @@ export const CLOSED_UNANSWERED = Object.freeze({
   code: /^(ERR_IPC_TRUNCATED|ERR_IPC_CONNECTION_CLOSED)$/,
 });
 
+/**
+ * Collects the process warnings with one of `codes` while a test runs (from now until its
+ * end).
+ */
+export function warnings(
+  t: { after: (fn: () => void) => void },
+  ...codes: string[]
+): (Error & { code?: string })[] {
+  const seen: (Error & { code?: string })[] = [];
+  const listener = (warning: Error & { code?: string }): void => {
+    if (warning.code !== undefined && codes.includes(warning.code)) seen.push(warning);
+  };
+  process.on('warning', listener);
+  t.after(() => process.off('warning', listener));
+  return seen;
+}
+
 /** Resolves after `ms`. */
 export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
