@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { getEventListeners } from 'node:events';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,7 +11,7 @@ import {
   sendCommand,
   startClusteredServer,
 } from '../src/index.js';
-import { delay, runCli, runProcess, tempDir, test } from './helpers.js';
+import { delay, HAS_PROC, runCli, runProcess, tempDir, test } from './helpers.js';
 
 // Each test has a deadline: a process that never answers must fail the test, not stall the run.
 
@@ -142,8 +142,17 @@ async function waitUntil(what: string, check: () => boolean, ms = 10_000): Promi
   }
 }
 
-// The children of `pid`, from /proc (Linux).
+// The children of `pid`: from /proc where there is one (Linux), else from ps (macOS, the BSDs).
 function childrenOf(pid: number): number[] {
+  if (!HAS_PROC) {
+    // Without the ps itself, a child of this process while it ran.
+    return execFileSync('ps', ['-A', '-o', 'pid=,ppid=,comm='], { encoding: 'latin1' })
+      .trim()
+      .split('\n')
+      .map((line) => line.trim().split(/\s+/))
+      .filter(([, parent, command]) => Number(parent) === pid && command !== 'ps')
+      .map(([child]) => Number(child));
+  }
   const found: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;

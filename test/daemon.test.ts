@@ -26,6 +26,7 @@ import {
 } from '../src/index.js';
 import {
   delay,
+  needsProc,
   PROCESS_SLOWNESS,
   ROOT,
   runProcess,
@@ -243,7 +244,7 @@ function procIds(pid: number): { ppid: number; pgrp: number; session: number } {
 
 test(
   'startDaemon: the daemon has a session of its own, runs in cwd, and outlives its starter',
-  { skip: process.platform !== 'linux' && 'reads process groups from /proc' },
+  { skip: needsProc('the process group, session and cwd of another process') },
   async (t) => {
     const f = fixture(t);
     const work = join(f.path, '..', 'work');

@@ -39,6 +39,23 @@ export function unixOnly(why: string): string | false {
  */
 export const UNDER_WINE = process.platform === 'win32' && process.env.WINELOADER !== undefined;
 
+/** Whether this system has `/proc` with per-process files (Linux; not macOS, the BSDs or Windows). */
+export const HAS_PROC = existsSync('/proc/self/stat') && existsSync('/proc/self/fd');
+
+/**
+ * Skips a test that reads `/proc` (`what` says for what) where there is none: the skip reason,
+ * or false where `/proc` exists. Pass it as `{ skip }`.
+ */
+export function needsProc(what: string): string | false {
+  return HAS_PROC ? false : `needs /proc, which this system has not: ${what}`;
+}
+
+/**
+ * What a connect to a Unix socket whose listen queue is full fails with: `EAGAIN` on Linux,
+ * `ECONNREFUSED` on macOS and the BSDs (docs/lifecycle.md, src/refusal.ts).
+ */
+export const FULL_BACKLOG_ERROR = process.platform === 'linux' ? 'EAGAIN' : 'ECONNREFUSED';
+
 /** The skip reason of a test of the start-up lock file, which only Unix sockets use. */
 export const LOCK_FILE_ONLY = unixOnly(
   'the start-up lock file (Windows creates the first pipe instance atomically instead)',
