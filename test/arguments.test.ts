@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import {
   connect,
   connectOrStart,
@@ -24,7 +23,7 @@ import {
   writePacketLength,
 } from '../src/index.js';
 import { show } from '../src/validate.js';
-import { tempDir } from './helpers.js';
+import { tempDir, test } from './helpers.js';
 
 /** Asserts that `run` fails with ERR_IPC_INVALID_ARGUMENT naming `name` and showing `value`. */
 async function rejectsArgument(run: () => unknown, name: string, value: unknown): Promise<void> {

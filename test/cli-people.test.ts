@@ -30,9 +30,12 @@ import {
   runCli,
   runProcess,
   socketGone,
-  test,
+  testWithDeadline,
   unixOnly,
 } from './helpers.js';
+
+// Each test runs the CLI, often several times.
+const test = testWithDeadline(60_000);
 
 const WINDOWS = process.platform === 'win32';
 

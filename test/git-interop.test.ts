@@ -44,8 +44,11 @@ import {
   runCli,
   runProcess,
   tempDir,
-  test,
+  testWithDeadline,
 } from './helpers.js';
+
+// Each test runs Git.
+const test = testWithDeadline(120_000);
 
 // Git (the one on PATH) must not see the caller's configuration or repository (a hook may have
 // set GIT_DIR), nor a proxy for 127.0.0.1.

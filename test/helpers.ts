@@ -92,22 +92,46 @@ export async function socketGone(path: string): Promise<boolean> {
 }
 
 /**
- * The deadline of every test that does not set its own, in ms: a bug that makes something
- * wait forever fails that test instead of hanging its file (the test's `t.after` clean-up still
- * runs). Generous, for loaded machines; `SIMPLE_IPC_TEST_TIMEOUT` overrides it.
+ * How much longer waits for other processes may take here: a Node process starts in tens of ms
+ * on Linux, in seconds with the Windows build under Wine on a loaded machine. Deadlines that
+ * only guard against hangs are multiplied by it.
  */
-export const TEST_TIMEOUT_MS = Number(process.env.SIMPLE_IPC_TEST_TIMEOUT ?? '') || 120_000;
+export const PROCESS_SLOWNESS = process.platform === 'win32' ? 4 : 1;
+
+/**
+ * The deadline of every test that does not set its own, in ms: a bug that makes something
+ * wait forever fails that test, by name, instead of hanging its file (the test's `t.after`
+ * clean-up still runs). The tests of the library take well under 10 s even on a loaded machine;
+ * files whose tests run the CLI or Git take a longer one with {@link testWithDeadline}.
+ * `SIMPLE_IPC_TEST_TIMEOUT` overrides both.
+ */
+export const TEST_TIMEOUT_MS = 30_000 * PROCESS_SLOWNESS;
+
+const OVERRIDE_MS = Number(process.env.SIMPLE_IPC_TEST_TIMEOUT ?? '') || undefined;
 
 type TestBody = (t: TestContext) => unknown;
 
-/** `node:test`'s `test`, with {@link TEST_TIMEOUT_MS} as the default `timeout`. */
-export function test(name: string, body: TestBody): void;
-export function test(name: string, options: TestOptions, body: TestBody): void;
-export function test(name: string, second: TestOptions | TestBody, third?: TestBody): void {
-  const [options, body] = typeof second === 'function' ? [{}, second] : [second, third!];
-  // The runner awaits the test itself; nobody else needs its Promise.
-  void nodeTest(name, { timeout: TEST_TIMEOUT_MS, ...options }, (t) => body(t) as void);
+/** `node:test`'s `test`, with a default `timeout`. */
+export interface DeadlineTest {
+  (name: string, body: TestBody): void;
+  (name: string, options: TestOptions, body: TestBody): void;
 }
+
+/**
+ * A `test` whose default deadline is `ms` (times {@link PROCESS_SLOWNESS}): for a file whose
+ * tests run whole processes (the CLI, Git), each of which may take seconds on a loaded machine.
+ */
+export function testWithDeadline(ms: number): DeadlineTest {
+  const timeout = OVERRIDE_MS ?? ms * PROCESS_SLOWNESS;
+  return (name: string, second: TestOptions | TestBody, third?: TestBody): void => {
+    const [options, body] = typeof second === 'function' ? [{}, second] : [second, third!];
+    // The runner awaits the test itself; nobody else needs its Promise.
+    void nodeTest(name, { timeout, ...options }, (t) => body(t) as void);
+  };
+}
+
+/** `node:test`'s `test`, with {@link TEST_TIMEOUT_MS} as the default `timeout`. */
+export const test: DeadlineTest = testWithDeadline(TEST_TIMEOUT_MS / PROCESS_SLOWNESS);
 
 /**
  * Resolves once `check` holds, polling every `interval` ms; fails the test with `what` if it
@@ -194,13 +218,6 @@ export interface RunResult {
   stdout: Buffer;
   stderr: string;
 }
-
-/**
- * How much longer waits for other processes may take here: a Node process starts in tens of ms
- * on Linux, in seconds with the Windows build under Wine on a loaded machine. Deadlines that
- * only guard against hangs are multiplied by it.
- */
-export const PROCESS_SLOWNESS = process.platform === 'win32' ? 4 : 1;
 
 /**
  * Kills `child` with SIGKILL if it still runs, and resolves once it has exited. Rejects, naming

@@ -35,9 +35,12 @@ import {
   runProcess,
   START_RACE_UNDER_WINE,
   tempDir,
-  test,
+  testWithDeadline,
   unixOnly,
 } from './helpers.js';
+
+// Each test runs the CLI, often several servers at once.
+const test = testWithDeadline(60_000);
 
 /** A `run-daemon` process running in the background, killed when the test ends. */
 interface Daemon {
