@@ -32,6 +32,7 @@ import {
   socketGone,
   testWithDeadline,
   unixOnly,
+  until,
 } from './helpers.js';
 
 // Each test runs the CLI, often several times.
@@ -55,18 +56,6 @@ const COUNT = command(
   'wc -c',
   'let n = 0; process.stdin.on(`data`, (d) => (n += d.length)).on(`end`, () => console.log(n))',
 );
-
-async function until(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  ms = 15_000 * PROCESS_SLOWNESS,
-) {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await delay(20);
-  }
-}
 
 /** Runs each command line at once; each must be a usage error (exit 129) matching `pattern`. */
 async function usageErrors(lines: string[][], pattern: RegExp): Promise<void> {
@@ -447,6 +436,8 @@ test(
     // A second request waits for the only thread.
     const connection = await connect(path);
     const second = connection.send('queued');
+    // Time for the server to accept it and read the request, so that the stop finds it queued
+    // (rather than still in the listen backlog): nothing outside the server process shows it.
     await delay(100);
     serving.child.kill('SIGTERM');
     await assert.rejects(second, { code: 'ERR_IPC_TRUNCATED' });

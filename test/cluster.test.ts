@@ -11,7 +11,7 @@ import {
   sendCommand,
   startClusteredServer,
 } from '../src/index.js';
-import { delay, HAS_PROC, runCli, runProcess, tempDir, test } from './helpers.js';
+import { delay, HAS_PROC, runCli, runProcess, tempDir, test, until } from './helpers.js';
 
 // Each test has a deadline: a process that never answers must fail the test, not stall the run.
 
@@ -134,14 +134,6 @@ function alive(pid: number): boolean {
   }
 }
 
-async function waitUntil(what: string, check: () => boolean, ms = 10_000): Promise<void> {
-  const end = performance.now() + ms;
-  while (!check()) {
-    if (performance.now() > end) assert.fail(`timed out waiting for: ${what}`);
-    await delay(20);
-  }
-}
-
 // The children of `pid`: from /proc where there is one (Linux), else from ps (macOS, the BSDs).
 function childrenOf(pid: number): number[] {
   if (!HAS_PROC) {
@@ -215,7 +207,7 @@ test(
     await server.closed;
     assert.equal(server.stopReason?.kind, 'quit');
     assert.equal(existsSync(path), false);
-    await waitUntil('the other process exits', () => !alive(child));
+    await until('the other process exits', () => !alive(child));
   },
 );
 
@@ -238,7 +230,7 @@ test(
     // Each saw its process told to stop, and still finished its response.
     assert.deepEqual(await answered, [String(child), String(child), String(child)]);
     assert.equal(existsSync(path), false);
-    await waitUntil('the other process exits', () => !alive(child));
+    await until('the other process exits', () => !alive(child));
     assert.equal(await getActiveState(path), ActiveState.NOT_LISTENING);
   },
 );
@@ -262,7 +254,7 @@ test(
     const child = Number(readdirSync(failing)[0]!.split('-')[1]);
     assert.notEqual(child, process.pid);
     assert.deepEqual(await failed, ['ERR_IPC_TRUNCATED']);
-    await waitUntil('the error to arrive', () => errors.length === 1);
+    await until('the error to arrive', () => errors.length === 1);
     assert.match((errors[0] as Error).message, new RegExp(`failed in ${child}`));
 
     // destroy(): conversations running in the other process are cut at once (a stop() would
@@ -276,7 +268,7 @@ test(
     await server.destroy();
     for (const answer of await cut) assert.match(answer, /^ERR_IPC_(TRUNCATED|CONNECTION_CLOSED)$/);
     assert.equal(existsSync(path), false);
-    await waitUntil('the other process exits', () => !alive(child));
+    await until('the other process exits', () => !alive(child));
   },
 );
 
@@ -300,7 +292,7 @@ test(
     await server.closed;
     assert.deepEqual(server.stopReason, { kind: 'requested' });
     assert.equal(existsSync(path), false);
-    await waitUntil('the other process exits', () => !alive(children[0]!));
+    await until('the other process exits', () => !alive(children[0]!));
   },
 );
 
@@ -320,13 +312,13 @@ test(
     const [child] = childrenOf(process.pid).filter((pid) => alive(pid));
     assert.ok(child !== undefined);
     process.kill(child, 'SIGKILL');
-    await waitUntil('a new process', () => {
+    await until('a new process', () => {
       const now = childrenOf(process.pid).filter((pid) => pid !== child && alive(pid));
       return now.length === 1 && lines.some((line) => /a server process exited/.test(line));
     });
     for (let i = 0; i < 20; i++) assert.ok((await pidOf(path, 'ping')) > 0);
     await server.stop();
-    await waitUntil('all children gone', () => childrenOf(process.pid).every((pid) => !alive(pid)));
+    await until('all children gone', () => childrenOf(process.pid).every((pid) => !alive(pid)));
   },
 );
 
@@ -345,7 +337,7 @@ test(
     const path = join(dir, 's');
     const starting = startClusteredServer(path, module, { processes: 2 });
     t.after(async () => (await starting).destroy());
-    await waitUntil('the socket', () => existsSync(path));
+    await until('the socket', () => existsSync(path));
     // Requests during the load and after it, until the server is up and 300 ms more. A process
     // that accepted a connection before it could serve it would leave that client waiting.
     let up = false;
@@ -391,7 +383,7 @@ test(
         isSimpleIpcError(err, 'ERR_IPC_HANDLER_FAILED') && /not in a child/.test(err.message),
     );
     assert.equal(existsSync(path), false);
-    await waitUntil('no children', () => childrenOf(process.pid).every((pid) => !alive(pid)));
+    await until('no children', () => childrenOf(process.pid).every((pid) => !alive(pid)));
     await assert.rejects(startClusteredServer(path, module, { processes: 0 }), (err) =>
       isSimpleIpcError(err, 'ERR_IPC_INVALID_ARGUMENT'),
     );
@@ -474,7 +466,7 @@ test(
       processes: 3,
       signal: controller.signal,
     });
-    await waitUntil('both other processes loading', () => readdirSync(loading).length === 2);
+    await until('both other processes loading', () => readdirSync(loading).length === 2);
     const pids = readdirSync(loading).map(Number);
     controller.abort();
     const server = await starting;
@@ -502,8 +494,8 @@ test(
       daemon.kill('SIGKILL');
       for (const pid of children) if (alive(pid)) process.kill(pid, 'SIGKILL');
     });
-    await waitUntil('the daemon listens', () => existsSync(path), 20_000);
-    await waitUntil('its second process', () => childrenOf(daemon.pid!).length === 1, 20_000);
+    await until('the daemon listens', () => existsSync(path), 20_000);
+    await until('its second process', () => childrenOf(daemon.pid!).length === 1, 20_000);
     children = childrenOf(daemon.pid!);
     const multiple = await runCli(['multiple', `--name=${path}`, '--threads=8', '--batchsize=50']);
     assert.equal(multiple.code, 0);
@@ -513,7 +505,7 @@ test(
 
     // The first process dies without a word: the others must not linger as orphans.
     daemon.kill('SIGKILL');
-    await waitUntil('the second process exits', () => children.every((pid) => !alive(pid)));
+    await until('the second process exits', () => children.every((pid) => !alive(pid)));
   },
 );
 

@@ -13,7 +13,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testDaemon } from '../cli/test-daemon.js';
-import { connect, getActiveState, sendCommand, startServer } from '../src/index.js';
+import { connect, sendCommand, startServer } from '../src/index.js';
 import {
   CLOSED_UNANSWERED,
   CLI,
@@ -28,6 +28,7 @@ import {
   test,
   unixOnly,
   until,
+  listeningBy,
 } from './helpers.js';
 
 // The daemon's peak memory and CPU time are read from /proc.
@@ -72,13 +73,7 @@ async function startDaemon(
       rmSync(dir, { recursive: true, force: true });
     }
   });
-  const end = performance.now() + 15_000 * PROCESS_SLOWNESS;
-  while ((await getActiveState(path)) !== 'listening') {
-    if (performance.now() > end || child.exitCode !== null) {
-      assert.fail(`daemon did not start: ${stderr}`);
-    }
-    await delay(20);
-  }
+  await listeningBy(path, child, () => stderr);
   const status = (): string => readFileSync(`/proc/${child.pid}/status`, 'utf8');
   return {
     path,

@@ -140,7 +140,7 @@ export const test: DeadlineTest = testWithDeadline(TEST_TIMEOUT_MS / PROCESS_SLO
 export async function until(
   what: string,
   check: () => boolean | Promise<boolean>,
-  ms = 15_000,
+  ms = 15_000 * PROCESS_SLOWNESS,
   interval = 5,
 ): Promise<void> {
   const end = performance.now() + ms;
@@ -148,6 +148,28 @@ export async function until(
     if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
     await delay(interval);
   }
+}
+
+/**
+ * Waits until a server listens at `path`, started by `child`; fails at once, with what
+ * `stderr()` gives, if the process exits first.
+ */
+export async function listeningBy(
+  path: string,
+  child: ChildProcess,
+  stderr: () => string = () => '',
+): Promise<void> {
+  await until(
+    `a server at ${path}`,
+    async () => {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(`the process exited before listening: ${stderr()}`);
+      }
+      return (await getActiveState(path)) === 'listening';
+    },
+    15_000 * PROCESS_SLOWNESS,
+    20,
+  );
 }
 
 /**

@@ -24,10 +24,8 @@ import { basename, dirname, join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { gitEnv, TEST_TOOL, TEST_TOOL_SKIP } from './git-build.js';
 import { SOCKET_PATH_MAX } from '../src/address.js';
-import { ActiveState, getActiveState } from '../src/index.js';
 import {
   CLI,
-  delay,
   LOCK_FILE_ONLY,
   pathOfLength,
   PROCESS_SLOWNESS,
@@ -37,6 +35,8 @@ import {
   tempDir,
   testWithDeadline,
   unixOnly,
+  listeningBy,
+  until,
 } from './helpers.js';
 
 // Each test runs the CLI, often several servers at once.
@@ -80,13 +80,8 @@ function running(daemon: Daemon): boolean {
 }
 
 /** Waits until something listens at `path`; fails if the daemon exits first. */
-async function listening(path: string, daemon: Daemon): Promise<void> {
-  const deadline = performance.now() + 15_000 * PROCESS_SLOWNESS;
-  while ((await getActiveState(path)) !== ActiveState.LISTENING) {
-    if (!running(daemon)) assert.fail(`the daemon exited before listening: ${daemon.stderr()}`);
-    if (performance.now() > deadline) assert.fail('the daemon did not listen in time');
-    await delay(20);
-  }
+function listening(path: string, daemon: Daemon): Promise<void> {
+  return listeningBy(path, daemon.child, () => daemon.stderr());
 }
 
 /**
@@ -94,11 +89,14 @@ async function listening(path: string, daemon: Daemon): Promise<void> {
  * lock and temporary directory.
  */
 async function settled(dir: string, names: readonly string[]): Promise<void> {
-  const deadline = performance.now() + 5000;
-  while (performance.now() < deadline) {
-    if (readdirSync(dir).sort().join('/') === [...names].sort().join('/')) return;
-    await delay(10);
-  }
+  const want = [...names].sort().join('/');
+  // On time-out, the assertion below shows what is there instead.
+  await until(
+    `${dir} to hold ${want}`,
+    () => readdirSync(dir).sort().join('/') === want,
+    5000,
+    10,
+  ).catch(() => {});
   assert.deepEqual(readdirSync(dir).sort(), [...names].sort());
 }
 
@@ -214,8 +212,13 @@ test(
     const path = join(dir, 's');
     for (let round = 0; round < 4; round++) {
       const daemons = Array.from({ length: 4 }, () => runDaemon(t, path));
-      const deadline = performance.now() + 20_000;
-      while (daemons.filter(running).length > 1 && performance.now() < deadline) await delay(20);
+      // On time-out, the assertion below says how many still run.
+      await until(
+        'all but one to exit',
+        () => daemons.filter(running).length <= 1,
+        20_000,
+        20,
+      ).catch(() => {});
       const winners = daemons.filter(running);
       assert.equal(winners.length, 1, `round ${round}`);
       const winner = winners[0]!;

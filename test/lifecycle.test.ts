@@ -362,7 +362,7 @@ test(
           inside++;
           entered++;
           most = Math.max(most, inside);
-          await delay(1);
+          await delay(1); // hold the lock a moment, so that another would-be holder overlaps
           inside--;
           await held.release();
         }),

@@ -17,7 +17,16 @@ import {
   stopOnSignals,
   stopWhenIdle,
 } from '../src/index.js';
-import { CLOSED_UNANSWERED, delay, ROOT, socketGone, tempDir, test, unixOnly } from './helpers.js';
+import {
+  CLOSED_UNANSWERED,
+  delay,
+  ROOT,
+  socketGone,
+  tempDir,
+  test,
+  unixOnly,
+  until,
+} from './helpers.js';
 
 function gate(): { opened: Promise<void>; open: () => void } {
   let open!: () => void;
@@ -25,14 +34,6 @@ function gate(): { opened: Promise<void>; open: () => void } {
     open = resolve;
   });
   return { opened, open };
-}
-
-async function until(what: string, check: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await delay(10);
-  }
 }
 
 test('stopWhenIdle stops an unused server and removes its socket', async (t) => {
@@ -53,7 +54,7 @@ test('a connection restarts the idle countdown', async (t) => {
   const server = await startServer(path, (_request, reply) => reply('ok'));
   t.after(() => server.destroy());
   stopWhenIdle(server, 1500, { checkInterval: 20 });
-  await delay(200);
+  await delay(200); // some idle time first, which the connection must cancel: the scenario
   const before = performance.now();
   assert.equal((await sendCommand(path, 'x')).toString(), 'ok');
   await server.closed;
@@ -73,6 +74,7 @@ test('a running conversation keeps an idle server alive', async (t) => {
   stopWhenIdle(server, 200, { checkInterval: 20 });
   const answer = sendCommand(path, 'x');
   await until('the handler to run', () => server.stats().running === 1);
+  // Nothing may happen for well over the idle timeout (200 ms): only a fixed wait shows that.
   await delay(700);
   assert.equal(server.stopping, false, 'still serving a conversation');
   release.open();
@@ -87,6 +89,7 @@ test('stopWhenIdle: cancel() and bad timeouts', async (t) => {
   const policy = stopWhenIdle(server, 100, { checkInterval: 10 });
   policy.cancel();
   policy.cancel();
+  // Nothing may happen for three times the timeout: only a fixed wait shows that.
   await delay(300);
   assert.equal(server.stopping, false);
   for (const bad of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
@@ -144,6 +147,7 @@ test('stopOnSignals: a second signal cuts running conversations off', async (t) 
   const answer = connection.send('x');
   await until('the handler', () => server.stats().running === 1);
   process.emit('SIGINT', 'SIGINT');
+  // The conversation must not be cut off: a fixed wait is the only way to see an absence.
   await delay(50);
   assert.equal(server.stats().running, 1, 'the first signal waits for it');
   process.emit('SIGINT', 'SIGINT');

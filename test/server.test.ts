@@ -107,7 +107,7 @@ test('a handler that throws or rejects closes its connection without a flush', a
       if (what === 'throw') throw new Error('sync-ish');
       if (what === 'reject') {
         await reply('partial answer');
-        await delay(10);
+        await delay(10); // the failure comes well after the reply: the scenario
         throw new Error('late');
       }
       await reply('fine');
@@ -341,7 +341,7 @@ test('many clients at once each get their own answer', async (t) => {
   const server = await startServer(
     path,
     async (request, reply) => {
-      await delay(1);
+      await delay(1); // each handler yields, so that the four threads interleave
       await reply(Buffer.concat([Buffer.from('echo:'), request]));
     },
     { threads: 4 },
@@ -796,6 +796,7 @@ test(
       () => (settled = true),
     );
     t.after(async () => (await starting).destroy());
+    // Start-up must not finish while the lock is held: a fixed wait shows that absence.
     await delay(300);
     assert.equal(settled, false, 'still waiting for the lock');
     unlinkSync(`${path}.lock`);
