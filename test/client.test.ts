@@ -20,6 +20,8 @@ import {
 import {
   CLOSED_UNANSWERED,
   delay,
+  gate,
+  heldServer,
   netAddress,
   otherUserOrSkip,
   runProcess,
@@ -205,16 +207,7 @@ test(
 test('a stopping server with a conversation running: not-listening at once, waited for only with waitIfBusy', async (t) => {
   // On Windows the pipe is busy then (its one instance is taken), and libuv by itself would
   // wait up to 30 s for another; on Unix the socket refuses connections.
-  const path = join(tempDir(t), 's');
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  const server = await startServer(path, async (_request, reply) => {
-    await held;
-    await reply('done');
-  });
-  t.after(() => server.destroy());
+  const { path, server, hold } = await heldServer(t, 'done');
   const running = sendCommand(path, 'x');
   await until('the conversation to run', () => server.stats().running > 0);
   void server.stop();
@@ -232,7 +225,7 @@ test('a stopping server with a conversation running: not-listening at once, wait
   const took = performance.now() - t0;
   assert.equal(waited.state, ActiveState.NOT_LISTENING);
   assert.ok(took >= 500 && took < 5000, `waited until the deadline (${took} ms)`);
-  release();
+  hold.open();
   assert.equal((await running).toString(), 'done');
   await server.closed;
 });
@@ -571,10 +564,7 @@ test('Connection.stream: timeout, maxResponseSize and signal end the iteration w
 // ERR_IPC_CONNECTION_CLOSED is "the connection closed before the exchange completed".
 test('disposing of a connection mid-stream is ERR_IPC_CONNECTION_CLOSED, not ERR_IPC_TRUNCATED', async (t) => {
   const path = join(tempDir(t), 's');
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => {
-    release = resolve;
-  });
+  const { promise: held, open: release } = gate();
   const server = await startServer(path, async (_request, reply) => {
     await reply('first');
     await held;
@@ -611,10 +601,7 @@ test('disposing of a connection mid-stream is ERR_IPC_CONNECTION_CLOSED, not ERR
 
 test('destroy() mid-exchange is ERR_IPC_CONNECTION_CLOSED; closing after the response keeps it', async (t) => {
   const path = join(tempDir(t), 's');
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => {
-    release = resolve;
-  });
+  const { promise: held, open: release } = gate();
   const server = await startServer(path, async (request, reply) => {
     await reply('first');
     if (request.toString() === 'hold') await held;

@@ -38,10 +38,10 @@ import {
 import { gitEnv, isolatedGitEnv, TEST_TOOL, TEST_TOOL_SKIP } from './git-build.js';
 import {
   CLI,
-  type RunResult,
   recording,
   runCli,
   runProcess,
+  type RunResult,
   tempDir,
   testWithDeadline,
   until,

@@ -15,11 +15,12 @@ import { join } from 'node:path';
 import { testDaemon } from '../cli/test-daemon.js';
 import { connect, sendCommand, startServer } from '../src/index.js';
 import {
-  CLOSED_UNANSWERED,
   CLI,
+  CLOSED_UNANSWERED,
   delay,
   FULL_BACKLOG_ERROR,
   killAndWait,
+  listeningBy,
   needsProc,
   PROCESS_SLOWNESS,
   rawConnect,
@@ -28,7 +29,6 @@ import {
   test,
   unixOnly,
   until,
-  listeningBy,
 } from './helpers.js';
 
 // The daemon's peak memory and CPU time are read from /proc.

@@ -23,7 +23,15 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test as nodeTest, type TestContext, type TestOptions } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { getActiveState, PktLineDecoder, pipeNameFor, USES_NAMED_PIPES } from '../src/index.js';
+import {
+  getActiveState,
+  PktLineDecoder,
+  pipeNameFor,
+  type Server,
+  type ServerOptions,
+  startServer,
+  USES_NAMED_PIPES,
+} from '../src/index.js';
 
 /**
  * Skips a test on Windows because what it checks exists only on Unix (socket files, modes,
@@ -496,6 +504,38 @@ export function warnings(
   process.on('warning', listener);
   t.after(() => process.off('warning', listener));
   return seen;
+}
+
+/** A Promise and its opener, to hold handlers at a known point until the test lets them go. */
+export function gate(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { promise, open };
+}
+
+/**
+ * A server at a fresh path whose handler waits for `hold` to open, then answers `answer`
+ * (destroyed after the test): for tests of what happens while handlers run.
+ */
+export async function heldServer(
+  t: TestContext,
+  answer: string,
+  options?: ServerOptions,
+): Promise<{ path: string; server: Server; hold: ReturnType<typeof gate> }> {
+  const path = join(tempDir(t), 's');
+  const hold = gate();
+  const server = await startServer(
+    path,
+    async (_request, reply) => {
+      await hold.promise;
+      await reply(answer);
+    },
+    options,
+  );
+  t.after(() => server.destroy());
+  return { path, server, hold };
 }
 
 /** Resolves after `ms`. */

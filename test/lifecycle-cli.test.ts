@@ -26,6 +26,7 @@ import { gitEnv, TEST_TOOL, TEST_TOOL_SKIP } from './git-build.js';
 import { SOCKET_PATH_MAX } from '../src/address.js';
 import {
   CLI,
+  listeningBy,
   LOCK_FILE_ONLY,
   pathOfLength,
   PROCESS_SLOWNESS,
@@ -35,7 +36,6 @@ import {
   tempDir,
   testWithDeadline,
   unixOnly,
-  listeningBy,
   until,
 } from './helpers.js';
 

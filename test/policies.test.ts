@@ -20,6 +20,8 @@ import {
 import {
   CLOSED_UNANSWERED,
   delay,
+  gate,
+  heldServer,
   ROOT,
   socketGone,
   tempDir,
@@ -27,14 +29,6 @@ import {
   unixOnly,
   until,
 } from './helpers.js';
-
-function gate(): { opened: Promise<void>; open: () => void } {
-  let open!: () => void;
-  const opened = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  return { opened, open };
-}
 
 test('stopWhenIdle stops an unused server and removes its socket', async (t) => {
   const path = join(tempDir(t), 's');
@@ -64,13 +58,7 @@ test('a connection restarts the idle countdown', async (t) => {
 });
 
 test('a running conversation keeps an idle server alive', async (t) => {
-  const path = join(tempDir(t), 's');
-  const release = gate();
-  const server = await startServer(path, async (_request, reply) => {
-    await release.opened;
-    await reply('done');
-  });
-  t.after(() => server.destroy());
+  const { path, server, hold: release } = await heldServer(t, 'done');
   stopWhenIdle(server, 200, { checkInterval: 20 });
   const answer = sendCommand(path, 'x');
   await until('the handler to run', () => server.stats().running === 1);
@@ -111,7 +99,7 @@ async function signalled(
 test('stopOnSignals: SIGTERM lets the running conversation finish, drops the queued one', async (t) => {
   const release = gate();
   const { path, server } = await signalled(t, async (request, reply) => {
-    await release.opened;
+    await release.promise;
     await reply(`${request.toString()}-a `);
     await reply(`${request.toString()}-b`);
   });

@@ -15,6 +15,8 @@ import {
 import {
   CLOSED_UNANSWERED,
   delay,
+  gate,
+  heldServer,
   LOCK_FILE_ONLY,
   netAddress,
   rawConnect,
@@ -25,15 +27,6 @@ import {
   test,
   until,
 } from './helpers.js';
-
-/** A promise and its resolver, to hold handlers at a known point. */
-function gate(): { promise: Promise<void>; open: () => void } {
-  let open!: () => void;
-  const promise = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  return { promise, open };
-}
 
 test('a handler that writes nothing still gets a flush; many chunks arrive in order', async (t) => {
   const path = join(tempDir(t), 's');
@@ -186,17 +179,7 @@ test('threads bounds concurrent handlers; waiting requests run in arrival order'
 });
 
 test('a full queue closes new connections at once', async (t) => {
-  const path = join(tempDir(t), 's');
-  const hold = gate();
-  const server = await startServer(
-    path,
-    async (_request, reply) => {
-      await hold.promise;
-      await reply('ok');
-    },
-    { threads: 1, queueSize: 2 },
-  );
-  t.after(() => server.destroy());
+  const { path, server, hold } = await heldServer(t, 'ok', { threads: 1, queueSize: 2 });
   const first = sendCommand(path, 'a'); // runs
   await until('first running', () => server.stats().running === 1);
   const queued = [sendCommand(path, 'b'), sendCommand(path, 'c')];
@@ -208,17 +191,7 @@ test('a full queue closes new connections at once', async (t) => {
 });
 
 test('stop lets running conversations finish, drops queued ones, and is idempotent', async (t) => {
-  const path = join(tempDir(t), 's');
-  const hold = gate();
-  const server = await startServer(
-    path,
-    async (_request, reply) => {
-      await hold.promise;
-      await reply('finished');
-    },
-    { threads: 1 },
-  );
-  t.after(() => server.destroy());
+  const { path, server, hold } = await heldServer(t, 'finished', { threads: 1 });
   const running = sendCommand(path, 'a');
   await until('running', () => server.stats().running === 1);
   const queued = assert.rejects(sendCommand(path, 'b'), CLOSED_UNANSWERED);
