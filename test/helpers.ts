@@ -538,6 +538,35 @@ export async function heldServer(
   return { path, server, hold };
 }
 
+/**
+ * A server at a fresh path that answers `ok` and counts its handler's calls (destroyed after
+ * the test): for tests that what is refused never reaches the handler.
+ */
+export async function countingServer(
+  t: TestContext,
+): Promise<{ path: string; server: Server; calls: () => number }> {
+  const path = join(tempDir(t), 's');
+  let calls = 0;
+  const server = await startServer(path, async (_request, reply) => {
+    calls++;
+    await reply('ok');
+  });
+  t.after(() => server.destroy());
+  return { path, server, calls: () => calls };
+}
+
+/**
+ * Connects a raw client to `server`, sends `bytes`, waits until a handler runs, then hangs up
+ * (errors of its own socket ignored): a client that leaves mid-conversation.
+ */
+export async function hangUpMidHandler(server: Server, bytes: string): Promise<void> {
+  const socket = await rawConnect(server.path);
+  socket.on('error', () => {});
+  socket.write(bytes);
+  await until('the handler to run', () => server.stats().running === 1);
+  socket.destroy();
+}
+
 /** Resolves after `ms`. */
 export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -14,8 +14,10 @@ import {
 } from '../src/index.js';
 import {
   CLOSED_UNANSWERED,
+  countingServer,
   delay,
   gate,
+  hangUpMidHandler,
   heldServer,
   LOCK_FILE_ONLY,
   netAddress,
@@ -53,13 +55,7 @@ test('the largest backlog is taken: the server starts and answers', async (t) =>
 });
 
 test('probes and malformed requests never reach the handler; the server keeps serving', async (t) => {
-  const path = join(tempDir(t), 's');
-  let calls = 0;
-  const server = await startServer(path, async (_request, reply) => {
-    calls++;
-    await reply('ok');
-  });
-  t.after(() => server.destroy());
+  const { path, server, calls } = await countingServer(t);
   (await rawConnect(path)).end();
   for (const bad of ['zzzz', '0003', '0002', '0001', 'fff1', '0008pi', '0008ping', '-001']) {
     const { response } = await rawExchange(path, Buffer.from(bad), { end: true });
@@ -69,7 +65,7 @@ test('probes and malformed requests never reach the handler; the server keeps se
   const cut = await rawConnect(path);
   cut.end('0009hello');
   await until('bad requests counted', () => server.stats().badRequests >= 9);
-  assert.equal(calls, 0);
+  assert.equal(calls(), 0);
   assert.equal((await sendCommand(path, 'x')).toString(), 'ok');
   const stats = server.stats();
   assert.equal(stats.probes, 1);
@@ -427,12 +423,8 @@ test(
       { streamThreshold: 1 },
     );
     t.after(() => server.destroy());
-    const socket = await rawConnect(path);
-    socket.on('error', () => {});
-    socket.write('0007one');
     // The handler runs once 'one' is there: its first next() gets it, the other two wait.
-    await until('the handler to run', () => server.stats().running === 1);
-    socket.destroy();
+    await hangUpMidHandler(server, '0007one');
     await handled;
     assert.deepEqual(
       settled.map((s) => s.status),
@@ -644,11 +636,7 @@ test("the handler's context.signal aborts when its client hangs up", async (t) =
     done.open();
   });
   t.after(() => server.destroy());
-  const socket = await rawConnect(path);
-  socket.on('error', () => {});
-  socket.write('0008wait0000');
-  await until('the handler to run', () => server.stats().running === 1);
-  socket.destroy();
+  await hangUpMidHandler(server, '0008wait0000');
   await done.promise;
   assert.equal((reason as SimpleIpcError).code, 'ERR_IPC_CONNECTION_CLOSED');
   assert.equal(repliedAfter, 'ERR_IPC_CONNECTION_CLOSED');
