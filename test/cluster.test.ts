@@ -11,13 +11,20 @@ import {
   sendCommand,
   startClusteredServer,
 } from '../src/index.js';
-import { delay, HAS_PROC, runCli, runProcess, tempDir, test, until } from './helpers.js';
+import {
+  delay,
+  HAS_PROC,
+  LIBRARY,
+  runCli,
+  runProcess,
+  tempDir,
+  test,
+  until,
+  writeModule,
+} from './helpers.js';
 
 // Each test has a deadline: a process that never answers must fail the test, not stall the run.
 
-// Handler modules are written to a temp dir; they reach the library by absolute URL, as an
-// application's module would by package name.
-const LIBRARY = new URL('../src/index.js', import.meta.url).href;
 const CLI = new URL('../../bin/simple-ipc.js', import.meta.url).pathname;
 
 // Answers `pid` with its process id and stops the whole server on `quit`. The others take a
@@ -117,12 +124,6 @@ function markers(t: TestContext, name: string): string {
   const dir = join(tempDir(t), name);
   mkdirSync(dir);
   return dir;
-}
-
-function writeModule(dir: string, name: string, source: string): string {
-  const file = join(dir, name);
-  writeFileSync(file, source);
-  return file;
 }
 
 function alive(pid: number): boolean {

@@ -16,6 +16,7 @@ import {
   renameSync,
   rmSync,
   statSync,
+  writeFileSync,
 } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { createServer as createNetServer, connect as netConnect, type Socket } from 'node:net';
@@ -565,6 +566,19 @@ export async function hangUpMidHandler(server: Server, bytes: string): Promise<v
   socket.write(bytes);
   await until('the handler to run', () => server.stats().running === 1);
   socket.destroy();
+}
+
+/**
+ * The built library by absolute URL: modules a test writes to a temp dir (handlers, worker
+ * tasks, scripts) import it so, as an application's module would by package name.
+ */
+export const LIBRARY = new URL('../src/index.js', import.meta.url).href;
+
+/** Writes a module (a handler or worker task) `name` with `source` into `dir`; its path. */
+export function writeModule(dir: string, name: string, source: string): string {
+  const file = join(dir, name);
+  writeFileSync(file, source);
+  return file;
 }
 
 /** Resolves after `ms`. */

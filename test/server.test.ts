@@ -3,11 +3,14 @@ import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { unlinkSync, writeFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
+import type { TestContext } from 'node:test';
 import {
   encodeMessage,
   getActiveState,
   isSimpleIpcError,
   QUIT,
+  type Server,
+  type ServerOptions,
   type SimpleIpcError,
   sendCommand,
   startServer,
@@ -553,17 +556,27 @@ test('responseTimeout closes a client that takes no response bytes; the handler 
   assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
 });
 
-test('responseTimeout: a client that reads steadily is never cut off, however long the response', async (t) => {
+/** A server whose handler answers every request with `mib` MiB, in 1 MiB replies. */
+async function mibServer(
+  t: TestContext,
+  mib: number,
+  options: ServerOptions,
+): Promise<{ path: string; server: Server }> {
   const path = join(tempDir(t), 's');
   const piece = Buffer.alloc(1 << 20, 4);
   const server = await startServer(
     path,
     async (_request, reply) => {
-      for (let i = 0; i < 16; i++) await reply(piece);
+      for (let i = 0; i < mib; i++) await reply(piece);
     },
-    { responseTimeout: 500 },
+    options,
   );
   t.after(() => server.destroy());
+  return { path, server };
+}
+
+test('responseTimeout: a client that reads steadily is never cut off, however long the response', async (t) => {
+  const { path, server } = await mibServer(t, 16, { responseTimeout: 500 });
   // Reads 64 KiB every 10 ms: 16 MiB take over 2.5 s, five times the timeout, and the server
   // waits for the client to take bytes the whole time.
   const socket = await rawConnect(path);
@@ -591,16 +604,7 @@ test('responseTimeout: a client that reads steadily is never cut off, however lo
 });
 
 test('responseTimeout 0 lets a client take as long as it likes', async (t) => {
-  const path = join(tempDir(t), 's');
-  const piece = Buffer.alloc(1 << 20, 4);
-  const server = await startServer(
-    path,
-    async (_request, reply) => {
-      for (let i = 0; i < 8; i++) await reply(piece);
-    },
-    { responseTimeout: 0, requestTimeout: 0 },
-  );
-  t.after(() => server.destroy());
+  const { path, server } = await mibServer(t, 8, { responseTimeout: 0, requestTimeout: 0 });
   const socket = await rawConnect(path);
   t.after(() => socket.destroy());
   socket.pause();

@@ -15,6 +15,7 @@ import {
 } from '../src/index.js';
 import { workerHandler } from '../src/workers.js';
 import {
+  LIBRARY,
   PROCESS_SLOWNESS,
   rawConnect,
   runProcess,
@@ -22,18 +23,11 @@ import {
   tempDir,
   test,
   until,
+  writeModule,
 } from './helpers.js';
 
-// Worker modules are written to a temp dir; they reach the library by absolute URL, as an
-// application's module would by package name.
-const LIBRARY = new URL('../src/index.js', import.meta.url).href;
+// Worker modules reach the workers module as they reach the library (LIBRARY).
 const WORKERS = new URL('../src/workers.js', import.meta.url).href;
-
-function writeModule(dir: string, name: string, source: string): string {
-  const file = join(dir, name);
-  writeFileSync(file, source);
-  return file;
-}
 
 /**
  * A server at `<dir>/s` whose handler runs the worker module `source` (written to `<dir>/<name>`)
