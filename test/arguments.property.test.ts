@@ -18,7 +18,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
-import { after, before, type TestContext, test } from 'node:test';
+import { after, before, type TestContext } from 'node:test';
 import fc from 'fast-check';
 import {
   CONNECT_TIMEOUT_MS,
@@ -44,7 +44,7 @@ import {
   workerHandler,
   writePacketLength,
 } from '../src/index.js';
-import { tempDir } from './helpers.js';
+import { rawExchange, tempDir, test, until, warnings } from './helpers.js';
 
 const TIME_MS = Number.parseInt(process.env.SIMPLE_IPC_ARGS_MS ?? '', 10) || 700;
 const SEED = Number.parseInt(process.env.SIMPLE_IPC_ARGS_SEED ?? '', 10);
@@ -579,6 +579,158 @@ test('policies: any timeout and options give a clear error or a policy that canc
       assert.equal(server.stopping, false);
     },
   );
+});
+
+// ---------------------------------------------------------------------------------------------
+// Hostile callbacks: every callback option may throw (anything), reject, return a thenable
+// whose `then` throws, return any value, or never settle. None of that may change what a client
+// gets or whether a server stops; each failure (not an odd value) is reported once, as a
+// process warning ERR_IPC_CALLBACK_FAILED naming the option, with what it threw as the cause.
+
+const BEHAVIOURS = {
+  throws: (v: unknown) => () => {
+    throw v;
+  },
+  rejects: (v: unknown) => () => Promise.reject(v),
+  'async throws': (v: unknown) => async () => {
+    await Promise.resolve();
+    throw v;
+  },
+  'then throws': (v: unknown) => () => ({
+    then() {
+      throw v;
+    },
+  }),
+  returns: (v: unknown) => () => v,
+  'never settles': () => () => new Promise(() => {}),
+  'then never calls back': () => () => ({ then() {} }),
+} as const;
+type Behaviour = keyof typeof BEHAVIOURS;
+const FAILING: readonly Behaviour[] = ['throws', 'rejects', 'async throws', 'then throws'];
+
+const behaviour = fc.tuple(
+  fc.constantFrom(...(Object.keys(BEHAVIOURS) as Behaviour[])),
+  fc.oneof(fc.anything(), fc.constant(new Error('callback broke'))),
+);
+
+/** A fresh callback doing `how` with `value`, counting its calls. */
+function hostile(option: string, [how, value]: [Behaviour, unknown]) {
+  const body = BEHAVIOURS[how](value);
+  const made = {
+    option,
+    how,
+    value,
+    calls: 0,
+    fn: (..._args: unknown[]): unknown => {
+      made.calls++;
+      return body();
+    },
+  };
+  return made;
+}
+
+const MARK = 'SIMPLE_IPC_TEST_MARK';
+
+/**
+ * Collects the ERR_IPC_CALLBACK_FAILED warnings of a test, without Node printing them (one a
+ * run would flood the output); `settled()` resolves with those seen so far once every warning
+ * already emitted has arrived (they come on a later tick: a mark emitted now comes after them).
+ */
+function callbackWarnings(t: TestContext): { settled(): Promise<(Error & { code?: string })[]> } {
+  const printers = process.listeners('warning');
+  process.removeAllListeners('warning');
+  t.after(() => {
+    for (const printer of printers) process.on('warning', printer);
+  });
+  const seen = warnings(t, 'ERR_IPC_CALLBACK_FAILED', MARK);
+  return {
+    async settled() {
+      const marks = seen.filter((w) => w.code === MARK).length;
+      process.emitWarning('mark', { code: MARK });
+      await until('the mark warning', () => seen.filter((w) => w.code === MARK).length > marks);
+      return seen.splice(0).filter((w) => w.code !== MARK);
+    },
+  };
+}
+
+/** Asserts that `reported` holds one warning for each of `callbacks` that failed, and no more. */
+function assertReportedOnce(
+  reported: readonly (Error & { code?: string })[],
+  callbacks: readonly ReturnType<typeof hostile>[],
+): void {
+  const failed = callbacks.filter((c) => c.calls > 0 && FAILING.includes(c.how));
+  assert.deepEqual(
+    reported.map((w) => /^(options\.\w+) failed/.exec(w.message)?.[1]).sort(),
+    failed.map((c) => c.option).sort(),
+    `warnings: ${reported.map((w) => w.message).join(' | ')}`,
+  );
+  for (const c of failed) {
+    const warning = reported.find((w) => w.message.startsWith(`${c.option} failed`))!;
+    assert.ok(Object.is(warning.cause, c.value), `${c.option}: the cause is what it threw`);
+  }
+}
+
+test('hostile onHandlerError and debug: clients get what they would, each failure is reported once', async (t) => {
+  const nextPath = pathMaker(t);
+  const reports = callbackWarnings(t);
+  await hold(t, fc.tuple(behaviour, behaviour), async ([onError, onDebug]) => {
+    const path = nextPath();
+    const onHandlerError = hostile('options.onHandlerError', onError);
+    const debug = hostile('options.debug', onDebug);
+    const server = await startServer(
+      path,
+      (request, reply) => {
+        if (request.toString() === 'fail') throw new Error('handler broke');
+        return reply('pong');
+      },
+      { onHandlerError: onHandlerError.fn, debug: debug.fn },
+    );
+    try {
+      for (let i = 0; i < 2; i++) {
+        await assert.rejects(sendCommand(path, 'fail', { timeout: DEADLINE_MS }), {
+          code: 'ERR_IPC_TRUNCATED',
+        });
+        // Not a pkt-line: closed unanswered, and debug hears of it.
+        const bad = await rawExchange(path, Buffer.from('zzzz'));
+        assert.equal(bad.response.length, 0);
+      }
+      assert.equal(String(await sendCommand(path, 'ping', { timeout: DEADLINE_MS })), 'pong');
+      await until('both callbacks called for each failure', () => debug.calls >= 2);
+      assert.equal(onHandlerError.calls, 2);
+      const stats = server.stats();
+      assert.equal(stats.handlerErrors, 2);
+      assert.equal(stats.badRequests, 2);
+      assertReportedOnce(await reports.settled(), [onHandlerError, debug]);
+    } finally {
+      await server.destroy();
+    }
+  });
+});
+
+test('hostile onIdle and onSignal: the server still stops, each failure is reported once', async (t) => {
+  const nextPath = pathMaker(t);
+  const reports = callbackWarnings(t);
+  await hold(t, fc.tuple(fc.boolean(), behaviour), async ([idle, how]) => {
+    const server = await startServer(nextPath(), (_request, reply) => reply('pong'));
+    const callback = hostile(idle ? 'options.onIdle' : 'options.onSignal', how);
+    try {
+      if (idle) stopWhenIdle(server, 10, { checkInterval: 5, onIdle: callback.fn });
+      else {
+        stopOnSignals(server, { signals: ['SIGHUP'], onSignal: callback.fn });
+        // Twice: the second forces the stop, and a second failure is not reported again.
+        process.emit('SIGHUP', 'SIGHUP');
+        process.emit('SIGHUP', 'SIGHUP');
+      }
+      const closed = await outcomeOf(() => server.closed, 'server.closed');
+      assert.ok(closed.ok, 'the server stopped');
+      assert.deepEqual(server.stopReason, { kind: 'requested' });
+      assert.equal(callback.calls, idle ? 1 : 2);
+      assert.equal(process.listenerCount('SIGHUP'), 0, 'no listener left behind');
+      assertReportedOnce(await reports.settled(), [callback]);
+    } finally {
+      await server.destroy();
+    }
+  });
 });
 
 test('startClusteredServer and workerHandler: any options give a clear error or something that works', async (t) => {

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import {
   connect,
   connectOrStart,
@@ -24,7 +23,7 @@ import {
   writePacketLength,
 } from '../src/index.js';
 import { show } from '../src/validate.js';
-import { tempDir } from './helpers.js';
+import { countingServer, tempDir, test } from './helpers.js';
 
 /** Asserts that `run` fails with ERR_IPC_INVALID_ARGUMENT naming `name` and showing `value`. */
 async function rejectsArgument(run: () => unknown, name: string, value: unknown): Promise<void> {
@@ -182,13 +181,7 @@ test('the client functions check their path and every option', async (t) => {
 });
 
 test('Connection.send and stream check the request and options before sending anything', async (t) => {
-  const path = join(tempDir(t), 's');
-  let calls = 0;
-  const server = await startServer(path, async (_request, reply) => {
-    calls++;
-    await reply('ok');
-  });
-  t.after(() => server.destroy());
+  const { path, calls } = await countingServer(t);
   const connection = await connect(path);
   t.after(() => connection.destroy());
   assert.throws(() => connection.stream('x', { timeout: -5 }), {
@@ -202,7 +195,7 @@ test('Connection.send and stream check the request and options before sending an
     'options.signal',
     'no',
   );
-  assert.equal(calls, 0);
+  assert.equal(calls(), 0);
 });
 
 test('daemons on demand: every option is checked before anything is spawned', async (t) => {

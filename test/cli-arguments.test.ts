@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { test } from 'node:test';
-import { runCli, tempDir } from './helpers.js';
+import { runCli, tempDir, testWithDeadline } from './helpers.js';
+
+// Each test runs the CLI.
+const test = testWithDeadline(60_000);
 
 // Flags out of the range the library takes are usage errors (exit 129, with the usage), as
 // Git's parse-options makes them, never a failure after the command has started.

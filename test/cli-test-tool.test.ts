@@ -12,9 +12,12 @@ import {
   type RunResult,
   socketGone,
   tempDir,
-  test,
+  testWithDeadline,
   unixOnly,
 } from './helpers.js';
+
+// Each test runs the CLI.
+const test = testWithDeadline(60_000);
 
 test('SUPPORTS_SIMPLE_IPC, unknown subcommands and bad options exit as Git does', async () => {
   const supports = await runCli(['SUPPORTS_SIMPLE_IPC']);

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { getEventListeners } from 'node:events';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,13 +11,20 @@ import {
   sendCommand,
   startClusteredServer,
 } from '../src/index.js';
-import { delay, runCli, runProcess, tempDir, test } from './helpers.js';
+import {
+  delay,
+  HAS_PROC,
+  LIBRARY,
+  runCli,
+  runProcess,
+  tempDir,
+  test,
+  until,
+  writeModule,
+} from './helpers.js';
 
 // Each test has a deadline: a process that never answers must fail the test, not stall the run.
 
-// Handler modules are written to a temp dir; they reach the library by absolute URL, as an
-// application's module would by package name.
-const LIBRARY = new URL('../src/index.js', import.meta.url).href;
 const CLI = new URL('../../bin/simple-ipc.js', import.meta.url).pathname;
 
 // Answers `pid` with its process id and stops the whole server on `quit`. The others take a
@@ -119,12 +126,6 @@ function markers(t: TestContext, name: string): string {
   return dir;
 }
 
-function writeModule(dir: string, name: string, source: string): string {
-  const file = join(dir, name);
-  writeFileSync(file, source);
-  return file;
-}
-
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -134,16 +135,17 @@ function alive(pid: number): boolean {
   }
 }
 
-async function waitUntil(what: string, check: () => boolean, ms = 10_000): Promise<void> {
-  const end = performance.now() + ms;
-  while (!check()) {
-    if (performance.now() > end) assert.fail(`timed out waiting for: ${what}`);
-    await delay(20);
-  }
-}
-
-// The children of `pid`, from /proc (Linux).
+// The children of `pid`: from /proc where there is one (Linux), else from ps (macOS, the BSDs).
 function childrenOf(pid: number): number[] {
+  if (!HAS_PROC) {
+    // Without the ps itself, a child of this process while it ran.
+    return execFileSync('ps', ['-A', '-o', 'pid=,ppid=,comm='], { encoding: 'latin1' })
+      .trim()
+      .split('\n')
+      .map((line) => line.trim().split(/\s+/))
+      .filter(([, parent, command]) => Number(parent) === pid && command !== 'ps')
+      .map(([child]) => Number(child));
+  }
   const found: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
@@ -206,7 +208,7 @@ test(
     await server.closed;
     assert.equal(server.stopReason?.kind, 'quit');
     assert.equal(existsSync(path), false);
-    await waitUntil('the other process exits', () => !alive(child));
+    await until('the other process exits', () => !alive(child));
   },
 );
 
@@ -229,7 +231,7 @@ test(
     // Each saw its process told to stop, and still finished its response.
     assert.deepEqual(await answered, [String(child), String(child), String(child)]);
     assert.equal(existsSync(path), false);
-    await waitUntil('the other process exits', () => !alive(child));
+    await until('the other process exits', () => !alive(child));
     assert.equal(await getActiveState(path), ActiveState.NOT_LISTENING);
   },
 );
@@ -253,7 +255,7 @@ test(
     const child = Number(readdirSync(failing)[0]!.split('-')[1]);
     assert.notEqual(child, process.pid);
     assert.deepEqual(await failed, ['ERR_IPC_TRUNCATED']);
-    await waitUntil('the error to arrive', () => errors.length === 1);
+    await until('the error to arrive', () => errors.length === 1);
     assert.match((errors[0] as Error).message, new RegExp(`failed in ${child}`));
 
     // destroy(): conversations running in the other process are cut at once (a stop() would
@@ -267,7 +269,7 @@ test(
     await server.destroy();
     for (const answer of await cut) assert.match(answer, /^ERR_IPC_(TRUNCATED|CONNECTION_CLOSED)$/);
     assert.equal(existsSync(path), false);
-    await waitUntil('the other process exits', () => !alive(child));
+    await until('the other process exits', () => !alive(child));
   },
 );
 
@@ -291,7 +293,7 @@ test(
     await server.closed;
     assert.deepEqual(server.stopReason, { kind: 'requested' });
     assert.equal(existsSync(path), false);
-    await waitUntil('the other process exits', () => !alive(children[0]!));
+    await until('the other process exits', () => !alive(children[0]!));
   },
 );
 
@@ -311,13 +313,13 @@ test(
     const [child] = childrenOf(process.pid).filter((pid) => alive(pid));
     assert.ok(child !== undefined);
     process.kill(child, 'SIGKILL');
-    await waitUntil('a new process', () => {
+    await until('a new process', () => {
       const now = childrenOf(process.pid).filter((pid) => pid !== child && alive(pid));
       return now.length === 1 && lines.some((line) => /a server process exited/.test(line));
     });
     for (let i = 0; i < 20; i++) assert.ok((await pidOf(path, 'ping')) > 0);
     await server.stop();
-    await waitUntil('all children gone', () => childrenOf(process.pid).every((pid) => !alive(pid)));
+    await until('all children gone', () => childrenOf(process.pid).every((pid) => !alive(pid)));
   },
 );
 
@@ -336,7 +338,7 @@ test(
     const path = join(dir, 's');
     const starting = startClusteredServer(path, module, { processes: 2 });
     t.after(async () => (await starting).destroy());
-    await waitUntil('the socket', () => existsSync(path));
+    await until('the socket', () => existsSync(path));
     // Requests during the load and after it, until the server is up and 300 ms more. A process
     // that accepted a connection before it could serve it would leave that client waiting.
     let up = false;
@@ -382,7 +384,7 @@ test(
         isSimpleIpcError(err, 'ERR_IPC_HANDLER_FAILED') && /not in a child/.test(err.message),
     );
     assert.equal(existsSync(path), false);
-    await waitUntil('no children', () => childrenOf(process.pid).every((pid) => !alive(pid)));
+    await until('no children', () => childrenOf(process.pid).every((pid) => !alive(pid)));
     await assert.rejects(startClusteredServer(path, module, { processes: 0 }), (err) =>
       isSimpleIpcError(err, 'ERR_IPC_INVALID_ARGUMENT'),
     );
@@ -465,7 +467,7 @@ test(
       processes: 3,
       signal: controller.signal,
     });
-    await waitUntil('both other processes loading', () => readdirSync(loading).length === 2);
+    await until('both other processes loading', () => readdirSync(loading).length === 2);
     const pids = readdirSync(loading).map(Number);
     controller.abort();
     const server = await starting;
@@ -493,8 +495,8 @@ test(
       daemon.kill('SIGKILL');
       for (const pid of children) if (alive(pid)) process.kill(pid, 'SIGKILL');
     });
-    await waitUntil('the daemon listens', () => existsSync(path), 20_000);
-    await waitUntil('its second process', () => childrenOf(daemon.pid!).length === 1, 20_000);
+    await until('the daemon listens', () => existsSync(path), 20_000);
+    await until('its second process', () => childrenOf(daemon.pid!).length === 1, 20_000);
     children = childrenOf(daemon.pid!);
     const multiple = await runCli(['multiple', `--name=${path}`, '--threads=8', '--batchsize=50']);
     assert.equal(multiple.code, 0);
@@ -504,7 +506,7 @@ test(
 
     // The first process dies without a word: the others must not linger as orphans.
     daemon.kill('SIGKILL');
-    await waitUntil('the second process exits', () => children.every((pid) => !alive(pid)));
+    await until('the second process exits', () => children.every((pid) => !alive(pid)));
   },
 );
 

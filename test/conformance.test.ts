@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { describe, type TestContext, test } from 'node:test';
+import { describe, type TestContext } from 'node:test';
 import { testDaemon } from '../cli/test-daemon.js';
 import {
   connect,
@@ -21,7 +21,17 @@ import {
   sendCommand,
   startServer,
 } from '../src/index.js';
-import { netAddress, rawExchange, recording, runCli, tempDir } from './helpers.js';
+import {
+  netAddress,
+  rawExchange,
+  recording,
+  runCli,
+  tempDir,
+  testWithDeadline,
+} from './helpers.js';
+
+// Some tests run the CLI.
+const test = testWithDeadline(60_000);
 
 const text = (s: string): Buffer => Buffer.from(s, 'latin1');
 

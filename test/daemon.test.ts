@@ -26,13 +26,14 @@ import {
 } from '../src/index.js';
 import {
   delay,
-  PROCESS_SLOWNESS,
+  needsProc,
   ROOT,
   runProcess,
   socketGone,
   START_RACE_UNDER_WINE,
   tempDir,
   test,
+  until,
 } from './helpers.js';
 
 const LIBRARY = pathToFileURL(join(ROOT, 'dist', 'src', 'index.js')).href;
@@ -122,18 +123,6 @@ function kill(pid: number): void {
     process.kill(pid, 'SIGKILL');
   } catch {
     // gone already
-  }
-}
-
-async function until(
-  what: string,
-  check: () => boolean | Promise<boolean>,
-  ms = 15_000 * PROCESS_SLOWNESS,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await delay(25);
   }
 }
 
@@ -243,7 +232,7 @@ function procIds(pid: number): { ppid: number; pgrp: number; session: number } {
 
 test(
   'startDaemon: the daemon has a session of its own, runs in cwd, and outlives its starter',
-  { skip: process.platform !== 'linux' && 'reads process groups from /proc' },
+  { skip: needsProc('the process group, session and cwd of another process') },
   async (t) => {
     const f = fixture(t);
     const work = join(f.path, '..', 'work');
@@ -319,6 +308,7 @@ test('startDaemon: a daemon that does not listen in time is ERR_IPC_DAEMON_NOT_O
     args: ['-e', 'setTimeout(() => {}, 2000)'],
     signal: controller.signal,
   });
+  // An abort in the middle of the wait (the timer is the scenario).
   setTimeout(() => controller.abort(), 100);
   await assert.rejects(waiting, (err: SimpleIpcError) => err.code === 'ABORT_ERR');
 });
@@ -367,6 +357,8 @@ test('startDaemon: ERR_IPC_DAEMON_FAILED for a missing program or an unusable pa
   await assert.rejects(connectOrStart(file, options), (err: unknown) =>
     isSimpleIpcError(err, 'ERR_IPC_INVALID_PATH'),
   );
+  // Nothing may happen: a process spawned despite the refusal would write the marker within
+  // this time. A fixed wait is the only way to see an absence.
   await delay(200);
   assert.equal(existsSync(marker), false, 'nothing was spawned');
   assert.equal(readFileSync(file, 'utf8'), 'precious');

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { cpSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { inspect } from 'node:util';
 import {
@@ -11,7 +10,7 @@ import {
   SimpleIpcError,
   tryConnect,
 } from '../src/index.js';
-import { tempDir } from './helpers.js';
+import { tempDir, test } from './helpers.js';
 
 type Library = typeof import('../src/index.js');
 

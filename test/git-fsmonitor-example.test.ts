@@ -22,7 +22,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { describe, type TestContext, test } from 'node:test';
+import { describe, type TestContext } from 'node:test';
 import { type Monitor, startMonitor } from '../examples/git-fsmonitor/monitor.js';
 import {
   decodeResponse,
@@ -33,7 +33,10 @@ import {
 import { ActiveState, getActiveState, sendCommand } from '../src/index.js';
 import { GIT_BUILD_SKIP } from './git-build.js';
 import { makeWorktree, until, type Worktree } from './git-worktree.js';
-import { ROOT, removeTree } from './helpers.js';
+import { ROOT, removeTree, testWithDeadline } from './helpers.js';
+
+// Each test runs Git.
+const test = testWithDeadline(120_000);
 
 const MAIN = join(ROOT, 'dist', 'examples', 'git-fsmonitor', 'main.js');
 const LINUX = process.platform === 'linux' ? false : 'the example watches with inotify (Linux)';

@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, type TestContext, test } from 'node:test';
+import { describe, type TestContext } from 'node:test';
 import {
   decodeResponse,
   encodeQuery,
@@ -25,6 +25,10 @@ import {
 import { ActiveState, getActiveState, QUIT, sendCommand, startServer } from '../src/index.js';
 import { GIT_BUILD_SKIP } from './git-build.js';
 import { makeWorktree, until, type Worktree } from './git-worktree.js';
+import { testWithDeadline } from './helpers.js';
+
+// Each test runs Git.
+const test = testWithDeadline(120_000);
 
 /** Sends one request to the monitor of `wt` and decodes the answer. */
 async function query(wt: Worktree, token: string): Promise<QueryResult> {

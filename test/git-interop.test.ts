@@ -38,14 +38,17 @@ import {
 import { gitEnv, isolatedGitEnv, TEST_TOOL, TEST_TOOL_SKIP } from './git-build.js';
 import {
   CLI,
-  delay,
-  type RunResult,
   recording,
   runCli,
   runProcess,
+  type RunResult,
   tempDir,
-  test,
+  testWithDeadline,
+  until,
 } from './helpers.js';
+
+// Each test runs Git.
+const test = testWithDeadline(120_000);
 
 // Git (the one on PATH) must not see the caller's configuration or repository (a hook may have
 // set GIT_DIR), nor a proxy for 127.0.0.1.
@@ -431,11 +434,9 @@ function testTool(args: string[], options: { input?: Buffer; cwd?: string } = {}
 }
 
 /** Waits (up to 10 s) until a server listens at `path`. */
-async function waitListening(path: string): Promise<void> {
-  for (let i = 0; (await getActiveState(path)) !== ActiveState.LISTENING; i++) {
-    assert.ok(i < 200, `no server started at ${path}`);
-    await delay(50);
-  }
+function waitListening(path: string): Promise<void> {
+  const listening = async () => (await getActiveState(path)) === ActiveState.LISTENING;
+  return until(`a server at ${path}`, listening, 10_000, 50);
 }
 
 /** The lines `multiple --threads=N` prints (before its summary), sorted. */

@@ -16,21 +16,7 @@ import {
   stopOnSignals,
   stopWhenIdle,
 } from '../src/index.js';
-import { rawExchange, tempDir, test, until } from './helpers.js';
-
-/** Collects the process warnings with one of `codes` while a test runs. */
-function warnings(
-  t: { after: (fn: () => void) => void },
-  ...codes: string[]
-): (Error & { code?: string })[] {
-  const seen: (Error & { code?: string })[] = [];
-  const listener = (warning: Error & { code?: string }): void => {
-    if (warning.code !== undefined && codes.includes(warning.code)) seen.push(warning);
-  };
-  process.on('warning', listener);
-  t.after(() => process.off('warning', listener));
-  return seen;
-}
+import { rawExchange, tempDir, test, until, warnings } from './helpers.js';
 
 // A client deadline far below the test's, so that a server that never answers shows up as
 // ERR_IPC_TIMEOUT instead of a hung test.

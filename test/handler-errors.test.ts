@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import { type Reply, SimpleIpcError, sendCommand, startServer } from '../src/index.js';
-import { rawExchange, tempDir } from './helpers.js';
+import { rawExchange, tempDir, test } from './helpers.js';
 
 // Every kind of value a handler can throw: an Error must not be the only one taken as failure.
 const THROWN: readonly unknown[] = [

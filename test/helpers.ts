@@ -16,6 +16,7 @@ import {
   renameSync,
   rmSync,
   statSync,
+  writeFileSync,
 } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { createServer as createNetServer, connect as netConnect, type Socket } from 'node:net';
@@ -23,7 +24,15 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test as nodeTest, type TestContext, type TestOptions } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { getActiveState, PktLineDecoder, pipeNameFor, USES_NAMED_PIPES } from '../src/index.js';
+import {
+  getActiveState,
+  PktLineDecoder,
+  pipeNameFor,
+  type Server,
+  type ServerOptions,
+  startServer,
+  USES_NAMED_PIPES,
+} from '../src/index.js';
 
 /**
  * Skips a test on Windows because what it checks exists only on Unix (socket files, modes,
@@ -38,6 +47,23 @@ export function unixOnly(why: string): string | false {
  * `WINELOADER` in every process's environment; Windows never does.
  */
 export const UNDER_WINE = process.platform === 'win32' && process.env.WINELOADER !== undefined;
+
+/** Whether this system has `/proc` with per-process files (Linux; not macOS, the BSDs or Windows). */
+export const HAS_PROC = existsSync('/proc/self/stat') && existsSync('/proc/self/fd');
+
+/**
+ * Skips a test that reads `/proc` (`what` says for what) where there is none: the skip reason,
+ * or false where `/proc` exists. Pass it as `{ skip }`.
+ */
+export function needsProc(what: string): string | false {
+  return HAS_PROC ? false : `needs /proc, which this system has not: ${what}`;
+}
+
+/**
+ * What a connect to a Unix socket whose listen queue is full fails with: `EAGAIN` on Linux,
+ * `ECONNREFUSED` on macOS and the BSDs (docs/lifecycle.md, src/refusal.ts).
+ */
+export const FULL_BACKLOG_ERROR = process.platform === 'linux' ? 'EAGAIN' : 'ECONNREFUSED';
 
 /** The skip reason of a test of the start-up lock file, which only Unix sockets use. */
 export const LOCK_FILE_ONLY = unixOnly(
@@ -75,22 +101,46 @@ export async function socketGone(path: string): Promise<boolean> {
 }
 
 /**
- * The deadline of every test that does not set its own, in ms: a bug that makes something
- * wait forever fails that test instead of hanging its file (the test's `t.after` clean-up still
- * runs). Generous, for loaded machines; `SIMPLE_IPC_TEST_TIMEOUT` overrides it.
+ * How much longer waits for other processes may take here: a Node process starts in tens of ms
+ * on Linux, in seconds with the Windows build under Wine on a loaded machine. Deadlines that
+ * only guard against hangs are multiplied by it.
  */
-export const TEST_TIMEOUT_MS = Number(process.env.SIMPLE_IPC_TEST_TIMEOUT ?? '') || 120_000;
+export const PROCESS_SLOWNESS = process.platform === 'win32' ? 4 : 1;
+
+/**
+ * The deadline of every test that does not set its own, in ms: a bug that makes something
+ * wait forever fails that test, by name, instead of hanging its file (the test's `t.after`
+ * clean-up still runs). The tests of the library take well under 10 s even on a loaded machine;
+ * files whose tests run the CLI or Git take a longer one with {@link testWithDeadline}.
+ * `SIMPLE_IPC_TEST_TIMEOUT` overrides both.
+ */
+export const TEST_TIMEOUT_MS = 30_000 * PROCESS_SLOWNESS;
+
+const OVERRIDE_MS = Number(process.env.SIMPLE_IPC_TEST_TIMEOUT ?? '') || undefined;
 
 type TestBody = (t: TestContext) => unknown;
 
-/** `node:test`'s `test`, with {@link TEST_TIMEOUT_MS} as the default `timeout`. */
-export function test(name: string, body: TestBody): void;
-export function test(name: string, options: TestOptions, body: TestBody): void;
-export function test(name: string, second: TestOptions | TestBody, third?: TestBody): void {
-  const [options, body] = typeof second === 'function' ? [{}, second] : [second, third!];
-  // The runner awaits the test itself; nobody else needs its Promise.
-  void nodeTest(name, { timeout: TEST_TIMEOUT_MS, ...options }, (t) => body(t) as void);
+/** `node:test`'s `test`, with a default `timeout`. */
+export interface DeadlineTest {
+  (name: string, body: TestBody): void;
+  (name: string, options: TestOptions, body: TestBody): void;
 }
+
+/**
+ * A `test` whose default deadline is `ms` (times {@link PROCESS_SLOWNESS}): for a file whose
+ * tests run whole processes (the CLI, Git), each of which may take seconds on a loaded machine.
+ */
+export function testWithDeadline(ms: number): DeadlineTest {
+  const timeout = OVERRIDE_MS ?? ms * PROCESS_SLOWNESS;
+  return (name: string, second: TestOptions | TestBody, third?: TestBody): void => {
+    const [options, body] = typeof second === 'function' ? [{}, second] : [second, third!];
+    // The runner awaits the test itself; nobody else needs its Promise.
+    void nodeTest(name, { timeout, ...options }, (t) => body(t) as void);
+  };
+}
+
+/** `node:test`'s `test`, with {@link TEST_TIMEOUT_MS} as the default `timeout`. */
+export const test: DeadlineTest = testWithDeadline(TEST_TIMEOUT_MS / PROCESS_SLOWNESS);
 
 /**
  * Resolves once `check` holds, polling every `interval` ms; fails the test with `what` if it
@@ -99,7 +149,7 @@ export function test(name: string, second: TestOptions | TestBody, third?: TestB
 export async function until(
   what: string,
   check: () => boolean | Promise<boolean>,
-  ms = 15_000,
+  ms = 15_000 * PROCESS_SLOWNESS,
   interval = 5,
 ): Promise<void> {
   const end = performance.now() + ms;
@@ -107,6 +157,28 @@ export async function until(
     if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
     await delay(interval);
   }
+}
+
+/**
+ * Waits until a server listens at `path`, started by `child`; fails at once, with what
+ * `stderr()` gives, if the process exits first.
+ */
+export async function listeningBy(
+  path: string,
+  child: ChildProcess,
+  stderr: () => string = () => '',
+): Promise<void> {
+  await until(
+    `a server at ${path}`,
+    async () => {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(`the process exited before listening: ${stderr()}`);
+      }
+      return (await getActiveState(path)) === 'listening';
+    },
+    15_000 * PROCESS_SLOWNESS,
+    20,
+  );
 }
 
 /**
@@ -177,13 +249,6 @@ export interface RunResult {
   stdout: Buffer;
   stderr: string;
 }
-
-/**
- * How much longer waits for other processes may take here: a Node process starts in tens of ms
- * on Linux, in seconds with the Windows build under Wine on a loaded machine. Deadlines that
- * only guard against hangs are multiplied by it.
- */
-export const PROCESS_SLOWNESS = process.platform === 'win32' ? 4 : 1;
 
 /**
  * Kills `child` with SIGKILL if it still runs, and resolves once it has exited. Rejects, naming
@@ -413,6 +478,107 @@ export async function deadSocket(path: string): Promise<void> {
   await new Promise<void>((resolve) => server.listen(temporary, resolve));
   renameSync(temporary, path);
   await new Promise((resolve) => server.close(resolve));
+}
+
+/**
+ * What a request the server closed without answering fails with, for `assert.rejects`:
+ * `ERR_IPC_TRUNCATED` when the client read the hang-up, `ERR_IPC_CONNECTION_CLOSED` when the
+ * close came first as a reset (a server that closes with request bytes unread sends one; which
+ * of the two the client sees is timing).
+ */
+export const CLOSED_UNANSWERED = Object.freeze({
+  code: /^(ERR_IPC_TRUNCATED|ERR_IPC_CONNECTION_CLOSED)$/,
+});
+
+/**
+ * Collects the process warnings with one of `codes` while a test runs (from now until its
+ * end).
+ */
+export function warnings(
+  t: { after: (fn: () => void) => void },
+  ...codes: string[]
+): (Error & { code?: string })[] {
+  const seen: (Error & { code?: string })[] = [];
+  const listener = (warning: Error & { code?: string }): void => {
+    if (warning.code !== undefined && codes.includes(warning.code)) seen.push(warning);
+  };
+  process.on('warning', listener);
+  t.after(() => process.off('warning', listener));
+  return seen;
+}
+
+/** A Promise and its opener, to hold handlers at a known point until the test lets them go. */
+export function gate(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { promise, open };
+}
+
+/**
+ * A server at a fresh path whose handler waits for `hold` to open, then answers `answer`
+ * (destroyed after the test): for tests of what happens while handlers run.
+ */
+export async function heldServer(
+  t: TestContext,
+  answer: string,
+  options?: ServerOptions,
+): Promise<{ path: string; server: Server; hold: ReturnType<typeof gate> }> {
+  const path = join(tempDir(t), 's');
+  const hold = gate();
+  const server = await startServer(
+    path,
+    async (_request, reply) => {
+      await hold.promise;
+      await reply(answer);
+    },
+    options,
+  );
+  t.after(() => server.destroy());
+  return { path, server, hold };
+}
+
+/**
+ * A server at a fresh path that answers `ok` and counts its handler's calls (destroyed after
+ * the test): for tests that what is refused never reaches the handler.
+ */
+export async function countingServer(
+  t: TestContext,
+): Promise<{ path: string; server: Server; calls: () => number }> {
+  const path = join(tempDir(t), 's');
+  let calls = 0;
+  const server = await startServer(path, async (_request, reply) => {
+    calls++;
+    await reply('ok');
+  });
+  t.after(() => server.destroy());
+  return { path, server, calls: () => calls };
+}
+
+/**
+ * Connects a raw client to `server`, sends `bytes`, waits until a handler runs, then hangs up
+ * (errors of its own socket ignored): a client that leaves mid-conversation.
+ */
+export async function hangUpMidHandler(server: Server, bytes: string): Promise<void> {
+  const socket = await rawConnect(server.path);
+  socket.on('error', () => {});
+  socket.write(bytes);
+  await until('the handler to run', () => server.stats().running === 1);
+  socket.destroy();
+}
+
+/**
+ * The built library by absolute URL: modules a test writes to a temp dir (handlers, worker
+ * tasks, scripts) import it so, as an application's module would by package name.
+ */
+export const LIBRARY = new URL('../src/index.js', import.meta.url).href;
+
+/** Writes a module (a handler or worker task) `name` with `source` into `dir`; its path. */
+export function writeModule(dir: string, name: string, source: string): string {
+  const file = join(dir, name);
+  writeFileSync(file, source);
+  return file;
 }
 
 /** Resolves after `ms`. */

@@ -49,6 +49,7 @@ import {
   START_RACE_UNDER_WINE,
   tempDir,
   test,
+  needsProc,
   unixOnly,
 } from './helpers.js';
 
@@ -160,7 +161,12 @@ test(
 
 test(
   'a live server too busy to accept is not replaced either',
-  { skip: unixOnly('a full Unix listen backlog (client.test.ts checks a busy pipe)') },
+  {
+    skip:
+      unixOnly('a full Unix listen backlog (client.test.ts checks a busy pipe)') ||
+      (process.platform !== 'linux' &&
+        'a full listen backlog fails connects with EAGAIN on Linux only; on macOS and the BSDs it refuses them as a dead socket does, so a server that never drains it counts as dead (docs/lifecycle.md; refusal.test.ts covers the probes)'),
+  },
   async (t) => {
     const dir = tempDir(t);
     const path = join(dir, 's');
@@ -324,7 +330,7 @@ test('a lock whose owner is dead is broken at once', { skip: LOCK_FILE_ONLY }, a
 test(
   'a lock whose pid now names a younger process (pid reuse) is broken',
   {
-    skip: process.platform !== 'linux' && 'process start times are read from /proc',
+    skip: needsProc('process start times'),
   },
   async (t) => {
     const dir = tempDir(t);
@@ -356,7 +362,7 @@ test(
           inside++;
           entered++;
           most = Math.max(most, inside);
-          await delay(1);
+          await delay(1); // hold the lock a moment, so that another would-be holder overlaps
           inside--;
           await held.release();
         }),
@@ -511,6 +517,16 @@ async function steal(
   };
 }
 
+/**
+ * Asserts that a theft at `stolenAt` stopped the server as docs/lifecycle.md promises, "within
+ * about a second" (file-system events make it a few ms; a check every second bounds it when
+ * events are lost). The margin is for a loaded machine.
+ */
+function noticedWithinPromise(stolenAt: number): void {
+  const took = performance.now() - stolenAt;
+  assert.ok(took < 1000 + 250, `noticed after ${Math.round(took)} ms, not within about 1 s`);
+}
+
 for (const how of ['replaced', 'removed', 'not-a-socket'] as const) {
   test(
     `a stolen socket (${how}) is noticed at once; the thief's path is left alone`,
@@ -522,9 +538,7 @@ for (const how of ['replaced', 'removed', 'not-a-socket'] as const) {
       const stolenAt = performance.now();
       const check = await steal(t, path, how);
       await server.closed;
-      // File-system events make this a few ms; the periodic check bounds it at about 1 s. The
-      // bound is loose for loaded machines: Git's own check runs every 60 s.
-      assert.ok(performance.now() - stolenAt < 5000);
+      noticedWithinPromise(stolenAt);
       assert.deepEqual(server.stopReason, { kind: 'stolen', why: how });
       await check();
     },
@@ -541,7 +555,7 @@ test(
     rmSync(dir, { recursive: true });
     const stolenAt = performance.now();
     await server.closed;
-    assert.ok(performance.now() - stolenAt < 5000);
+    noticedWithinPromise(stolenAt);
     assert.deepEqual(server.stopReason, { kind: 'stolen', why: 'removed' });
     assert.equal(existsSync(dir), false);
   },

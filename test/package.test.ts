@@ -21,13 +21,22 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { posix } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { ROOT, runProcess, type RunResult, tempDir, UNDER_WINE } from './helpers.js';
+import { after, before, describe } from 'node:test';
+import {
+  ROOT,
+  runProcess,
+  type RunResult,
+  tempDir,
+  testWithDeadline,
+  UNDER_WINE,
+} from './helpers.js';
 
 const MODULES = join(ROOT, 'node_modules');
 const NPM = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 // Installing, building and packing take some seconds each on a loaded 2-core machine.
 const STEP_MS = 120_000;
+// Each test packs, installs or runs the package: a few steps.
+const test = testWithDeadline(4 * STEP_MS);
 
 /** Runs `command` in `cwd` and fails with its output if it exits with anything but 0. */
 async function run(command: string, args: readonly string[], cwd: string): Promise<RunResult> {

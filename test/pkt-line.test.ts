@@ -411,6 +411,11 @@ interface Fixture {
   message: MessageOutcome;
 }
 
+/** A fixture that both decoders refuse with the same `code`. */
+function malformed(name: string, bytes: Buffer, code: string): Fixture {
+  return { name, bytes, packets: { code }, message: { code } };
+}
+
 const max = 'm'.repeat(LARGE_PACKET_DATA_MAX);
 const fixtures: Fixture[] = [
   {
@@ -491,54 +496,23 @@ const fixtures: Fixture[] = [
     packets: { packets: [`data:${max}`, 'flush'] },
     message: { payload: max, rest: '', pieces: 1 },
   },
-  {
-    name: 'a length over 65520',
-    bytes: wire(`fff1${max}x0000`),
-    packets: { code: 'ERR_PKT_LINE_TOO_LONG' },
-    message: { code: 'ERR_PKT_LINE_TOO_LONG' },
-  },
-  {
-    name: 'length 3',
-    bytes: wire('0008ping00030000'),
-    packets: { code: 'ERR_PKT_LINE_LENGTH' },
-    message: { code: 'ERR_PKT_LINE_LENGTH' },
-  },
-  {
-    name: 'a non-hex length after a good packet',
-    bytes: wire('0008ping+0080000'),
-    packets: { code: 'ERR_PKT_LINE_LENGTH' },
-    message: { code: 'ERR_PKT_LINE_LENGTH' },
-  },
-  {
-    name: 'a 0x length',
-    bytes: wire('0x08ping0000'),
-    packets: { code: 'ERR_PKT_LINE_LENGTH' },
-    message: { code: 'ERR_PKT_LINE_LENGTH' },
-  },
-  {
-    name: 'a length with a space',
-    bytes: wire(' 008ping0000'),
-    packets: { code: 'ERR_PKT_LINE_LENGTH' },
-    message: { code: 'ERR_PKT_LINE_LENGTH' },
-  },
+  malformed('a length over 65520', wire(`fff1${max}x0000`), 'ERR_PKT_LINE_TOO_LONG'),
+  malformed('length 3', wire('0008ping00030000'), 'ERR_PKT_LINE_LENGTH'),
+  malformed(
+    'a non-hex length after a good packet',
+    wire('0008ping+0080000'),
+    'ERR_PKT_LINE_LENGTH',
+  ),
+  malformed('a 0x length', wire('0x08ping0000'), 'ERR_PKT_LINE_LENGTH'),
+  malformed('a length with a space', wire(' 008ping0000'), 'ERR_PKT_LINE_LENGTH'),
   {
     name: 'nothing at all',
     bytes: wire(''),
     packets: { packets: [] },
     message: { code: 'ERR_IPC_TRUNCATED' },
   },
-  {
-    name: 'EOF inside a length',
-    bytes: wire('0008ping000'),
-    packets: { code: 'ERR_IPC_TRUNCATED' },
-    message: { code: 'ERR_IPC_TRUNCATED' },
-  },
-  {
-    name: 'EOF inside a payload',
-    bytes: wire('0008pi'),
-    packets: { code: 'ERR_IPC_TRUNCATED' },
-    message: { code: 'ERR_IPC_TRUNCATED' },
-  },
+  malformed('EOF inside a length', wire('0008ping000'), 'ERR_IPC_TRUNCATED'),
+  malformed('EOF inside a payload', wire('0008pi'), 'ERR_IPC_TRUNCATED'),
   {
     name: 'EOF before the flush',
     bytes: wire('0008ping0008pong'),

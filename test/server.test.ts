@@ -3,17 +3,25 @@ import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { unlinkSync, writeFileSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
+import type { TestContext } from 'node:test';
 import {
   encodeMessage,
   getActiveState,
   isSimpleIpcError,
   QUIT,
+  type Server,
+  type ServerOptions,
   type SimpleIpcError,
   sendCommand,
   startServer,
 } from '../src/index.js';
 import {
+  CLOSED_UNANSWERED,
+  countingServer,
   delay,
+  gate,
+  hangUpMidHandler,
+  heldServer,
   LOCK_FILE_ONLY,
   netAddress,
   rawConnect,
@@ -24,15 +32,6 @@ import {
   test,
   until,
 } from './helpers.js';
-
-/** A promise and its resolver, to hold handlers at a known point. */
-function gate(): { promise: Promise<void>; open: () => void } {
-  let open!: () => void;
-  const promise = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  return { promise, open };
-}
 
 test('a handler that writes nothing still gets a flush; many chunks arrive in order', async (t) => {
   const path = join(tempDir(t), 's');
@@ -59,13 +58,7 @@ test('the largest backlog is taken: the server starts and answers', async (t) =>
 });
 
 test('probes and malformed requests never reach the handler; the server keeps serving', async (t) => {
-  const path = join(tempDir(t), 's');
-  let calls = 0;
-  const server = await startServer(path, async (_request, reply) => {
-    calls++;
-    await reply('ok');
-  });
-  t.after(() => server.destroy());
+  const { path, server, calls } = await countingServer(t);
   (await rawConnect(path)).end();
   for (const bad of ['zzzz', '0003', '0002', '0001', 'fff1', '0008pi', '0008ping', '-001']) {
     const { response } = await rawExchange(path, Buffer.from(bad), { end: true });
@@ -75,7 +68,7 @@ test('probes and malformed requests never reach the handler; the server keeps se
   const cut = await rawConnect(path);
   cut.end('0009hello');
   await until('bad requests counted', () => server.stats().badRequests >= 9);
-  assert.equal(calls, 0);
+  assert.equal(calls(), 0);
   assert.equal((await sendCommand(path, 'x')).toString(), 'ok');
   const stats = server.stats();
   assert.equal(stats.probes, 1);
@@ -106,7 +99,7 @@ test('a handler that throws or rejects closes its connection without a flush', a
       if (what === 'throw') throw new Error('sync-ish');
       if (what === 'reject') {
         await reply('partial answer');
-        await delay(10);
+        await delay(10); // the failure comes well after the reply: the scenario
         throw new Error('late');
       }
       await reply('fine');
@@ -185,51 +178,27 @@ test('threads bounds concurrent handlers; waiting requests run in arrival order'
 });
 
 test('a full queue closes new connections at once', async (t) => {
-  const path = join(tempDir(t), 's');
-  const hold = gate();
-  const server = await startServer(
-    path,
-    async (_request, reply) => {
-      await hold.promise;
-      await reply('ok');
-    },
-    { threads: 1, queueSize: 2 },
-  );
-  t.after(() => server.destroy());
+  const { path, server, hold } = await heldServer(t, 'ok', { threads: 1, queueSize: 2 });
   const first = sendCommand(path, 'a'); // runs
   await until('first running', () => server.stats().running === 1);
   const queued = [sendCommand(path, 'b'), sendCommand(path, 'c')];
   await until('queue full', () => server.stats().queued === 2);
-  await assert.rejects(sendCommand(path, 'd'), (err: SimpleIpcError) =>
-    ['ERR_IPC_TRUNCATED', 'ERR_IPC_CONNECTION_CLOSED'].includes(err.code),
-  );
+  await assert.rejects(sendCommand(path, 'd'), CLOSED_UNANSWERED);
   assert.equal(server.stats().rejected, 1);
   hold.open();
   assert.deepEqual((await Promise.all([first, ...queued])).map(String), ['ok', 'ok', 'ok']);
 });
 
 test('stop lets running conversations finish, drops queued ones, and is idempotent', async (t) => {
-  const path = join(tempDir(t), 's');
-  const hold = gate();
-  const server = await startServer(
-    path,
-    async (_request, reply) => {
-      await hold.promise;
-      await reply('finished');
-    },
-    { threads: 1 },
-  );
-  t.after(() => server.destroy());
+  const { path, server, hold } = await heldServer(t, 'finished', { threads: 1 });
   const running = sendCommand(path, 'a');
   await until('running', () => server.stats().running === 1);
-  const queued = assert.rejects(sendCommand(path, 'b'), (err: SimpleIpcError) =>
-    ['ERR_IPC_TRUNCATED', 'ERR_IPC_CONNECTION_CLOSED'].includes(err.code),
-  );
+  const queued = assert.rejects(sendCommand(path, 'b'), CLOSED_UNANSWERED);
   await until('queued', () => server.stats().queued === 1);
   const stopped = server.stop();
   assert.equal(server.stopping, true);
   await queued;
-  await assert.rejects(sendCommand(path, 'c'));
+  await assert.rejects(sendCommand(path, 'c'), { code: 'ERR_IPC_NOT_LISTENING' });
   hold.open();
   assert.equal((await running).toString(), 'finished');
   await stopped;
@@ -247,7 +216,7 @@ test('destroy cuts running conversations; the AbortSignal tells the handler', as
     aborted = true;
   });
   t.after(() => server.destroy());
-  const answer = assert.rejects(sendCommand(path, 'x'));
+  const answer = assert.rejects(sendCommand(path, 'x'), { code: 'ERR_IPC_TRUNCATED' });
   await until('running', () => server.stats().running === 1);
   await server.destroy();
   await answer;
@@ -344,7 +313,7 @@ test('many clients at once each get their own answer', async (t) => {
   const server = await startServer(
     path,
     async (request, reply) => {
-      await delay(1);
+      await delay(1); // each handler yields, so that the four threads interleave
       await reply(Buffer.concat([Buffer.from('echo:'), request]));
     },
     { threads: 4 },
@@ -457,12 +426,8 @@ test(
       { streamThreshold: 1 },
     );
     t.after(() => server.destroy());
-    const socket = await rawConnect(path);
-    socket.on('error', () => {});
-    socket.write('0007one');
     // The handler runs once 'one' is there: its first next() gets it, the other two wait.
-    await until('the handler to run', () => server.stats().running === 1);
-    socket.destroy();
+    await hangUpMidHandler(server, '0007one');
     await handled;
     assert.deepEqual(
       settled.map((s) => s.status),
@@ -491,7 +456,7 @@ test('maxRequestSize is enforced while reading, without calling the handler', as
   );
   t.after(() => server.destroy());
   assert.equal((await sendCommand(path, Buffer.alloc(1000))).toString(), '1000');
-  await assert.rejects(sendCommand(path, Buffer.alloc(1001)));
+  await assert.rejects(sendCommand(path, Buffer.alloc(1001)), CLOSED_UNANSWERED);
   assert.equal(calls, 1);
   assert.equal(server.stats().badRequests, 1);
 });
@@ -591,17 +556,27 @@ test('responseTimeout closes a client that takes no response bytes; the handler 
   assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
 });
 
-test('responseTimeout: a client that reads steadily is never cut off, however long the response', async (t) => {
+/** A server whose handler answers every request with `mib` MiB, in 1 MiB replies. */
+async function mibServer(
+  t: TestContext,
+  mib: number,
+  options: ServerOptions,
+): Promise<{ path: string; server: Server }> {
   const path = join(tempDir(t), 's');
   const piece = Buffer.alloc(1 << 20, 4);
   const server = await startServer(
     path,
     async (_request, reply) => {
-      for (let i = 0; i < 16; i++) await reply(piece);
+      for (let i = 0; i < mib; i++) await reply(piece);
     },
-    { responseTimeout: 500 },
+    options,
   );
   t.after(() => server.destroy());
+  return { path, server };
+}
+
+test('responseTimeout: a client that reads steadily is never cut off, however long the response', async (t) => {
+  const { path, server } = await mibServer(t, 16, { responseTimeout: 500 });
   // Reads 64 KiB every 10 ms: 16 MiB take over 2.5 s, five times the timeout, and the server
   // waits for the client to take bytes the whole time.
   const socket = await rawConnect(path);
@@ -629,16 +604,7 @@ test('responseTimeout: a client that reads steadily is never cut off, however lo
 });
 
 test('responseTimeout 0 lets a client take as long as it likes', async (t) => {
-  const path = join(tempDir(t), 's');
-  const piece = Buffer.alloc(1 << 20, 4);
-  const server = await startServer(
-    path,
-    async (_request, reply) => {
-      for (let i = 0; i < 8; i++) await reply(piece);
-    },
-    { responseTimeout: 0, requestTimeout: 0 },
-  );
-  t.after(() => server.destroy());
+  const { path, server } = await mibServer(t, 8, { responseTimeout: 0, requestTimeout: 0 });
   const socket = await rawConnect(path);
   t.after(() => socket.destroy());
   socket.pause();
@@ -674,11 +640,7 @@ test("the handler's context.signal aborts when its client hangs up", async (t) =
     done.open();
   });
   t.after(() => server.destroy());
-  const socket = await rawConnect(path);
-  socket.on('error', () => {});
-  socket.write('0008wait0000');
-  await until('the handler to run', () => server.stats().running === 1);
-  socket.destroy();
+  await hangUpMidHandler(server, '0008wait0000');
   await done.promise;
   assert.equal((reason as SimpleIpcError).code, 'ERR_IPC_CONNECTION_CLOSED');
   assert.equal(repliedAfter, 'ERR_IPC_CONNECTION_CLOSED');
@@ -799,6 +761,7 @@ test(
       () => (settled = true),
     );
     t.after(async () => (await starting).destroy());
+    // Start-up must not finish while the lock is held: a fixed wait shows that absence.
     await delay(300);
     assert.equal(settled, false, 'still waiting for the lock');
     unlinkSync(`${path}.lock`);
@@ -872,4 +835,34 @@ test('stopTimeout bounds stop(): a handler that never settles is cut off; destro
   void again.stop();
   await within('destroy() during a stop', 5000, again.destroy());
   await cut;
+});
+
+test('stats() counts bytesIn / bytesOut on the wire: payloads, pkt-line headers and flushes', async (t) => {
+  const path = join(tempDir(t), 's');
+  const server = await startServer(path, (request, reply) =>
+    reply(request.length === 5 ? 'world' : 'ok'),
+  );
+  t.after(() => server.destroy());
+  // Both are added when a connection closes, together: wait for bytesOut to move.
+  const closed = (before: number) => () => server.stats().bytesOut !== before;
+  // A 5-byte request in one packet: 4 + 5, then the flush's 4. The answer is the same shape.
+  const { response } = await rawExchange(path, Buffer.from('0009hello0000'));
+  assert.equal(response.toString(), '0009world0000');
+  await until('the connection to be counted', closed(0));
+  assert.deepEqual(pick(server.stats()), { bytesIn: 4 + 5 + 4, bytesOut: 4 + 5 + 4 });
+  // 70000 bytes take two packets (65516 + 4484): two headers and a flush on top.
+  assert.equal((await sendCommand(path, Buffer.alloc(70_000))).toString(), 'ok');
+  await until('the second connection to be counted', closed(13));
+  assert.deepEqual(pick(server.stats()), {
+    bytesIn: 13 + (4 + 65_516) + (4 + 4484) + 4,
+    bytesOut: 13 + 4 + 2 + 4,
+  });
+  // A probe (connect, hang up) sends and receives nothing.
+  assert.equal(await getActiveState(path), 'listening');
+  await until('the probe to be counted', () => server.stats().probes === 1);
+  assert.deepEqual(pick(server.stats()), { bytesIn: 70_025, bytesOut: 23 });
+
+  function pick({ bytesIn, bytesOut }: { bytesIn: number; bytesOut: number }) {
+    return { bytesIn, bytesOut };
+  }
 });

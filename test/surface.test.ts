@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
 import * as api from '../src/index.js';
 import {
   Connection,
@@ -12,13 +11,14 @@ import {
   type RequestContext,
   Server,
   sendCommand,
+  tryConnect,
   startDaemon,
   startServer,
   stopOnSignals,
   stopWhenIdle,
   workerHandler,
 } from '../src/index.js';
-import { ROOT, runProcess, tempDir } from './helpers.js';
+import { ROOT, runProcess, tempDir, test } from './helpers.js';
 
 test('a handler gets a context of its own: the signal and the server, nothing of the connection', async (t) => {
   const path = join(tempDir(t), 's');
@@ -334,4 +334,64 @@ test('what is reachable at run time is what the API report lists', async (t) => 
     if (diff.length > 0) differences[what] = diff;
   }
   assert.deepEqual(differences, {}, `members not as reported: ${JSON.stringify(differences)}`);
+});
+
+/** The report's text, with Unix line ends. */
+function report(): string {
+  return readFileSync(join(ROOT, 'etc', 'simple-ipc.api.md'), 'utf8').replace(/\r\n/g, '\n');
+}
+
+/** The variants of a union of object types the report gives, each as its sorted member names. */
+function reportedVariants(type: string): string[][] {
+  const body = new RegExp(`^export type ${type} = (\\{[\\s\\S]*?\\});$`, 'm').exec(report());
+  assert.ok(body !== null, `the API report has type ${type}`);
+  return body[1]!
+    .split(/\} \| \{/)
+    .map((variant) => [...variant.matchAll(/readonly (\w+)\??:/g)].map((m) => m[1]!).sort());
+}
+
+test('the plain objects the library hands out have the members of one variant of their type', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's');
+  const server = await startServer(path, (_request, reply) => reply('ok'));
+  t.after(() => server.destroy());
+  const listening = await tryConnect(path);
+  t.after(() => (listening.state === 'listening' ? listening.connection.destroy() : undefined));
+  const missing = await tryConnect(join(dir, 'none'));
+  await server.stop();
+  const objects: [string, string, object][] = [
+    ['tryConnect() to a server', 'ConnectResult', listening],
+    ['tryConnect() to nothing', 'ConnectResult', missing],
+    ['server.stopReason', 'StopReason', server.stopReason!],
+  ];
+  for (const [what, type, value] of objects) {
+    const members = reachable(value);
+    assert.ok(
+      reportedVariants(type).some((variant) => variant.join() === members.join()),
+      `${what}: ${members.join(', ')} is no variant of ${type}`,
+    );
+  }
+  assert.equal(listening.state, 'listening');
+  assert.equal(missing.state, 'path-not-found');
+});
+
+test('the exported constant objects are frozen and hold exactly what the report lists', () => {
+  const constants = [...report().matchAll(/^export const (\w+): \{\n([\s\S]*?)^\};$/gm)].map(
+    ([, name, body]) => [
+      name!,
+      Object.fromEntries(
+        [...body!.matchAll(/^ {4}readonly (\w+): "([^"]*)";$/gm)].map((m) => [m[1]!, m[2]!]),
+      ),
+    ],
+  );
+  assert.deepEqual(
+    constants.map(([name]) => name).sort(),
+    ['ActiveState', 'ErrorCode'],
+    'the report lists these constant objects',
+  );
+  for (const [name, members] of constants) {
+    const value = (api as Record<string, unknown>)[name as string];
+    assert.ok(Object.isFrozen(value), `${name as string} is frozen`);
+    assert.deepEqual({ ...(value as object) }, members, name as string);
+  }
 });

@@ -3,15 +3,19 @@ import { createHash } from 'node:crypto';
 import { getEventListeners } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { TestContext } from 'node:test';
 import {
   encodeMessage,
   type RequestContext,
+  type Server,
+  type ServerOptions,
   type SimpleIpcError,
   sendCommand,
   startServer,
 } from '../src/index.js';
 import { workerHandler } from '../src/workers.js';
 import {
+  LIBRARY,
   PROCESS_SLOWNESS,
   rawConnect,
   runProcess,
@@ -19,22 +23,35 @@ import {
   tempDir,
   test,
   until,
+  writeModule,
 } from './helpers.js';
 
-// Worker modules are written to a temp dir; they reach the library by absolute URL, as an
-// application's module would by package name.
-const LIBRARY = new URL('../src/index.js', import.meta.url).href;
+// Worker modules reach the workers module as they reach the library (LIBRARY).
 const WORKERS = new URL('../src/workers.js', import.meta.url).href;
 
-function writeModule(dir: string, name: string, source: string): string {
-  const file = join(dir, name);
-  writeFileSync(file, source);
-  return file;
+/**
+ * A server at `<dir>/s` whose handler runs the worker module `source` (written to `<dir>/<name>`)
+ * in `workers` workers, with the other options given to the server. After the test the server
+ * is destroyed, then the handler closed.
+ */
+async function workerServer(
+  t: TestContext,
+  dir: string,
+  name: string,
+  source: string,
+  { workers, ...options }: ServerOptions & { workers: number },
+): Promise<Server> {
+  const handler = workerHandler(writeModule(dir, name, source), { workers });
+  t.after(() => handler[Symbol.asyncDispose]());
+  const server = await startServer(join(dir, 's'), handler, options);
+  t.after(() => server.destroy());
+  return server;
 }
 
 test('many concurrent requests: every client gets its own answer', async (t) => {
   const dir = tempDir(t);
-  const module = writeModule(
+  const server = await workerServer(
+    t,
     dir,
     'hash.mjs',
     `import { createHash } from 'node:crypto';
@@ -42,10 +59,8 @@ test('many concurrent requests: every client gets its own answer', async (t) => 
        if (request[0] === 0x73) await new Promise((resolve) => setTimeout(resolve, 2)); // 's'
        return createHash('sha256').update(request).digest('hex') + ':' + request.length;
      };`,
+    { workers: 2, threads: 4 },
   );
-  await using handler = workerHandler(module, { workers: 2 });
-  const server = await startServer(join(dir, 's'), handler, { threads: 4 });
-  t.after(() => server.destroy());
   // Sizes from empty to several packets (a request assembled from packets is transferred).
   const requests = Array.from({ length: 60 }, (_, i) =>
     Buffer.alloc((i * 7919) % 150_000, i % 2 === 0 ? 's' : String.fromCharCode(65 + (i % 26))),
@@ -67,7 +82,8 @@ test('two workers run two requests at the same time', async (t) => {
   const dir = tempDir(t);
   // Each request marks that it started, then waits (blocking its thread) until the other has
   // started too. With one request at a time the first would wait out its deadline.
-  const module = writeModule(
+  const server = await workerServer(
+    t,
     dir,
     'barrier.mjs',
     `import { existsSync, writeFileSync } from 'node:fs';
@@ -82,10 +98,8 @@ test('two workers run two requests at the same time', async (t) => {
        }
        return 'together';
      };`,
+    { workers: 2, threads: 2 },
   );
-  await using handler = workerHandler(module, { workers: 2 });
-  const server = await startServer(join(dir, 's'), handler, { threads: 2 });
-  t.after(() => server.destroy());
   const [a, b] = [join(dir, 'a'), join(dir, 'b')];
   const answers = await Promise.all([
     sendCommand(server.path, `${a} ${b}`),
@@ -96,7 +110,8 @@ test('two workers run two requests at the same time', async (t) => {
 
 test('chunked replies arrive whole and in order, from sync and async generators', async (t) => {
   const dir = tempDir(t);
-  const module = writeModule(
+  const server = await workerServer(
+    t,
     dir,
     'chunks.mjs',
     `export default (request) => {
@@ -119,10 +134,8 @@ test('chunked replies arrive whole and in order, from sync and async generators'
          yield Buffer.alloc(70_000, 'y').subarray(1, 69_999);
        })();
      };`,
+    { workers: 1 },
   );
-  await using handler = workerHandler(module, { workers: 1 });
-  const server = await startServer(join(dir, 's'), handler);
-  t.after(() => server.destroy());
   const lines = Array.from({ length: 10000 }, (_, i) => `line ${i}\n`).join('');
   const expected = Buffer.concat([
     Buffer.from(lines),
@@ -142,7 +155,8 @@ test('chunked replies arrive whole and in order, from sync and async generators'
 test('a worker is held back while its client does not read', async (t) => {
   const dir = tempDir(t);
   const progress = join(dir, 'progress');
-  const module = writeModule(
+  const server = await workerServer(
+    t,
     dir,
     'flood.mjs',
     `import { writeFileSync } from 'node:fs';
@@ -152,10 +166,8 @@ test('a worker is held back while its client does not read', async (t) => {
          writeFileSync(${JSON.stringify(progress)}, String(i));
        }
      }`,
+    { workers: 1 },
   );
-  await using handler = workerHandler(module, { workers: 1 });
-  const server = await startServer(join(dir, 's'), handler);
-  t.after(() => server.destroy());
   const socket = await rawConnect(server.path);
   t.after(() => socket.destroy());
   socket.pause();
@@ -190,7 +202,8 @@ test('a worker is held back while its client does not read', async (t) => {
 test('a client that hangs up stops its generator; the worker serves the next request', async (t) => {
   const dir = tempDir(t);
   const stopped = join(dir, 'stopped');
-  const module = writeModule(
+  const server = await workerServer(
+    t,
     dir,
     'endless.mjs',
     `import { writeFileSync } from 'node:fs';
@@ -205,10 +218,8 @@ test('a client that hangs up stops its generator; the worker serves the next req
          writeFileSync(${JSON.stringify(stopped)}, 'stopped');
        }
      }`,
+    { workers: 1 },
   );
-  await using handler = workerHandler(module, { workers: 1 });
-  const server = await startServer(join(dir, 's'), handler);
-  t.after(() => server.destroy());
   const socket = await rawConnect(server.path);
   socket.write(encodeMessage('endless'));
   await new Promise((resolve) => socket.once('data', resolve));
@@ -219,7 +230,9 @@ test('a client that hangs up stops its generator; the worker serves the next req
 
 test('a throwing worker module fails its request only; the server and worker go on', async (t) => {
   const dir = tempDir(t);
-  const module = writeModule(
+  const errors: unknown[] = [];
+  const server = await workerServer(
+    t,
     dir,
     'throws.mjs',
     `import { threadId } from 'node:worker_threads';
@@ -232,13 +245,8 @@ test('a throwing worker module fails its request only; the server and worker go 
          default: return 'ok ' + threadId;
        }
      };`,
+    { workers: 1, onHandlerError: (err) => errors.push(err) },
   );
-  const errors: unknown[] = [];
-  await using handler = workerHandler(module, { workers: 1 });
-  const server = await startServer(join(dir, 's'), handler, {
-    onHandlerError: (err) => errors.push(err),
-  });
-  t.after(() => server.destroy());
   const first = (await sendCommand(server.path, 'hello')).toString();
   assert.match(first, /^ok \d+$/);
   for (const request of ['throw', 'reject', 'midway', 'number']) {
@@ -259,7 +267,9 @@ test('a throwing worker module fails its request only; the server and worker go 
 
 test('a worker that dies is replaced; its request fails, the next one is served', async (t) => {
   const dir = tempDir(t);
-  const module = writeModule(
+  const errors: SimpleIpcError[] = [];
+  const server = await workerServer(
+    t,
     dir,
     'dies.mjs',
     `import { threadId } from 'node:worker_threads';
@@ -271,13 +281,8 @@ test('a worker that dies is replaced; its request fails, the next one is served'
          default: return String(threadId);
        }
      };`,
+    { workers: 1, onHandlerError: (err) => errors.push(err as SimpleIpcError) },
   );
-  const errors: SimpleIpcError[] = [];
-  await using handler = workerHandler(module, { workers: 1 });
-  const server = await startServer(join(dir, 's'), handler, {
-    onHandlerError: (err) => errors.push(err as SimpleIpcError),
-  });
-  t.after(() => server.destroy());
   const seen = new Set<string>();
   const id = async (): Promise<string> => {
     const thread = (await sendCommand(server.path, 'id')).toString();
@@ -593,7 +598,8 @@ test('a running task gets a signal that aborts when its client hangs up', async 
   const dir = tempDir(t);
   const started = join(dir, 'started');
   const left = join(dir, 'left');
-  const module = writeModule(
+  const server = await workerServer(
+    t,
     dir,
     'waits.mjs',
     `import { writeFileSync } from 'node:fs';
@@ -606,10 +612,8 @@ test('a running task gets a signal that aborts when its client hangs up', async 
        writeFileSync(${JSON.stringify(left)}, reason.code);
        return 'too late';
      };`,
+    { workers: 1, threads: 4 },
   );
-  await using handler = workerHandler(module, { workers: 1 });
-  const server = await startServer(join(dir, 's'), handler, { threads: 4 });
-  t.after(() => server.destroy());
   const socket = await rawConnect(server.path);
   t.after(() => socket.destroy());
   socket.write(encodeMessage('wait'));
