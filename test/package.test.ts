@@ -1,6 +1,7 @@
 /**
- * The package as a user gets it: a copy of the project without its build is packed with `npm
- * pack` (so `prepack` must build it), the tarball is installed with npm into a new project
+ * The package as a user gets it: the project is packed with `npm pack` from the build that
+ * `npm test` has just made (`prepack` runs that same build, so packing again without scripts
+ * gives the same files without compiling twice), the tarball is installed with npm into a new project
  * outside the repository, and that project uses it from ESM, CommonJS, TypeScript (nodenext and
  * bundler resolution) and through its `simple-ipc` bin. publint and arethetypeswrong check the
  * packed files. The documents a user gets with it (the README, docs/) link only to files it holds.
@@ -10,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import {
-  cpSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
@@ -78,16 +79,15 @@ const skipUnderWine = UNDER_WINE
 before(
   async () => {
     if (skipUnderWine !== false) return;
-    // A copy of the project as a clone has it: no build, no node_modules (linked for the build
-    // tools only), no git metadata.
-    const copy = join(work, 'project');
-    const skip = new Set(['node_modules', 'dist', '.git'].map((name) => join(ROOT, name)));
-    cpSync(ROOT, copy, {
-      recursive: true,
-      filter: (from) => !skip.has(from.replace(/[\\/]+$/, '')) && !from.endsWith('.tgz'),
-    });
-    symlinkSync(join(ROOT, 'node_modules'), join(copy, 'node_modules'), 'junction');
-    const pack = await run(NPM, ['pack', '--silent', '--pack-destination', work], copy);
+    // The build npm test made (it starts from an empty dist/, so nothing stale is packed).
+    if (!existsSync(join(ROOT, 'dist', 'src', 'index.js'))) {
+      throw new Error('no build in dist/: run npm run build first');
+    }
+    const pack = await run(
+      NPM,
+      ['pack', '--silent', '--ignore-scripts', '--pack-destination', work],
+      ROOT,
+    );
     tarball = join(work, pack.stdout.toString().trim().split('\n').pop()!);
     packed = new Set(
       execFileSync('tar', ['-tzf', tarball], { encoding: 'utf8' })
@@ -182,10 +182,21 @@ describe('the packed package', { timeout: 4 * STEP_MS, skip: skipUnderWine }, ()
     );
   });
 
+  test('packing from a clone builds first: prepack is the build this file packs from', () => {
+    // The tarball above was packed with --ignore-scripts from npm test's build; npm pack and
+    // npm publish run prepack, which must be that same build.
+    const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+      scripts: Record<string, string>;
+    };
+    assert.equal(manifest.scripts['prepack'], 'npm run build --silent');
+    assert.match(manifest.scripts['build']!, /tsc -p tsconfig\.json$/);
+    assert.ok(packed.has('dist/src/index.d.ts.map'), 'declaration maps are packed');
+  });
+
   test('installing the tarball prints no npm warning', () => {
     // A `prepare` script in the published package.json makes npm 11 warn that the package "has
     // install scripts not yet covered by allowScripts" (and it could not run in an installed
-    // copy anyway: it needs tsc and tsconfig.build.json, neither shipped).
+    // copy anyway: it needs tsc and the tsconfig, neither shipped).
     assert.doesNotMatch(installStderr, /npm warn/i, installStderr);
   });
 
