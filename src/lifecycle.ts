@@ -253,8 +253,8 @@ async function bindPrivately(path: string, options: InstallOptions): Promise<Bou
   }
 }
 
-// Puts the bound socket at `path`: fsp().rename() over a dead socket replaces it atomically (the
-// path never goes missing); fsp().link() into an empty place fails rather than replace whatever
+// Puts the bound socket at `path`: rename() over a dead socket replaces it atomically (the
+// path never goes missing); link() into an empty place fails rather than replace whatever
 // appeared there since we looked (someone who does not take the lock).
 async function moveIntoPlace(temporary: string, path: string, found: Found): Promise<void> {
   for (let attempt = 0; ; attempt++) {

@@ -167,7 +167,7 @@ export class OwnershipWatch {
   }
 }
 
-// What an fsp().lstat() of the path says about our ownership; undefined: still ours, or unknown
+// What an lstat() of the path says about our ownership; undefined: still ours, or unknown
 // (EACCES after a chmod of the directory, say, proves nothing).
 function theftReason(
   stats: Stats | undefined,
