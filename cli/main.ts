@@ -3,9 +3,11 @@
  * for people (`status`, `call`, `serve`). Uses only the public API.
  */
 
-import { readFileSync } from 'node:fs';
 import { helpFor, PROGRAM_HELP, TEST_TOOL_HELP } from './help.js';
 import { CliExit, EXIT_OK, EXIT_USAGE } from './io.js';
+
+// Taken, not imported: an import of node:fs loads some 30 modules (src/trust.ts says why).
+const { readFileSync } = process.getBuiltinModule('node:fs');
 
 type Command = (args: readonly string[]) => Promise<number>;
 

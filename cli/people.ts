@@ -3,8 +3,7 @@
  * parsing they share. Built on the public API only.
  */
 
-import { fstatSync, lstatSync } from 'node:fs';
-import { type ParseArgsConfig, parseArgs } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 import {
   ActiveState,
   CONNECT_TIMEOUT_MS,
@@ -17,10 +16,15 @@ import {
   type Message,
   sendCommand,
   USES_NAMED_PIPES,
-  userSocketDirectory,
-} from '../src/index.js';
+} from '../src/client.js';
+import { userSocketDirectory } from '../src/socket-dir.js';
 import { PEOPLE_HELP, type PeopleCommand } from './help.js';
 import { CliExit, EXIT_ERROR, EXIT_OK, EXIT_USAGE, fail, Progress, writeOut } from './io.js';
+
+// Taken, not imported: an import of node:fs or node:util loads some 30 modules that `call` and
+// `status` never use (src/trust.ts says why).
+const { fstatSync, lstatSync } = process.getBuiltinModule('node:fs');
+const { parseArgs } = process.getBuiltinModule('node:util');
 
 /** How long `call --wait` waits for a starting server when no `--timeout` is given, in ms. */
 export const DEFAULT_WAIT_MS = 10_000;

@@ -3,8 +3,7 @@
  * senders may run in worker threads).
  */
 
-import { type ConnectOptions, sendCommand } from '../src/client.js';
-import { LARGE_PACKET_DATA_MAX } from '../src/pkt-line.js';
+import { type ConnectOptions, LARGE_PACKET_DATA_MAX, sendCommand } from '../src/client.js';
 import { fail, type Progress } from './io.js';
 
 const SENDBYTES_PREFIX = Buffer.from('sendbytes ', 'latin1');

@@ -6,8 +6,7 @@
  */
 
 import { fileURLToPath } from 'node:url';
-import { ActiveState, getActiveState, sendCommand } from '../src/client.js';
-import { isSimpleIpcError } from '../src/errors.js';
+import { ActiveState, getActiveState, isSimpleIpcError, sendCommand } from '../src/client.js';
 import type { ServerOptions } from '../src/index.js';
 import { CliExit, EXIT_FATAL, EXIT_OK, EXIT_USAGE, fail, Progress, writeOut } from './io.js';
 import { sendbytesOnce } from './sendbytes.js';

@@ -12,10 +12,13 @@
  * @module
  */
 
-import { closeSync, constants, existsSync, openSync, realpathSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { basename, dirname, win32 } from 'node:path';
 import { ErrorCode, SimpleIpcError, systemCode } from './errors.js';
+
+// Taken, not imported (trust.ts says why).
+const { closeSync, constants, existsSync, openSync, realpathSync } =
+  process.getBuiltinModule('node:fs');
+// eslint-disable-next-line @typescript-eslint/unbound-method -- node:path's functions take no `this`
+const { basename, dirname, win32 } = process.getBuiltinModule('node:path');
 
 /** True when this platform uses named pipes instead of Unix domain sockets. */
 export const USES_NAMED_PIPES = process.platform === 'win32';
@@ -229,8 +232,5 @@ function directoryError(path: string, cause: unknown): SimpleIpcError {
 // node:worker_threads is loaded only here, for the rare chdir fallback: loading it costs a
 // short-lived client several ms of start-up (see docs/benchmarks.md, "CLI start-up").
 function isMainThread(): boolean {
-  const threads = createRequire(import.meta.url)('node:worker_threads') as {
-    isMainThread: boolean;
-  };
-  return threads.isMainThread;
+  return process.getBuiltinModule('node:worker_threads').isMainThread;
 }

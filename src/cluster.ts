@@ -10,10 +10,8 @@
  * @module
  */
 
-import { type ChildProcess, fork } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import type { Server as NetServer } from 'node:net';
-import { availableParallelism } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { USES_NAMED_PIPES } from './address.js';
 import { ErrorCode, SimpleIpcError } from './errors.js';
 import { callObserver } from './guard.js';
@@ -35,6 +33,9 @@ import {
   type StopReason,
 } from './server-options.js';
 import { integer, optionsObject, socketPath } from './validate.js';
+
+// Node built-ins: taken, not imported, the heavy ones where first used (trust.ts says why).
+const { fileURLToPath } = process.getBuiltinModule('node:url');
 
 /** Options of {@link startClusteredServer}: those of {@link startServer}, and `processes`. */
 export interface ClusteredServerOptions extends ServerOptions {
@@ -146,7 +147,9 @@ export async function startClusteredServer(
   const settings = serverSettings(options);
   const processes =
     integer(optionsObject(options).processes, 'options.processes', 1, MAX_PROCESSES) ??
-    (USES_NAMED_PIPES ? 1 : Math.min(availableParallelism(), MAX_PROCESSES));
+    (USES_NAMED_PIPES
+      ? 1
+      : Math.min(process.getBuiltinModule('node:os').availableParallelism(), MAX_PROCESSES));
   // Node passes a listening server to another process only as a TCP server on Windows
   // (sending a named-pipe server fails inside child.send()), and libuv opens every pipe
   // instance as the first one, so other processes cannot add instances of their own.
@@ -265,7 +268,7 @@ class ProcessGroup {
 
   #spawn(): Promise<void> {
     const listener = this.#listener();
-    const child = fork(CHILD, [], {
+    const child = process.getBuiltinModule('node:child_process').fork(CHILD, [], {
       // This process's Node options, but not its debugger: the port is taken.
       execArgv: process.execArgv.filter((arg) => !arg.startsWith('--inspect')),
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],

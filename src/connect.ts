@@ -10,15 +10,13 @@
  * @module
  */
 
-import { lstat } from 'node:fs/promises';
 import { Socket } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { USES_NAMED_PIPES } from './address.js';
 import { connectError, connectOnce } from './connect-attempt.js';
 import { type Connection, makeConnection } from './connection.js';
 import { abortError, ErrorCode, SimpleIpcError, systemCode } from './errors.js';
 import type { SocketIdentity } from './trust.js';
-import { lookBeforeConnect } from './trust.js';
+import { lookBeforeConnect, lstat } from './trust.js';
 import { abortSignal, boolean, duration, optionsObject, socketPath } from './validate.js';
 
 /**
@@ -265,6 +263,8 @@ export async function connectWithRetries(
       };
     }
     try {
+      // node:timers/promises only when a retry waits (trust.ts says why).
+      const { setTimeout: sleep } = process.getBuiltinModule('node:timers/promises');
       await sleep(Math.min(settings.retryInterval, left), undefined, { signal });
     } catch {
       throw abortError(signal!);

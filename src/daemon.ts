@@ -12,10 +12,7 @@
  * @module
  */
 
-import { spawn } from 'node:child_process';
-import { closeSync, constants, fstatSync, lstatSync, openSync, type Stats } from 'node:fs';
-import { resolve as resolvePath } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import type { Stats } from 'node:fs';
 import { ActiveState, CONNECT_TIMEOUT_MS, getActiveState, tryConnectToTrusted } from './connect.js';
 import type { Connection } from './connection.js';
 import { abortError, ErrorCode, SimpleIpcError, systemCode } from './errors.js';
@@ -33,6 +30,14 @@ import {
   stringArray,
   stringRecord,
 } from './validate.js';
+
+// Node built-ins: taken, not imported, the heavy ones where first used (trust.ts says why).
+const { closeSync, constants, fstatSync, lstatSync, openSync } =
+  process.getBuiltinModule('node:fs');
+// eslint-disable-next-line @typescript-eslint/unbound-method -- node:path's functions take no `this`
+const { resolve: resolvePath } = process.getBuiltinModule('node:path');
+const timers = (): typeof import('node:timers/promises') =>
+  process.getBuiltinModule('node:timers/promises');
 
 /**
  * How to start a daemon, for {@link startDaemon} and {@link connectOrStart}. A value of the
@@ -146,7 +151,7 @@ export async function startDaemon(path: string, options: DaemonOptions): Promise
       );
     }
     try {
-      await sleep(interval, undefined, { signal });
+      await timers().setTimeout(interval, undefined, { signal });
     } catch {
       throw abortError(signal!);
     }
@@ -192,14 +197,16 @@ interface Spawned {
 async function spawnDetached(path: string, options: DaemonSettings): Promise<Spawned> {
   const logFd = options.logFile === undefined ? undefined : openLog(options.logFile, path);
   try {
-    const child = spawn(options.command, options.args, {
-      cwd: options.cwd,
-      env: options.env,
-      // A process group of its own: a Ctrl-C meant for the starter does not reach it.
-      detached: true,
-      stdio: ['ignore', logFd ?? 'ignore', logFd ?? 'ignore'],
-      windowsHide: true,
-    });
+    const child = process
+      .getBuiltinModule('node:child_process')
+      .spawn(options.command, options.args, {
+        cwd: options.cwd,
+        env: options.env,
+        // A process group of its own: a Ctrl-C meant for the starter does not reach it.
+        detached: true,
+        stdio: ['ignore', logFd ?? 'ignore', logFd ?? 'ignore'],
+        windowsHide: true,
+      });
     const failure = await new Promise<Error | undefined>((resolve) => {
       child.once('spawn', () => resolve(undefined));
       child.once('error', resolve);

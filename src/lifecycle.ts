@@ -14,12 +14,8 @@
  * @module
  */
 
-import { randomBytes } from 'node:crypto';
 import type { Stats } from 'node:fs';
-import { chmod, link, lstat, mkdtemp, rename, rmdir, unlink } from 'node:fs/promises';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
-import { dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { checkSocketPath, USES_NAMED_PIPES, withSocketAddress } from './address.js';
 import { ActiveState, tryConnect } from './connect.js';
 import {
@@ -33,6 +29,13 @@ import { acquireLock, type Lock } from './lock.js';
 import type { SocketIdentity } from './trust.js';
 import { REFUSAL_CONFIRM_INTERVAL_MS, REFUSAL_CONFIRM_PROBES, refusal } from './refusal.js';
 import { checkOwner, checkOwners } from './trust.js';
+
+// Node built-ins: taken, not imported, the heavy ones where first used (trust.ts says why).
+// eslint-disable-next-line @typescript-eslint/unbound-method -- node:path's functions take no `this`
+const { dirname, join } = process.getBuiltinModule('node:path');
+const fsp = (): typeof import('node:fs/promises') => process.getBuiltinModule('node:fs/promises');
+const timers = (): typeof import('node:timers/promises') =>
+  process.getBuiltinModule('node:timers/promises');
 
 /** Listen backlog (Git's). */
 export const LISTEN_BACKLOG = 50;
@@ -110,11 +113,11 @@ export async function installSocket(
     return { listener: bound.listener, identity: bound.identity };
   } catch (err) {
     bound?.listener.close();
-    if (bound !== undefined) await unlink(bound.temporary).catch(ignore);
+    if (bound !== undefined) await fsp().unlink(bound.temporary).catch(ignore);
     throw err;
   } finally {
     await lock.release();
-    if (bound !== undefined) await rmdir(bound.directory).catch(ignore);
+    if (bound !== undefined) await fsp().rmdir(bound.directory).catch(ignore);
   }
 }
 
@@ -125,7 +128,7 @@ type Found = 'absent' | 'dead-socket';
 async function inspectPath(path: string): Promise<Found> {
   let stats: Stats;
   try {
-    stats = await lstat(path);
+    stats = await fsp().lstat(path);
   } catch (err) {
     if (systemCode(err) === 'ENOENT') return 'absent';
     throw fileSystemError(err, path, 'look at');
@@ -213,7 +216,7 @@ async function probe(path: string): Promise<'live' | 'busy' | 'dead' | 'gone' | 
 async function probeConfirmed(path: string): ReturnType<typeof probe> {
   let state = await probe(path);
   for (let i = 0; state === 'dead' && refusal.ambiguous && i < REFUSAL_CONFIRM_PROBES; i++) {
-    await sleep(REFUSAL_CONFIRM_INTERVAL_MS);
+    await timers().setTimeout(REFUSAL_CONFIRM_INTERVAL_MS);
     state = await probe(path);
   }
   return state;
@@ -239,23 +242,26 @@ async function bindPrivately(path: string, options: InstallOptions): Promise<Bou
   let directory: string;
   try {
     // mkdtemp creates it 0700: until the mode is set, only this user can reach the socket.
-    directory = await mkdtemp(join(dirname(path), '.sipc'));
+    directory = await fsp().mkdtemp(join(dirname(path), '.sipc'));
   } catch (err) {
     throw fileSystemError(err, dirname(path), 'create a temporary directory in');
   }
   // A random name, so that what Node unlinks when the listener closes is never anyone's file
   // (with a long path the bound name is relative, or under /proc/self/fd/N/).
-  const temporary = join(directory, randomBytes(6).toString('hex'));
+  const temporary = join(
+    directory,
+    process.getBuiltinModule('node:crypto').randomBytes(6).toString('hex'),
+  );
   let listener: NetServer | undefined;
   try {
     listener = await listen(temporary, options);
-    await chmod(temporary, options.mode);
-    const stats = await lstat(temporary);
+    await fsp().chmod(temporary, options.mode);
+    const stats = await fsp().lstat(temporary);
     return { listener, directory, temporary, identity: { dev: stats.dev, ino: stats.ino } };
   } catch (err) {
     listener?.close();
-    await unlink(temporary).catch(ignore);
-    await rmdir(directory).catch(ignore);
+    await fsp().unlink(temporary).catch(ignore);
+    await fsp().rmdir(directory).catch(ignore);
     if (err instanceof SimpleIpcError) throw err;
     throw fileSystemError(err, path, 'create the socket');
   }
@@ -268,11 +274,11 @@ async function moveIntoPlace(temporary: string, path: string, found: Found): Pro
   for (let attempt = 0; ; attempt++) {
     try {
       if (found === 'dead-socket') {
-        await rename(temporary, path);
+        await fsp().rename(temporary, path);
         return;
       }
-      await link(temporary, path);
-      await unlink(temporary).catch(ignore);
+      await fsp().link(temporary, path);
+      await fsp().unlink(temporary).catch(ignore);
       return;
     } catch (err) {
       if (systemCode(err) !== 'EEXIST' || attempt > 0) {

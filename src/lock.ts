@@ -6,11 +6,15 @@
  * @module
  */
 
-import { lstatSync, readFileSync } from 'node:fs';
-import { lstat, open, readFile, unlink } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { ErrorCode, fileSystemError, SimpleIpcError, systemCode } from './errors.js';
 import { trustedOwner } from './trust.js';
+
+// Node built-ins: taken, not imported, the heavy ones where first used (trust.ts says why).
+const { lstatSync, readFileSync } = process.getBuiltinModule('node:fs');
+const fsp = (): typeof import('node:fs/promises') => process.getBuiltinModule('node:fs/promises');
+const timers = (): typeof import('node:timers/promises') =>
+  process.getBuiltinModule('node:timers/promises');
 
 /** How long start-up waits for the lock, in ms (Git's `DEFAULT_LOCK_TIMEOUT`). */
 export const LOCK_TIMEOUT_MS = 100;
@@ -52,15 +56,15 @@ export async function acquireLock(lockPath: string, timeout: number): Promise<Lo
     }
     if (performance.now() >= deadline) throw lockedError(lockPath);
     // Jittered, as Git's lockfile.c backs off randomly, so that racers do not move in step.
-    await sleep(4 + Math.random() * 8);
+    await timers().setTimeout(4 + Math.random() * 8);
   }
 }
 
 async function createLock(lockPath: string): Promise<Lock | undefined> {
-  let handle: Awaited<ReturnType<typeof open>>;
+  let handle: FileHandle;
   try {
     // 'wx' = O_CREAT | O_EXCL: fails on anything already there, a symbolic link included.
-    handle = await open(lockPath, 'wx', 0o644);
+    handle = await fsp().open(lockPath, 'wx', 0o644);
   } catch (err) {
     if (systemCode(err) === 'EEXIST') return undefined;
     throw fileSystemError(err, lockPath, 'create the lock file');
@@ -71,7 +75,7 @@ async function createLock(lockPath: string): Promise<Lock | undefined> {
     ino = (await handle.stat()).ino;
   } catch (err) {
     await handle.close().catch(ignore);
-    await unlink(lockPath).catch(ignore);
+    await fsp().unlink(lockPath).catch(ignore);
     throw fileSystemError(err, lockPath, 'write the lock file');
   }
   await handle.close();
@@ -80,7 +84,7 @@ async function createLock(lockPath: string): Promise<Lock | undefined> {
 
 async function releaseLock(lockPath: string, ino: number): Promise<void> {
   try {
-    if ((await lstat(lockPath)).ino === ino) await unlink(lockPath);
+    if ((await fsp().lstat(lockPath)).ino === ino) await fsp().unlink(lockPath);
   } catch {
     // Already gone. Nothing of ours to remove.
   }
@@ -141,12 +145,12 @@ function readLock(lockPath: string): LockInfo | undefined {
 
 async function readLockAsync(lockPath: string): Promise<LockInfo | undefined> {
   try {
-    const stats = await lstat(lockPath);
+    const stats = await fsp().lstat(lockPath);
     return {
       uid: stats.uid,
       ino: stats.ino,
       mtimeMs: stats.mtimeMs,
-      owner: parseOwner(await readFile(lockPath)),
+      owner: parseOwner(await fsp().readFile(lockPath)),
     };
   } catch {
     return undefined;
@@ -194,14 +198,15 @@ async function breakIfStale(lockPath: string): Promise<boolean> {
     // Another breaker is at work; its turn file is stale only if it died in that instant.
     const breaker = await readLockAsync(`${lockPath}.break`);
     if (breaker !== undefined) checkLockOwner(breaker, `${lockPath}.break`);
-    if (breaker !== undefined && isStale(breaker)) await unlink(`${lockPath}.break`).catch(ignore);
+    if (breaker !== undefined && isStale(breaker))
+      await fsp().unlink(`${lockPath}.break`).catch(ignore);
     return false;
   }
   try {
     const now = await readLockAsync(lockPath);
     if (now === undefined) return true;
     if (now.ino !== judged.ino || now.uid !== judged.uid || !isStale(now)) return false;
-    await unlink(lockPath);
+    await fsp().unlink(lockPath);
     return true;
   } catch {
     return false;

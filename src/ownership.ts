@@ -7,12 +7,16 @@
  * @module
  */
 
-import { type FSWatcher, type Stats, watch } from 'node:fs';
-import { lstat, unlink } from 'node:fs/promises';
-import { basename, dirname, resolve } from 'node:path';
+import type { FSWatcher, Stats } from 'node:fs';
 import { ErrorCode, isSimpleIpcError, systemCode } from './errors.js';
 import { acquireLock, LOCK_TIMEOUT_MS, type Lock } from './lock.js';
 import type { SocketIdentity } from './trust.js';
+
+// Node built-ins: taken, not imported, the heavy ones where first used (trust.ts says why).
+const { watch } = process.getBuiltinModule('node:fs');
+// eslint-disable-next-line @typescript-eslint/unbound-method -- node:path's functions take no `this`
+const { basename, dirname, resolve } = process.getBuiltinModule('node:path');
+const fsp = (): typeof import('node:fs/promises') => process.getBuiltinModule('node:fs/promises');
 
 /** How often the socket's identity is checked besides file-system events, in ms. */
 export const OWNERSHIP_CHECK_MS = 1000;
@@ -43,7 +47,7 @@ export async function removeIfOurs(
   }
   try {
     if (!(await isOurs(path, identity))) return false;
-    await unlink(path);
+    await fsp().unlink(path);
     return true;
   } catch {
     return false;
@@ -54,7 +58,7 @@ export async function removeIfOurs(
 
 async function isOurs(path: string, identity: SocketIdentity): Promise<boolean> {
   try {
-    const stats = await lstat(path);
+    const stats = await fsp().lstat(path);
     return stats.dev === identity.dev && stats.ino === identity.ino;
   } catch {
     return false;
@@ -126,10 +130,12 @@ export class OwnershipWatch {
       return;
     }
     this.#checking = true;
-    lstat(this.#path).then(
-      (stats) => this.#checked(stats, undefined),
-      (err: unknown) => this.#checked(undefined, err),
-    );
+    fsp()
+      .lstat(this.#path)
+      .then(
+        (stats) => this.#checked(stats, undefined),
+        (err: unknown) => this.#checked(undefined, err),
+      );
   }
 
   /** Stops watching. Idempotent. */

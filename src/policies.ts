@@ -6,7 +6,6 @@
  * @module
  */
 
-import { constants } from 'node:os';
 import { callObserver } from './guard.js';
 import { Server, stopServerFor } from './server.js';
 import {
@@ -16,6 +15,9 @@ import {
   optionsObject,
   positiveDuration,
 } from './validate.js';
+
+// Node built-ins: taken, not imported, the heavy ones where first used (trust.ts says why).
+const os = (): typeof import('node:os') => process.getBuiltinModule('node:os');
 
 // Signals a listener can never be installed for.
 const UNCATCHABLE = new Set(['SIGKILL', 'SIGSTOP']);
@@ -42,7 +44,7 @@ function checkSignals(value: unknown): readonly NodeJS.Signals[] | undefined {
     !value.every(
       (name) =>
         typeof name === 'string' &&
-        Object.hasOwn(constants.signals, name) &&
+        Object.hasOwn(os().constants.signals, name) &&
         !UNCATCHABLE.has(name),
     )
   ) {

@@ -6,12 +6,15 @@
  * @module
  */
 
-import { lstatSync, mkdirSync, type Stats } from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
-import { isAbsolute, join, normalize, sep, win32 } from 'node:path';
+import type { Stats } from 'node:fs';
 import { USES_NAMED_PIPES } from './address.js';
 import { ErrorCode, fileSystemError, SimpleIpcError, systemCode } from './errors.js';
 import { optionsObject, string } from './validate.js';
+
+// Node built-ins: taken, not imported, the heavy ones where first used (trust.ts says why).
+const { lstatSync, mkdirSync } = process.getBuiltinModule('node:fs');
+// eslint-disable-next-line @typescript-eslint/unbound-method -- node:path's functions take no `this`
+const { isAbsolute, join, normalize, sep, win32 } = process.getBuiltinModule('node:path');
 
 /** Options of {@link userSocketDirectory}. */
 export interface UserSocketDirectoryOptions {
@@ -58,7 +61,7 @@ export function userSocketDirectory(options: UserSocketDirectoryOptions = {}): s
   if (USES_NAMED_PIPES) {
     return env.LOCALAPPDATA !== undefined && env.LOCALAPPDATA !== ''
       ? win32.resolve(env.LOCALAPPDATA)
-      : homedir();
+      : process.getBuiltinModule('node:os').homedir();
   }
   const uid = process.geteuid!();
   // The specification: an unset or empty variable means there is none, and a relative one is
@@ -68,7 +71,7 @@ export function userSocketDirectory(options: UserSocketDirectoryOptions = {}): s
     checkDirectory(runtime, lookAtRuntime(runtime), uid, 'XDG_RUNTIME_DIR', RUNTIME_FIX);
     return runtime;
   }
-  const dir = join(base ?? tmpdir(), `simple-ipc-${uid}`);
+  const dir = join(base ?? process.getBuiltinModule('node:os').tmpdir(), `simple-ipc-${uid}`);
   try {
     // Not recursive: the temporary directory itself must exist, and nothing else is made.
     mkdirSync(dir, { mode: 0o700 });

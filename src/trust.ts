@@ -14,10 +14,34 @@
  */
 
 import type { Stats } from 'node:fs';
-import { lstat, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import { USES_NAMED_PIPES } from './address.js';
 import { ErrorCode, SimpleIpcError } from './errors.js';
+
+// Node's built-ins are taken with process.getBuiltinModule here and in the other modules, not
+// imported: an `import` of a built-in builds an ES module namespace for it, which reads every
+// export, the lazy ones too: `node:fs` then loads `fs.promises`, `fs.Dir`, `fs.watch` and
+// readline's internals (about 30 internal modules), `node:util` its argument parser, its diff
+// and `worker_threads`. A short-lived client would pay for all of it at start-up. The modules
+// only a server uses (child processes, workers, crypto, `node:fs/promises`) are taken where
+// first used, so that importing the main entry does not load them either (docs/benchmarks.md,
+// "Client start-up").
+const fs = process.getBuiltinModule('node:fs');
+// eslint-disable-next-line @typescript-eslint/unbound-method -- node:path's functions take no `this`
+const { dirname } = process.getBuiltinModule('node:path');
+
+/** `fs.promises.lstat` over the callback API: a client never loads `node:fs/promises`. */
+export function lstat(path: string): Promise<Stats> {
+  return new Promise((resolve, reject) => {
+    fs.lstat(path, (err, stats) => (err === null ? resolve(stats) : reject(err)));
+  });
+}
+
+/** `fs.promises.stat` over the callback API, as {@link lstat}. */
+export function stat(path: string): Promise<Stats> {
+  return new Promise((resolve, reject) => {
+    fs.stat(path, (err, stats) => (err === null ? resolve(stats) : reject(err)));
+  });
+}
 
 /** The device and inode that identify a socket file. */
 export interface SocketIdentity {

@@ -10,8 +10,10 @@
  * @module
  */
 
-import { inspect } from 'node:util';
 import { ErrorCode, SimpleIpcError } from './errors.js';
+
+// Taken, not imported (trust.ts says why).
+const { inspect } = process.getBuiltinModule('node:util');
 
 /**
  * The longest delay Node's timers take, in ms (2^31 - 1, about 24.8 days). A longer one is

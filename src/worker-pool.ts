@@ -9,7 +9,7 @@
  * @module
  */
 
-import { type ResourceLimits, Worker } from 'node:worker_threads';
+import type { ResourceLimits, Worker } from 'node:worker_threads';
 import { ErrorCode, SimpleIpcError } from './errors.js';
 import { errorFromData } from './handoff.js';
 import type { HandlerResult, Reply } from './server-options.js';
@@ -230,7 +230,8 @@ export class WorkerPool {
     });
     booted.catch(noop); // seen by ready(), if anyone waits
     const start: WorkerStart = { [WORKER_MODULE]: this.#href };
-    const worker = new Worker(new URL('./worker-thread.js', import.meta.url), {
+    const { Worker } = process.getBuiltinModule('node:worker_threads');
+    const worker: Worker = new Worker(new URL('./worker-thread.js', import.meta.url), {
       workerData: start,
       ...(this.#resourceLimits === undefined ? {} : { resourceLimits: this.#resourceLimits }),
     });

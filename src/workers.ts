@@ -13,7 +13,6 @@
  * @module
  */
 
-import { availableParallelism } from 'node:os';
 import { type ResourceLimits } from 'node:worker_threads';
 import { moduleHref } from './handoff.js';
 import type { RequestContext, RequestHandler } from './server.js';
@@ -144,7 +143,7 @@ export function workerHandler(
   const o = optionsObject(options);
   const size =
     integer(o.workers, 'options.workers', 1, MAX_WORKERS) ??
-    Math.min(MAX_WORKERS, Math.max(1, availableParallelism()));
+    Math.min(MAX_WORKERS, Math.max(1, process.getBuiltinModule('node:os').availableParallelism()));
   const pool = new WorkerPool(href, size, checkResourceLimits(o.resourceLimits));
   const handler = (
     request: Buffer,

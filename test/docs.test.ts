@@ -191,3 +191,21 @@ test('the times and counts docs/lifecycle.md states are the code', () => {
   assert.equal(OWNERSHIP_CHECK_MS, 1000);
   find(/stops\s+by\s+itself\s+within\s+about\s+a\s+second/);
 });
+
+test('docs/api.md names every export of simple-ipc/client where it describes that entry', () => {
+  const client = readFileSync(join(ROOT, 'src', 'client.ts'), 'utf8');
+  const names = [...client.matchAll(/export \{([^}]*)\}/g)].flatMap((m) =>
+    m[1]!
+      .split(',')
+      .map((name) => name.trim().replace(/^type /, ''))
+      .filter((name) => name !== ''),
+  );
+  const start = api.indexOf("### The client entry: `import { ... } from 'simple-ipc/client'`");
+  assert.notEqual(start, -1, 'docs/api.md has a section on the client entry');
+  const section = api.slice(start, api.indexOf('\n### ', start + 1));
+  assert.deepEqual(
+    names.filter((name) => !section.includes(`\`${name}\``)),
+    [],
+    'exports of simple-ipc/client not named in its section',
+  );
+});

@@ -124,6 +124,8 @@ describe('the packed package', { timeout: 4 * STEP_MS, skip: skipUnderWine }, ()
     for (const file of [
       'dist/src/index.js',
       'dist/src/index.d.ts',
+      'dist/src/client.js',
+      'dist/src/client.d.ts',
       'dist/cli/main.js',
       'bin/simple-ipc.js',
       'README.md',
@@ -241,18 +243,20 @@ describe('the packed package', { timeout: 4 * STEP_MS, skip: skipUnderWine }, ()
     assert.deepEqual(missing, [], 'documents named by the help but not in the package');
   });
 
-  test('ESM: import works and a round trip runs', async (t) => {
+  test('ESM: import works, of the package and of simple-ipc/client, and round trips run', async (t) => {
     const dir = tempDir(t);
     const script = `
       import { startServer, sendCommand, SimpleIpcError } from 'simple-ipc';
+      import * as client from 'simple-ipc/client';
       const path = ${JSON.stringify(join(dir, 's'))};
       const server = await startServer(path, async (request, reply) => { await reply('esm ' + request); });
       const answer = await sendCommand(path, 'ok');
+      const fromClient = await client.sendCommand(path, 'client');
       await server.stop();
-      console.log(answer.toString(), typeof SimpleIpcError);`;
+      console.log(answer.toString(), fromClient.toString(), client.SimpleIpcError === SimpleIpcError);`;
     const result = await node(['--input-type=module', '-e', script], app);
     assert.equal(result.stderr, '');
-    assert.equal(result.stdout.toString(), 'esm ok function\n');
+    assert.equal(result.stdout.toString(), 'esm ok esm client true\n');
   });
 
   test('CommonJS: require() works where the runtime can load ES modules that way', async (t) => {
@@ -280,6 +284,7 @@ describe('the packed package', { timeout: 4 * STEP_MS, skip: skipUnderWine }, ()
 
   const consumer = `
 import { type Server, startServer, sendCommand, SimpleIpcError, ActiveState } from 'simple-ipc';
+import { type Connection, connect, ErrorCode, LARGE_PACKET_MAX } from 'simple-ipc/client';
 const server: Server = await startServer('/tmp/never-started', async (request, reply) => {
   const text: string = request.toString();
   await reply(text);
@@ -288,9 +293,14 @@ const answer: Buffer = await sendCommand('/tmp/never-started', 'x', { timeout: 1
 const state: 'listening' | 'not-listening' | 'invalid-path' | 'path-not-found' | 'other-error' =
   ActiveState.LISTENING;
 const isError: boolean = new Error() instanceof SimpleIpcError;
+const connection: Connection = await connect('/tmp/never-started', { timeout: 10 });
+const code: 'ERR_IPC_PATH_NOT_FOUND' = ErrorCode.PATH_NOT_FOUND;
+const max: number = LARGE_PACKET_MAX;
+// @ts-expect-error the client entry has no server
+import('simple-ipc/client').then((m) => m.startServer);
 // @ts-expect-error the types are real: a request handler is required
 await startServer('/tmp/never-started');
-export { server, answer, state, isError };
+export { server, answer, state, isError, connection, code, max };
 `;
   for (const resolution of ['nodenext', 'bundler'] as const) {
     test(`TypeScript (moduleResolution ${resolution}) type-checks against the shipped types`, async () => {

@@ -18,7 +18,7 @@ import {
   unlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { createRequire, syncBuiltinESMExports } from 'node:module';
+import { createRequire } from 'node:module';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -104,26 +104,35 @@ async function squat(
   return s;
 }
 
-type Lstat = (path: string, ...rest: unknown[]) => Promise<unknown>;
+type LstatCallback = (err: Error | null, stats?: unknown) => void;
+type Lstat = (path: string, callback: LstatCallback) => void;
 
 /**
- * Wraps `fs/promises.lstat` for the library until the test ends: `hook(path, call)` runs for
- * every call, with the real lstat as `call`. Published to the library's ESM bindings with
- * `syncBuiltinESMExports()`, it makes a race "between the check and the use" deterministic:
- * the hook does, at that exact moment, what a racing process does at a lucky moment (a real
- * `nobody` process binding and unlinking in a loop won the race below 4 times in 8 s).
+ * Wraps `fs.lstat` for the library until the test ends: `hook(path, call)` runs for every
+ * call, with the real lstat as `call`. (The library looks files up with the callback API of the
+ * `node:fs` module object, read at each call, so replacing it there is seen at once.) It makes
+ * a race "between the check and the use" deterministic: the hook does, at that exact moment,
+ * what a racing process does at a lucky moment (a real `nobody` process binding and unlinking
+ * in a loop won the race below 4 times in 8 s).
  */
 function hookLstat(
   t: TestContext,
   hook: (path: string, call: () => Promise<unknown>) => Promise<unknown>,
 ): void {
-  const fsp = require('node:fs/promises') as { lstat: Lstat };
-  const real = fsp.lstat;
-  fsp.lstat = (path: string, ...rest: unknown[]) => hook(path, () => real(path, ...rest));
-  syncBuiltinESMExports();
+  const fs = require('node:fs') as { lstat: Lstat };
+  const real = fs.lstat;
+  const call = (path: string): Promise<unknown> =>
+    new Promise((resolve, reject) => {
+      real(path, (err, stats) => (err === null ? resolve(stats) : reject(err)));
+    });
+  fs.lstat = (path, callback) => {
+    hook(path, () => call(path)).then(
+      (stats) => callback(null, stats),
+      (err: Error) => callback(err),
+    );
+  };
   t.after(() => {
-    fsp.lstat = real;
-    syncBuiltinESMExports();
+    fs.lstat = real;
   });
 }
 
@@ -390,8 +399,8 @@ test(
     const script = `
     import { Worker } from 'node:worker_threads';
     import { once } from 'node:events';
-    import { createRequire, syncBuiltinESMExports } from 'node:module';
-    const fsp = createRequire(import.meta.url)('node:fs/promises');
+    import { createRequire } from 'node:module';
+    const fs = createRequire(import.meta.url)('node:fs');
     const { sendCommand } = await import(process.argv[1]);
     const path = process.argv[2];
     const flag = new Int32Array(new SharedArrayBuffer(4));
@@ -415,9 +424,9 @@ test(
       sockets.push(this);
       return connect.apply(this, args);
     };
-    const real = fsp.lstat;
+    const real = fs.lstat;
     let looks = 0;
-    fsp.lstat = async (p, ...rest) => {
+    fs.lstat = async (p, callback) => {
       if (p === path && ++looks === 2) {
         Atomics.store(flag, 0, 1);
         Atomics.notify(flag, 0);
@@ -426,9 +435,8 @@ test(
           await new Promise((resolve) => setImmediate(resolve));
         }
       }
-      return real(p, ...rest);
+      real(p, callback);
     };
-    syncBuiltinESMExports();
     try {
       await sendCommand(path, 'x', { checkOwner: true });
       console.log('answered');
