@@ -28,5 +28,23 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // The CLI is a user of the library: it takes only what the package's two entries export.
+    files: ['cli/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^\\.\\./src/(?!(index|client)\\.js$)',
+              message:
+                "the CLI uses the public API: import from '../src/index.js' or '../src/client.js'",
+            },
+          ],
+        },
+      ],
+    },
+  },
   { files: ['**/*.js', '**/*.mjs'], ...tseslint.configs.disableTypeChecked },
 );

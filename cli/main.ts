@@ -17,7 +17,7 @@ const PEOPLE_COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   status: async () => (await import('./people.js')).status,
   call: async () => (await import('./people.js')).call,
   serve: async () => (await import('./serve.js')).serve,
-  'socket-dir': async () => (await import('./people.js')).socketDir,
+  'socket-dir': async () => (await import('./socket-dir.js')).socketDir,
   stop: async () => (await import('./people.js')).stop,
 };
 

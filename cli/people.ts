@@ -1,6 +1,6 @@
 /**
- * The commands for people: `status`, `call` and `socket-dir` here, `serve` in serve.ts, and the argument
- * parsing they share. Built on the public API only.
+ * The commands for people: `status` and `call` here (`socket-dir` in socket-dir.ts, `serve` in
+ * serve.ts), and the argument parsing they share. Built on the public API only.
  */
 
 import type { ParseArgsConfig } from 'node:util';
@@ -17,7 +17,6 @@ import {
   sendCommand,
   USES_NAMED_PIPES,
 } from '../src/client.js';
-import { userSocketDirectory } from '../src/socket-dir.js';
 import { PEOPLE_HELP, type PeopleCommand } from './help.js';
 import { CliExit, EXIT_ERROR, EXIT_OK, EXIT_USAGE, fail, Progress, writeOut } from './io.js';
 
@@ -150,23 +149,6 @@ export async function stop(args: readonly string[]): Promise<number> {
     }
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  return EXIT_OK;
-}
-
-/** `simple-ipc socket-dir`: prints this user's own directory for sockets. */
-export async function socketDir(args: readonly string[]): Promise<number> {
-  const parsed = parseCommand('socket-dir', args, {});
-  if (parsed === undefined) return EXIT_OK;
-  const [extra] = parsed.positionals;
-  if (extra !== undefined) throw usageError('socket-dir', `unexpected argument '${extra}'`);
-  let dir: string;
-  try {
-    dir = userSocketDirectory();
-  } catch (err) {
-    if (isSimpleIpcError(err)) throw fail(err.message);
-    throw err;
-  }
-  await writeOut(process.stdout, `${dir}\n`);
   return EXIT_OK;
 }
 
