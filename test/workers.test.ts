@@ -619,7 +619,11 @@ test('a running task gets a signal that aborts when its client hangs up', async 
   socket.write(encodeMessage('wait'));
   await until('the task to start', () => existsSync(started));
   socket.destroy();
-  await until('the task to learn that its client left', () => existsSync(left));
+  // The file exists as soon as writeFileSync creates it, before its bytes are in: wait for them.
+  await until(
+    'the task to learn that its client left',
+    () => existsSync(left) && readFileSync(left, 'utf8') !== '',
+  );
   assert.equal(readFileSync(left, 'utf8'), 'ERR_IPC_CONNECTION_CLOSED');
   // The worker goes on, and the next task gets a signal of its own.
   assert.equal((await sendCommand(server.path, 'short')).toString(), 'aborted: false');
