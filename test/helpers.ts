@@ -48,8 +48,13 @@ export function unixOnly(why: string): string | false {
  */
 export const UNDER_WINE = process.platform === 'win32' && process.env.WINELOADER !== undefined;
 
-/** Whether this system has `/proc` with per-process files (Linux; not macOS, the BSDs or Windows). */
-export const HAS_PROC = existsSync('/proc/self/stat') && existsSync('/proc/self/fd');
+/**
+ * Whether this system has `/proc` with per-process files (Linux; not macOS, the BSDs or
+ * Windows). Never on Windows: under Wine, `/proc/self/stat` is the host's `/proc` seen through
+ * drive Z:, whose pids are not Windows pids.
+ */
+export const HAS_PROC =
+  process.platform !== 'win32' && existsSync('/proc/self/stat') && existsSync('/proc/self/fd');
 
 /**
  * Skips a test that reads `/proc` (`what` says for what) where there is none: the skip reason,
