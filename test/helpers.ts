@@ -70,6 +70,24 @@ export function needsProc(what: string): string | false {
  */
 export const FULL_BACKLOG_ERROR = process.platform === 'linux' ? 'EAGAIN' : 'ECONNREFUSED';
 
+/**
+ * A `serve --exec` command line: `unix` (the Unix tools) on Unix; on Windows, whose shell
+ * (cmd.exe) has no cat, tr or wc, this Node running `js`, which must hold no double quote or
+ * percent sign (cmd.exe's).
+ */
+export function execCommand(unix: string, js: string): string {
+  return process.platform === 'win32' ? `"${process.execPath}" -e "${js}"` : unix;
+}
+
+/** An `--exec` command that answers each request with the request itself (`cat`). */
+export const CAT_COMMAND = execCommand('cat', 'process.stdin.pipe(process.stdout)');
+
+/** An `--exec` command that answers each request in upper case (`tr a-z A-Z`). */
+export const UPPER_COMMAND = execCommand(
+  'tr a-z A-Z',
+  'process.stdin.on(`data`, (d) => process.stdout.write(d.toString().toUpperCase()))',
+);
+
 /** The skip reason of a test of the start-up lock file, which only Unix sockets use. */
 export const LOCK_FILE_ONLY = unixOnly(
   'the start-up lock file (Windows creates the first pipe instance atomically instead)',
