@@ -11,6 +11,7 @@ import type { TestContext } from 'node:test';
 import { suggestCommand } from '../cli/main.js';
 import { getActiveState, startServer } from '../src/index.js';
 import {
+  CAT_COMMAND,
   CLI,
   killAndWait,
   ROOT,
@@ -21,6 +22,7 @@ import {
   tempDir,
   test,
   until,
+  UPPER_COMMAND,
 } from './helpers.js';
 
 test('a mistyped command is a usage error (129) with a suggestion when one is close', async () => {
@@ -96,7 +98,7 @@ async function serveUntilListening(
 
 test('`simple-ipc stop PATH` stops a `serve` daemon, which exits 0 and removes its socket', async (t) => {
   const path = join(tempDir(t), 'upper.sock');
-  const daemon = await serveUntilListening(t, path, 'tr a-z A-Z');
+  const daemon = await serveUntilListening(t, path, UPPER_COMMAND);
   const hello = await runCli(['call', path, 'hello']);
   assert.equal(hello.stdout.toString(), 'HELLO');
   const stop = await runCli(['stop', path]);
@@ -116,7 +118,7 @@ test('`simple-ipc stop PATH` stops a `serve` daemon, which exits 0 and removes i
 
 test('serve passes a request that only starts with quit to its command', async (t) => {
   const path = join(tempDir(t), 'cat.sock');
-  const daemon = await serveUntilListening(t, path, 'cat');
+  const daemon = await serveUntilListening(t, path, CAT_COMMAND);
   t.after(async () => {
     await runCli(['stop', path]);
     await within(daemon.exited, 30_000, 'serve to exit after stop');

@@ -22,8 +22,10 @@ import type { TestContext } from 'node:test';
 import { helpFor, PROGRAM_HELP } from '../cli/help.js';
 import { connect, getActiveState, startServer } from '../src/index.js';
 import {
+  CAT_COMMAND,
   CLI,
   delay,
+  execCommand,
   killAndWait,
   PROCESS_SLOWNESS,
   ROOT,
@@ -33,6 +35,7 @@ import {
   testWithDeadline,
   unixOnly,
   until,
+  UPPER_COMMAND,
 } from './helpers.js';
 
 // Each test runs the CLI, often several times.
@@ -40,19 +43,7 @@ const test = testWithDeadline(60_000);
 
 const WINDOWS = process.platform === 'win32';
 
-/**
- * An --exec command: the Unix tools on Unix; on Windows (cmd.exe has no cat, tr or wc) this
- * Node running `js`, which must hold no double quote or percent sign (cmd.exe's).
- */
-function command(unix: string, js: string): string {
-  return WINDOWS ? `"${process.execPath}" -e "${js}"` : unix;
-}
-const CAT = command('cat', 'process.stdin.pipe(process.stdout)');
-const UPPER = command(
-  'tr a-z A-Z',
-  'process.stdin.on(`data`, (d) => process.stdout.write(d.toString().toUpperCase()))',
-);
-const COUNT = command(
+const COUNT = execCommand(
   'wc -c',
   'let n = 0; process.stdin.on(`data`, (d) => (n += d.length)).on(`end`, () => console.log(n))',
 );
@@ -363,7 +354,7 @@ test('call --wait waits for a server that is starting', async (t) => {
 
 test('serve --exec cat: 1 MiB of random bytes round trip, byte-identical', async (t) => {
   const path = join(tempDir(t), 's');
-  await serve(path, ['--exec', CAT]);
+  await serve(path, ['--exec', CAT_COMMAND]);
   const input = randomBytes(1 << 20);
   const r = await runCli(['call', path], { input });
   assert.equal(r.code, 0, r.stderr);
@@ -374,7 +365,7 @@ test('serve --exec cat: 1 MiB of random bytes round trip, byte-identical', async
 
 test('serve --exec: parallel calls each get their own answer', async (t) => {
   const path = join(tempDir(t), 's');
-  const serving = await serve(path, [`--exec=${UPPER}`, '--threads=4']);
+  const serving = await serve(path, [`--exec=${UPPER_COMMAND}`, '--threads=4']);
   // On Windows each call and each command is a Node process (seconds each under Wine): 8.
   const results = await Promise.all(
     Array.from({ length: WINDOWS ? 8 : 20 }, (_, i) =>
@@ -391,7 +382,7 @@ test('serve --exec: a failing command ends the response with an error', async (t
   const path = join(tempDir(t), 's');
   const serving = await serve(path, [
     '--exec',
-    command(
+    execCommand(
       'cat >/dev/null; echo partial; exit 3',
       'process.stdin.resume().on(`end`, () => { console.log(`partial`); process.exit(3); })',
     ),
@@ -406,7 +397,7 @@ test('serve --exec: a failing command ends the response with an error', async (t
 
 test('serve --idle-timeout: the server exits by itself and removes its socket', async (t) => {
   const path = join(tempDir(t), 's');
-  const serving = await serve(path, ['--exec', CAT, '--idle-timeout=0.5']);
+  const serving = await serve(path, ['--exec', CAT_COMMAND, '--idle-timeout=0.5']);
   assert.equal(await serving.exited, 0);
   assert.ok(await socketGone(path), 'the socket is gone');
   assert.match(serving.stderr(), /no connection for 0\.5 s: stopping/);

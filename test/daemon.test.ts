@@ -4,14 +4,7 @@
  */
 
 import assert from 'node:assert/strict';
-import {
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  readlinkSync,
-  realpathSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { pathToFileURL } from 'node:url';
@@ -33,13 +26,15 @@ import {
   START_RACE_UNDER_WINE,
   tempDir,
   test,
+  unixOnly,
   until,
 } from './helpers.js';
 
 const LIBRARY = pathToFileURL(join(ROOT, 'dist', 'src', 'index.js')).href;
 
 // A daemon as an application writes one: it records what happens to it in $SIPC_EVENTS, answers
-// `pid` with its pid, stops on `quit` or SIGTERM, and exits when it loses the start-up race.
+// `pid` with its pid and `cwd` with its working directory, stops on `quit` or SIGTERM, and exits
+// when it loses the start-up race.
 const DAEMON = `
 import { appendFileSync } from 'node:fs';
 import { QUIT, startServer, stopOnSignals } from ${JSON.stringify(LIBRARY)};
@@ -51,7 +46,7 @@ try {
   server = await startServer(process.env.SIPC_PATH, async (request, reply) => {
     const text = request.toString();
     if (text === 'quit') return QUIT;
-    await reply(text === 'pid' ? String(process.pid) : 'pong');
+    await reply(text === 'pid' ? String(process.pid) : text === 'cwd' ? process.cwd() : 'pong');
   });
 } catch (err) {
   note('lost-' + err.code);
@@ -230,15 +225,12 @@ function procIds(pid: number): { ppid: number; pgrp: number; session: number } {
   return { ppid: Number(fields[1]), pgrp: Number(fields[2]), session: Number(fields[3]) };
 }
 
-test(
-  'startDaemon: the daemon has a session of its own, runs in cwd, and outlives its starter',
-  { skip: needsProc('the process group, session and cwd of another process') },
-  async (t) => {
-    const f = fixture(t);
-    const work = join(f.path, '..', 'work');
-    mkdirSync(work);
-    // A starter process that starts the daemon in `work` and exits at once.
-    const starter = `
+test('startDaemon: the daemon has a session of its own, runs in cwd, and outlives its starter', async (t) => {
+  const f = fixture(t);
+  const work = join(f.path, '..', 'work');
+  mkdirSync(work);
+  // A starter process that starts the daemon in `work` and exits at once.
+  const starter = `
       import { startDaemon } from ${JSON.stringify(LIBRARY)};
       const { pid } = await startDaemon(process.env.SIPC_PATH, {
         command: process.execPath,
@@ -247,27 +239,36 @@ test(
         timeout: 20000,
       });
       console.log(pid);`;
-    const r = await runProcess(process.execPath, ['--input-type=module', '-e', starter, work], {
-      env: f.env,
-    });
-    assert.equal(r.code, 0, r.stderr);
-    const pid = Number(r.stdout.toString());
-    assert.ok(pid > 0);
-    // The starter is gone; the daemon still serves.
-    assert.equal((await sendCommand(f.path, 'pid')).toString(), String(pid));
-    const ids = procIds(pid);
-    const ours = procIds(process.pid);
-    // setsid(): leader of a new session and process group, so a Ctrl-C or a hang-up meant for
-    // the starter's terminal job never reaches it.
-    assert.equal(ids.session, pid, 'a session of its own');
-    assert.equal(ids.pgrp, pid, 'a process group of its own');
-    assert.notEqual(ids.pgrp, ours.pgrp);
-    assert.notEqual(ids.ppid, process.pid);
-    assert.equal(realpathSync(readlinkSync(`/proc/${pid}/cwd`)), realpathSync(work));
-    await sendCommand(f.path, 'quit');
-    await until('the daemon to stop', () => readEvents(f.events).some((e) => e.what === 'stopped'));
-  },
-);
+  const r = await runProcess(process.execPath, ['--input-type=module', '-e', starter, work], {
+    env: f.env,
+  });
+  assert.equal(r.code, 0, r.stderr);
+  const pid = Number(r.stdout.toString());
+  assert.ok(pid > 0);
+  // The starter is gone; the daemon still serves.
+  assert.equal((await sendCommand(f.path, 'pid')).toString(), String(pid));
+  assert.equal(realpathSync((await sendCommand(f.path, 'cwd')).toString()), realpathSync(work));
+  await t.test(
+    'a session and a process group of its own',
+    {
+      skip:
+        unixOnly('sessions and process groups') ||
+        needsProc('the process group and session of another process'),
+    },
+    () => {
+      const ids = procIds(pid);
+      const ours = procIds(process.pid);
+      // setsid(): leader of a new session and process group, so a Ctrl-C or a hang-up meant
+      // for the starter's terminal job never reaches it.
+      assert.equal(ids.session, pid, 'a session of its own');
+      assert.equal(ids.pgrp, pid, 'a process group of its own');
+      assert.notEqual(ids.pgrp, ours.pgrp);
+      assert.notEqual(ids.ppid, process.pid);
+    },
+  );
+  await sendCommand(f.path, 'quit');
+  await until('the daemon to stop', () => readEvents(f.events).some((e) => e.what === 'stopped'));
+});
 
 test('startDaemon: a daemon that exits before listening is ERR_IPC_DAEMON_TERMINATED', async (t) => {
   const dir = tempDir(t);

@@ -48,8 +48,13 @@ export function unixOnly(why: string): string | false {
  */
 export const UNDER_WINE = process.platform === 'win32' && process.env.WINELOADER !== undefined;
 
-/** Whether this system has `/proc` with per-process files (Linux; not macOS, the BSDs or Windows). */
-export const HAS_PROC = existsSync('/proc/self/stat') && existsSync('/proc/self/fd');
+/**
+ * Whether this system has `/proc` with per-process files (Linux; not macOS, the BSDs or
+ * Windows). Never on Windows: under Wine, `/proc/self/stat` is the host's `/proc` seen through
+ * drive Z:, whose pids are not Windows pids.
+ */
+export const HAS_PROC =
+  process.platform !== 'win32' && existsSync('/proc/self/stat') && existsSync('/proc/self/fd');
 
 /**
  * Skips a test that reads `/proc` (`what` says for what) where there is none: the skip reason,
@@ -64,6 +69,24 @@ export function needsProc(what: string): string | false {
  * `ECONNREFUSED` on macOS and the BSDs (docs/lifecycle.md, src/refusal.ts).
  */
 export const FULL_BACKLOG_ERROR = process.platform === 'linux' ? 'EAGAIN' : 'ECONNREFUSED';
+
+/**
+ * A `serve --exec` command line: `unix` (the Unix tools) on Unix; on Windows, whose shell
+ * (cmd.exe) has no cat, tr or wc, this Node running `js`, which must hold no double quote or
+ * percent sign (cmd.exe's).
+ */
+export function execCommand(unix: string, js: string): string {
+  return process.platform === 'win32' ? `"${process.execPath}" -e "${js}"` : unix;
+}
+
+/** An `--exec` command that answers each request with the request itself (`cat`). */
+export const CAT_COMMAND = execCommand('cat', 'process.stdin.pipe(process.stdout)');
+
+/** An `--exec` command that answers each request in upper case (`tr a-z A-Z`). */
+export const UPPER_COMMAND = execCommand(
+  'tr a-z A-Z',
+  'process.stdin.on(`data`, (d) => process.stdout.write(d.toString().toUpperCase()))',
+);
 
 /** The skip reason of a test of the start-up lock file, which only Unix sockets use. */
 export const LOCK_FILE_ONLY = unixOnly(
