@@ -18,5 +18,10 @@ export {
   tryConnect,
 } from './connect.js';
 export { Connection } from './connection.js';
+export {
+  type ClientRequestContext,
+  type ClientRetryMessage,
+  DiagnosticsChannel,
+} from './diagnostics.js';
 export { type Message, type SendOptions } from './exchange.js';
 export { sendCommand } from './send-command.js';

@@ -120,6 +120,7 @@ test('the client (src/client.ts) loads no server, daemon, cluster or worker code
     'connect-attempt.js',
     'connect.js',
     'connection.js',
+    'diagnostics.js',
     'errors.js',
     'exchange.js',
     'inbound-message.js',
