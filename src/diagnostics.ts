@@ -258,6 +258,13 @@ export class ClientTrace implements ClientRequestContext {
         this.#scope = new AsyncResource(DiagnosticsChannel.CLIENT_REQUEST);
         body();
       });
+    } catch (err) {
+      // Failed before it was under way (a second request on a connection): as Node's
+      // traceSync reports a throw, `error` then `end`, and no asynchronous part.
+      this.outcome = 'error';
+      this.error = err;
+      clientRequest.error.publish(this);
+      throw err;
     } finally {
       clientRequest.end.publish(this);
     }

@@ -153,6 +153,21 @@ test('a connection traced with send() and stream()', async (t) => {
   );
 });
 
+test('a second request on a connection: error, then end, and nothing asynchronous', async (t) => {
+  const path = join(tempDir(t), 's');
+  const server = await startServer(path, (request, reply) => reply(request));
+  t.after(() => server.destroy());
+  const connection = await connect(path);
+  t.after(() => connection.destroy());
+  const first = connection.send('a');
+  const events = record(t, path);
+  const pieces = connection.stream('b');
+  await assert.rejects(pieces[Symbol.asyncIterator]().next(), { code: 'ERR_IPC_INVALID_ARGUMENT' });
+  assert.deepEqual(trace(events, DiagnosticsChannel.CLIENT_REQUEST), ['start', 'error', 'end']);
+  assert.equal((events[1]!.message.error as SimpleIpcError).code, 'ERR_IPC_INVALID_ARGUMENT');
+  assert.equal(String(await first), 'a');
+});
+
 test('a handler that throws: error fires on both sides before asyncStart', async (t) => {
   const path = join(tempDir(t), 's');
   const events = record(t, path);
