@@ -165,7 +165,6 @@ async function main(args: readonly string[]): Promise<void> {
   process.stdout.write(`|---|---:|---:|${callgrind ? '---:|---:|' : ''}\n`);
   for (const build of builds) {
     const c = median(cpu.get(build.name)!);
-    const cBase = median(cpu.get(base)!);
     // The median over rounds of this build's figure over the other one's of the same round.
     const paired = median(cpu.get(build.name)!.map((value, i) => value / cpu.get(base)![i]!));
     let line = `| ${build.name} | ${c.toFixed(1)} | ${((paired - 1) * 100).toFixed(2)}% |`;
