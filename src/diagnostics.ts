@@ -192,25 +192,35 @@ export interface ServerStopMessage {
 /** @internal What identifies the publishing server in a point event (for `debug`). */
 export const kServer = Symbol('server');
 
+/** @internal */
 export const clientRequest: TracingChannel<unknown, ClientTrace> =
   diagnosticsChannel.tracingChannel(DiagnosticsChannel.CLIENT_REQUEST);
+/** @internal */
 export const serverRequest: TracingChannel<unknown, ServerTrace> =
   diagnosticsChannel.tracingChannel(DiagnosticsChannel.SERVER_REQUEST);
+/** @internal */
 export const clientRetry: Channel = diagnosticsChannel.channel(DiagnosticsChannel.CLIENT_RETRY);
+/** @internal */
 export const serverListening: Channel = diagnosticsChannel.channel(
   DiagnosticsChannel.SERVER_LISTENING,
 );
+/** @internal */
 export const serverTakeover: Channel = diagnosticsChannel.channel(
   DiagnosticsChannel.SERVER_TAKEOVER,
 );
+/** @internal */
 export const serverStolen: Channel = diagnosticsChannel.channel(DiagnosticsChannel.SERVER_STOLEN);
+/** @internal */
 export const serverRejected: Channel = diagnosticsChannel.channel(
   DiagnosticsChannel.SERVER_REJECTED,
 );
+/** @internal */
 export const serverAcceptFailed: Channel = diagnosticsChannel.channel(
   DiagnosticsChannel.SERVER_ACCEPT_FAILED,
 );
+/** @internal */
 export const serverClosing: Channel = diagnosticsChannel.channel(DiagnosticsChannel.SERVER_CLOSING);
+/** @internal */
 export const serverClosed: Channel = diagnosticsChannel.channel(DiagnosticsChannel.SERVER_CLOSED);
 
 /**
