@@ -26,6 +26,11 @@ export {
   tryConnect,
 } from './connect.js';
 export { Connection } from './connection.js';
+export {
+  type ClientRequestContext,
+  type ClientRetryMessage,
+  DiagnosticsChannel,
+} from './diagnostics.js';
 export { ErrorCode, isSimpleIpcError, SimpleIpcError } from './errors.js';
 export { type Message, type SendOptions } from './exchange.js';
 export {

@@ -13,6 +13,7 @@
 import { Socket } from 'node:net';
 import { USES_NAMED_PIPES } from './address.js';
 import { connectError, connectOnce } from './connect-attempt.js';
+import { type ClientTrace, clientRetry } from './diagnostics.js';
 import { type Connection, makeConnection } from './connection.js';
 import { abortError, ErrorCode, SimpleIpcError, systemCode } from './errors.js';
 import type { SocketIdentity } from './trust.js';
@@ -198,6 +199,7 @@ export async function connectWithRetries(
   path: string,
   settings: ConnectSettings,
   first: FirstAttempt | undefined,
+  trace?: ClientTrace,
 ): Promise<Socket | ConnectFailure> {
   const timeout = settings.timeout;
   const signal = settings.signal;
@@ -206,6 +208,7 @@ export async function connectWithRetries(
   let deadline = first === undefined ? busyDeadline(settings) : first.deadline;
   let outcome = first?.error;
   let appeared = false;
+  let retries = 0;
   for (;;) {
     if (outcome === undefined) {
       if (signal?.aborted) throw abortError(signal);
@@ -262,10 +265,16 @@ export async function connectWithRetries(
         ),
       };
     }
+    const delay = Math.min(settings.retryInterval, left);
+    retries++;
+    if (trace !== undefined) trace.retries = retries;
+    if (clientRetry.hasSubscribers) {
+      clientRetry.publish({ path, attempt: retries, error: outcome, delay });
+    }
     try {
       // node:timers/promises only when a retry waits (trust.ts says why).
       const { setTimeout: sleep } = process.getBuiltinModule('node:timers/promises');
-      await sleep(Math.min(settings.retryInterval, left), undefined, { signal });
+      await sleep(delay, undefined, { signal });
     } catch {
       throw abortError(signal!);
     }
@@ -353,8 +362,8 @@ export function busyWait(deadline: number | undefined): number {
   return USES_NAMED_PIPES && deadline !== undefined ? Math.max(0, deadline - performance.now()) : 0;
 }
 
-/** {@link ConnectOptions} checked, with their defaults. */
-interface ConnectSettings {
+/** @internal {@link ConnectOptions} checked, with their defaults. */
+export interface ConnectSettings {
   readonly waitIfBusy: boolean;
   readonly waitIfNotFound: boolean;
   readonly disallowChdir: boolean;

@@ -8,6 +8,7 @@
  */
 
 import type { Socket } from 'node:net';
+import { clientRequest, ClientTrace, traced } from './diagnostics.js';
 import { abortError, ErrorCode, SimpleIpcError } from './errors.js';
 import {
   checkMessage,
@@ -84,7 +85,22 @@ export class Connection {
       checkMessage(request);
       const send = sendSettings(options);
       this.#claim();
-      this.#underway = exchangeWhole(this.#socket, this.#path, request, send, resolve, reject);
+      if (traced(clientRequest)) {
+        const trace = new ClientTrace(this.#path, 'send');
+        trace.begin(() => {
+          this.#underway = exchangeWhole(
+            this.#socket,
+            this.#path,
+            request,
+            send,
+            resolve,
+            reject,
+            trace,
+          );
+        });
+      } else {
+        this.#underway = exchangeWhole(this.#socket, this.#path, request, send, resolve, reject);
+      }
     });
   }
 
@@ -98,9 +114,14 @@ export class Connection {
   stream(request: Message, options: SendOptions = {}): AsyncIterable<Buffer> {
     checkMessage(request);
     sendSettings(options);
-    let inbound: InboundMessage;
+    let inbound!: InboundMessage;
     try {
-      inbound = this.#exchange(request, options);
+      if (traced(clientRequest)) {
+        const trace = new ClientTrace(this.#path, 'stream');
+        trace.begin(() => {
+          inbound = this.#exchange(request, options, trace);
+        });
+      } else inbound = this.#exchange(request, options, undefined);
     } catch (err) {
       return failedIterable(err);
     }
@@ -172,7 +193,11 @@ export class Connection {
     this.#used = true;
   }
 
-  #exchange(request: Message, options: SendOptions): InboundMessage {
+  #exchange(
+    request: Message,
+    options: SendOptions,
+    trace: ClientTrace | undefined,
+  ): InboundMessage {
     checkMessage(request);
     const settings = sendSettings(options);
     this.#claim();
@@ -184,6 +209,7 @@ export class Connection {
     // A whole request goes out as one buffer; only chunked ones need the streaming writer.
     const whole = typeof request === 'string' || request instanceof Uint8Array;
     const exchange = new Exchange(socket, this.#path, inbound, whole);
+    exchange.trace = trace;
     this.#underway = exchange;
     socket.on('data', (chunk: Buffer) => exchange.onData(chunk));
     socket.on('end', () => exchange.onClose());

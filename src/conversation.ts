@@ -16,6 +16,7 @@ import { ErrorCode, SimpleIpcError } from './errors.js';
 import { type InboundLimits, InboundMessage } from './inbound-message.js';
 import { OutboundMessage } from './outbound-message.js';
 import type { Reply } from './server-options.js';
+import type { ServerTrace } from './diagnostics.js';
 
 /** @internal Where a conversation stands. */
 export enum Phase {
@@ -106,6 +107,8 @@ export class Conversation {
   #taken = 0;
   /** Where this conversation is in the server's {@link ConversationList}; -1 once out. */
   listIndex = -1;
+  /** Its `simple-ipc:server:request` context, when that channel had a subscriber at the accept. */
+  trace: ServerTrace | undefined = undefined;
 
   /**
    * Takes `socket`'s events from here on: its listeners are this module's functions, which find

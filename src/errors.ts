@@ -58,6 +58,12 @@ export const ErrorCode = {
   ABORTED: 'ABORT_ERR',
   /** An argument had the wrong type or value. */
   INVALID_ARGUMENT: 'ERR_IPC_INVALID_ARGUMENT',
+  /**
+   * A server closed a connection at once, without reading it: its queue was full, or it was
+   * stopping. Never thrown (the client sees the connection closed): the error of a rejected
+   * request in the `simple-ipc:server:request` and `simple-ipc:server:rejected` channels.
+   */
+  REJECTED: 'ERR_IPC_REJECTED',
   /** A daemon started on demand exited before it was listening. */
   DAEMON_TERMINATED: 'ERR_IPC_DAEMON_TERMINATED',
   /** A daemon started on demand was not listening before the deadline. */

@@ -9,6 +9,7 @@
  */
 
 import type { Socket } from 'node:net';
+import type { ClientTrace } from './diagnostics.js';
 import { abortError, ErrorCode, isSimpleIpcError, SimpleIpcError } from './errors.js';
 import type { HoldWatch, InboundMessage } from './inbound-message.js';
 import { OutboundMessage } from './outbound-message.js';
@@ -44,8 +45,8 @@ export interface SendOptions {
 export type Message =
   string | Uint8Array | Iterable<string | Uint8Array> | AsyncIterable<string | Uint8Array>;
 
-/** {@link SendOptions} checked, with their defaults. */
-interface SendSettings {
+/** @internal {@link SendOptions} checked, with their defaults. */
+export interface SendSettings {
   readonly maxResponseSize: number;
   readonly timeout: number;
   readonly signal: AbortSignal | undefined;
@@ -93,6 +94,7 @@ export function exchangeWhole(
   settings: SendSettings,
   resolve: (response: Buffer) => void,
   reject: (err: Error) => void,
+  trace?: ClientTrace,
 ): (err: Error) => void {
   const response = new WholeResponse(settings.maxResponseSize);
   const signal = settings.signal;
@@ -107,6 +109,10 @@ export function exchangeWhole(
     idle?.clear();
     socket.destroy();
     if (onAbort !== undefined) signal!.removeEventListener('abort', onAbort);
+    if (trace !== undefined) {
+      settleTraced(trace, socket, response, err, outbound, resolve, reject);
+      return;
+    }
     if (err === undefined) {
       resolve(response.take());
       return;
@@ -159,6 +165,27 @@ export function exchangeWhole(
     );
   }
   return finish;
+}
+
+/** {@link exchangeWhole}'s end when traced: the sizes, then `resolve`/`reject` in the trace. */
+function settleTraced(
+  trace: ClientTrace,
+  socket: Socket,
+  response: WholeResponse,
+  err: Error | undefined,
+  outbound: OutboundMessage | undefined,
+  resolve: (response: Buffer) => void,
+  reject: (err: Error) => void,
+): void {
+  trace.requestBytes = socket.bytesWritten ?? 0;
+  trace.responseBytes = socket.bytesRead;
+  if (err === undefined) {
+    const payload = response.take();
+    trace.settle(undefined, () => resolve(payload));
+    return;
+  }
+  outbound?.abort(err);
+  trace.settle(err, () => reject(err));
 }
 
 /**
@@ -221,6 +248,8 @@ export class Exchange {
   readonly outbound: OutboundMessage | undefined;
   /** The idle timeout, if one was asked for. */
   idle: IdleTimeout | undefined;
+  /** Its `simple-ipc:client:request` context, when that channel had a subscriber. */
+  trace: ClientTrace | undefined = undefined;
 
   constructor(socket: Socket, path: string, inbound: InboundMessage, whole: boolean) {
     this.socket = socket;
@@ -245,6 +274,15 @@ export class Exchange {
     this.inbound.fail(err);
     this.outbound?.abort(err);
     this.socket.destroy();
+    if (this.trace !== undefined) this.#settleTrace(err);
+  }
+
+  /** The traced exchange ended (once: later calls change nothing). */
+  #settleTrace(err: Error | undefined): void {
+    const trace = this.trace!;
+    trace.requestBytes = this.socket.bytesWritten ?? 0;
+    trace.responseBytes = this.socket.bytesRead;
+    trace.settle(err, noop);
   }
 
   onData(chunk: Buffer): void {
@@ -256,6 +294,7 @@ export class Exchange {
       this.idle?.clear();
       this.#unwatch();
       this.socket.destroy();
+      if (this.trace !== undefined) this.#settleTrace(inbound.error);
     }
   }
 
@@ -341,6 +380,8 @@ export class IdleTimeout implements HoldWatch {
     );
   }
 }
+
+function noop(): void {}
 
 function idleTimeoutFired(idle: IdleTimeout): void {
   idle.fired();

@@ -27,6 +27,19 @@ export {
   startDaemon,
 } from './daemon.js';
 export { type ClusteredServerOptions, startClusteredServer } from './cluster.js';
+export {
+  type ClientRequestContext,
+  type ClientRetryMessage,
+  DiagnosticsChannel,
+  type RejectReason,
+  type ServerErrorMessage,
+  type ServerMessage,
+  type ServerRejectedMessage,
+  type ServerRequestContext,
+  type ServerRequestOutcome,
+  type ServerStolenMessage,
+  type ServerStopMessage,
+} from './diagnostics.js';
 export { ErrorCode, isSimpleIpcError, SimpleIpcError } from './errors.js';
 export { describeTheft, type TheftReason } from './ownership.js';
 export { type UserSocketDirectoryOptions, userSocketDirectory } from './socket-dir.js';

@@ -59,6 +59,8 @@ export interface InstalledSocket {
   readonly listener: NetServer;
   /** Undefined for a named pipe. */
   readonly identity: SocketIdentity | undefined;
+  /** A dead socket was at the path and has been replaced. */
+  readonly replaced: boolean;
 }
 
 /**
@@ -90,7 +92,12 @@ export async function installSocket(
       `the socket mode must be an integer from 0 to 0o777, not ${String(options.mode)}`,
     );
   }
-  if (USES_NAMED_PIPES) return { listener: await listenOnPipe(path, options), identity: undefined };
+  if (USES_NAMED_PIPES)
+    return {
+      listener: await listenOnPipe(path, options),
+      identity: undefined,
+      replaced: false,
+    };
   // Fail before touching anything if no client could ever reach the path, or if another user
   // owns its directory or the socket there (it could be posing as us: src/trust.ts).
   checkSocketPath(path);
@@ -110,7 +117,11 @@ export async function installSocket(
     const found = await inspectPath(path);
     bound = await bindPrivately(path, options);
     await moveIntoPlace(bound.temporary, path, found);
-    return { listener: bound.listener, identity: bound.identity };
+    return {
+      listener: bound.listener,
+      identity: bound.identity,
+      replaced: found === 'dead-socket',
+    };
   } catch (err) {
     bound?.listener.close();
     if (bound !== undefined) await fsp().unlink(bound.temporary).catch(ignore);

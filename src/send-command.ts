@@ -11,16 +11,19 @@ import {
   busyDeadline,
   busyWait,
   type ConnectOptions,
+  type ConnectSettings,
   connectSettings,
   connectWithRetries,
 } from './connect.js';
 import { connectOnce } from './connect-attempt.js';
+import { clientRequest, ClientTrace, traced } from './diagnostics.js';
 import { abortError, SimpleIpcError } from './errors.js';
 import {
   checkMessage,
   exchangeWhole,
   type Message,
   type SendOptions,
+  type SendSettings,
   sendSettings,
 } from './exchange.js';
 
@@ -50,27 +53,50 @@ export function sendCommand(
     const settings = connectSettings(path, options);
     const signal = settings.signal;
     if (signal?.aborted) throw abortError(signal);
-    if (settings.checkOwner) {
-      // The owner checks are file-system look-ups: the ordinary, asynchronous way.
-      connectWithRetries(path, settings, undefined).then((result) => {
-        if (result instanceof Socket) exchangeWhole(result, path, request, send, resolve, reject);
-        else reject(result.error);
-      }, reject);
-      return;
+    if (traced(clientRequest)) {
+      const trace = new ClientTrace(path, 'sendCommand');
+      trace.begin(() => {
+        roundTrip(path, request, send, settings, resolve, reject, trace);
+      });
+    } else roundTrip(path, request, send, settings, resolve, reject, undefined);
+  });
+}
+
+/** sendCommand's connect and exchange, settling `resolve` or `reject`. */
+function roundTrip(
+  path: string,
+  request: Message,
+  send: SendSettings,
+  settings: ConnectSettings,
+  resolve: (response: Buffer) => void,
+  reject: (err: Error) => void,
+  trace: ClientTrace | undefined,
+): void {
+  // A connect that fails settles the trace too (the exchange settles it otherwise).
+  const fail = trace === undefined ? reject : (err: Error) => trace.settle(err, () => reject(err));
+  const signal = settings.signal;
+  if (settings.checkOwner) {
+    // The owner checks are file-system look-ups: the ordinary, asynchronous way.
+    connectWithRetries(path, settings, undefined, trace).then((result) => {
+      if (result instanceof Socket) {
+        exchangeWhole(result, path, request, send, resolve, reject, trace);
+      } else fail(result.error);
+    }, fail);
+    return;
+  }
+  const deadline = busyDeadline(settings);
+  connectOnce(path, settings.disallowChdir, busyWait(deadline), signal, (outcome) => {
+    if (!(outcome instanceof SimpleIpcError)) {
+      exchangeWhole(outcome, path, request, send, resolve, reject, trace);
+    } else if (signal?.aborted) {
+      fail(abortError(signal));
+    } else {
+      // The first attempt failed: Git's retry rules, the ordinary way.
+      connectWithRetries(path, settings, { error: outcome, deadline }, trace).then((result) => {
+        if (result instanceof Socket) {
+          exchangeWhole(result, path, request, send, resolve, reject, trace);
+        } else fail(result.error);
+      }, fail);
     }
-    const deadline = busyDeadline(settings);
-    connectOnce(path, settings.disallowChdir, busyWait(deadline), signal, (outcome) => {
-      if (!(outcome instanceof SimpleIpcError)) {
-        exchangeWhole(outcome, path, request, send, resolve, reject);
-      } else if (signal?.aborted) {
-        reject(abortError(signal));
-      } else {
-        // The first attempt failed: Git's retry rules, the ordinary way.
-        connectWithRetries(path, settings, { error: outcome, deadline }).then((result) => {
-          if (result instanceof Socket) exchangeWhole(result, path, request, send, resolve, reject);
-          else reject(result.error);
-        }, reject);
-      }
-    });
   });
 }

@@ -114,6 +114,11 @@ export interface ServerOptions {
    * error). Default: nothing. A server never writes to stderr by itself: a hostile client must
    * not be able to flood the logs. If it throws or rejects, that is reported once as a process
    * warning (`ERR_IPC_CALLBACK_FAILED`) and changes nothing else.
+   *
+   * It is a subscriber of the `simple-ipc:server:rejected` and `simple-ipc:server:accept-failed`
+   * diagnostics channels (`DiagnosticsChannel`), for this server's events, from the time it
+   * listens until it has stopped. Kept for compatibility: new code should subscribe to the
+   * channels (docs/observability.md).
    */
   debug?: ((message: string) => void) | undefined;
 }

@@ -22,6 +22,21 @@
 import type { Server as NetServer, Socket } from 'node:net';
 import { isNativeError } from 'node:util/types';
 import { Conversation, type ConversationHost, ConversationList, Phase } from './conversation.js';
+import {
+  kServer,
+  type RejectReason,
+  serverAcceptFailed,
+  serverClosed,
+  serverClosing,
+  serverListening,
+  serverRejected,
+  serverRequest,
+  type ServerRequestOutcome,
+  serverStolen,
+  serverTakeover,
+  ServerTrace,
+  traced,
+} from './diagnostics.js';
 import { ErrorCode, SimpleIpcError } from './errors.js';
 import { callObserver, UnobservedFailures } from './guard.js';
 import { installSocket } from './lifecycle.js';
@@ -136,6 +151,8 @@ export class Server {
   readonly #responseTicks: number;
   readonly #onHandlerError: ((error: unknown) => void) | undefined;
   readonly #debug: ((message: string) => void) | undefined;
+  /** Ends the `debug` option's subscription to the channels, while there is one. */
+  #unsubscribeDebug: (() => void) | undefined;
   /** Made at the first handler failure that no `onHandlerError` observes. */
   #unobserved: UnobservedFailures | undefined;
   /** Our listener on `settings.signal`, until the server stops. */
@@ -297,6 +314,9 @@ export class Server {
       onConnection: (socket) => this.#accept(socket),
     });
     this.#identity = installed.identity;
+    if (installed.replaced && serverTakeover.hasSubscribers) {
+      serverTakeover.publish({ path: this.#path, [kServer]: this });
+    }
     this.#serve(installed.listener);
     if (installed.identity !== undefined) {
       this.#watch = new OwnershipWatch(this.#path, installed.identity, (why) =>
@@ -326,12 +346,49 @@ export class Server {
     // accepting once descriptors free up, so they are counted, never fatal.
     listener.on('error', (err) => {
       this.#stats.acceptErrors++;
-      if (this.#debug !== undefined) this.#log(`accept failed: ${err.message}`);
+      if (serverAcceptFailed.hasSubscribers) {
+        serverAcceptFailed.publish({ path: this.#path, error: err, [kServer]: this });
+      }
     });
     if (this.#requestTicks > 0 || this.#responseTicks > 0) {
       this.#sweeper = setInterval(sweep, TICK_MS, this);
       this.#sweeper.unref();
     }
+    if (this.#debug !== undefined) this.#subscribeDebug(this.#debug);
+    if (serverListening.hasSubscribers)
+      serverListening.publish({ path: this.#path, [kServer]: this });
+  }
+
+  /**
+   * The `debug` option: a subscriber of the rejected and accept-failed channels, for this
+   * server's events only, until the server has stopped. Lines as they always were.
+   */
+  #subscribeDebug(debug: (message: string) => void): void {
+    const onRejected = (m: unknown): void => {
+      const message = m as { [kServer]?: unknown; reason: RejectReason; error: Error };
+      if (message[kServer] !== this) return;
+      if (message.reason === 'timeout')
+        callObserver('options.debug', debug, 'closed a stalled client');
+      else if (message.reason !== 'queue-full' && message.reason !== 'stopping') {
+        callObserver('options.debug', debug, `dropped a bad request: ${message.error.message}`);
+      }
+    };
+    const onAcceptFailed = (m: unknown): void => {
+      const message = m as { [kServer]?: unknown; error: Error };
+      if (message[kServer] !== this) return;
+      callObserver('options.debug', debug, `accept failed: ${message.error.message}`);
+    };
+    serverRejected.subscribe(onRejected);
+    serverAcceptFailed.subscribe(onAcceptFailed);
+    this.#unsubscribeDebug = () => {
+      serverRejected.unsubscribe(onRejected);
+      serverAcceptFailed.unsubscribe(onAcceptFailed);
+    };
+  }
+
+  /** Publishes a `simple-ipc:server:rejected` (check `hasSubscribers` first). */
+  #rejected(reason: RejectReason, error: unknown): void {
+    serverRejected.publish({ path: this.#path, reason, error, [kServer]: this });
   }
 
   #stopOnAbort(signal: AbortSignal | undefined): void {
@@ -343,11 +400,6 @@ export class Server {
         signal.addEventListener('abort', this.#onAbort, { once: true });
       }
     }
-  }
-
-  /** Gives `line` to the `debug` option (check that there is one before building the line). */
-  #log(line: string): void {
-    callObserver('options.debug', this.#debug, line);
   }
 
   /** Called by the sweeper every tick: closes stalled clients. */
@@ -364,10 +416,12 @@ export class Server {
       if (limit > 0 && phase !== Phase.Reading) conversation.noteBytesTaken(tick);
       if (limit > 0 && tick - conversation.activeTick > limit) {
         this.#stats.timeouts++;
-        if (this.#debug !== undefined) this.#log('closed a stalled client');
-        conversation.fail(
-          new SimpleIpcError(ErrorCode.TIMEOUT, 'the client stalled; connection closed'),
+        const error = new SimpleIpcError(
+          ErrorCode.TIMEOUT,
+          'the client stalled; connection closed',
         );
+        if (serverRejected.hasSubscribers) this.#rejected('timeout', error);
+        conversation.fail(error);
       }
     }
   }
@@ -379,12 +433,35 @@ export class Server {
       stats.rejected++;
       socket.on('error', ignore);
       socket.destroy();
+      if (serverRejected.hasSubscribers || traced(serverRequest)) this.#rejectedAtAccept();
       return;
     }
     // The conversation takes the socket's events from here on.
     const conversation = new Conversation(this.#host, socket, this.#tick);
     this.#conversations.add(conversation);
     this.#queued++;
+    if (traced(serverRequest)) {
+      const trace = new ServerTrace(this.#path);
+      conversation.trace = trace;
+      trace.begin();
+    }
+  }
+
+  /** A connection closed at the accept: its events, for those who subscribe. */
+  #rejectedAtAccept(): void {
+    const stopping = this.#stopReason !== undefined;
+    const error = new SimpleIpcError(
+      ErrorCode.REJECTED,
+      stopping
+        ? 'connection closed at once: the server is stopping'
+        : `connection closed at once: ${this.#queued} connections are waiting already (queueSize)`,
+    );
+    if (serverRejected.hasSubscribers) this.#rejected(stopping ? 'stopping' : 'queue-full', error);
+    if (traced(serverRequest)) {
+      const trace = new ServerTrace(this.#path);
+      trace.begin();
+      trace.settle('rejected', error);
+    }
   }
 
   /** Called as request bytes arrive; dispatches once enough is there. */
@@ -393,6 +470,7 @@ export class Server {
     if (conversation.phase !== Phase.Reading) return;
     if (inbound.complete || (this.#streamHandler && inbound.size >= this.#streamThreshold)) {
       conversation.phase = Phase.Waiting;
+      if (conversation.trace !== undefined) conversation.trace.readyAt = performance.now();
       if (this.#running < this.#threads) this.#run(conversation);
       else this.#ready.push(conversation);
     }
@@ -412,13 +490,14 @@ export class Server {
         if (!conversation.inbound.started) stats.probes++;
         else if (!conversation.timedOut) {
           stats.badRequests++;
-          if (this.#debug !== undefined) {
-            const why = conversation.inbound.error?.message ?? 'the client hung up mid-request';
-            this.#log(`dropped a bad request: ${why}`);
+          if (serverRejected.hasSubscribers) {
+            const error = badRequestError(conversation);
+            this.#rejected(rejectReason(error), error);
           }
         }
       }
     }
+    if (conversation.trace !== undefined) settleTrace(conversation, conversation.trace);
     conversation.phase = Phase.Done;
     this.#maybeFinish();
   }
@@ -428,6 +507,16 @@ export class Server {
     this.#running++;
     this.#stats.requests++;
     conversation.phase = Phase.Running;
+    const trace = conversation.trace;
+    if (trace === undefined) this.#callHandler(conversation);
+    else {
+      trace.queueWait = performance.now() - trace.readyAt;
+      // In the async context of the accept: stores bound to the channel's start are there.
+      trace.scope!.runInAsyncScope(this.#callHandler, this, conversation);
+    }
+  }
+
+  #callHandler(conversation: Conversation): void {
     // The handler sees a context of its own, never the conversation (its socket, its fail()).
     const context = new HandlerContext(this, conversation);
     let result: ReturnType<RequestHandler>;
@@ -469,7 +558,10 @@ export class Server {
       // A stop is under way: the response was all that was left to wait for (#beginStop).
       if (this.#stopReason !== undefined) conversation.closeWhenWritten();
     }
-    if (result === QUIT) this.#beginStop({ kind: 'quit' });
+    if (result === QUIT) {
+      if (conversation.trace !== undefined) conversation.trace.quit = true;
+      this.#beginStop({ kind: 'quit' });
+    }
     this.#pump();
   }
 
@@ -486,6 +578,8 @@ export class Server {
     } else {
       this.#stats.handlerErrors++;
       const error = handlerError(thrown);
+      // Taken as the conversation's outcome when its socket closes (settleTrace).
+      if (conversation.trace !== undefined) conversation.trace.error = error;
       if (this.#onHandlerError !== undefined) {
         callObserver('options.onHandlerError', this.#onHandlerError, error);
       } else {
@@ -517,6 +611,12 @@ export class Server {
     const signal = this.#settings.signal;
     if (this.#onAbort !== undefined) signal!.removeEventListener('abort', this.#onAbort);
     this.#onAbort = undefined;
+    if (reason.kind === 'stolen' && serverStolen.hasSubscribers) {
+      serverStolen.publish({ path: this.#path, why: reason.why, [kServer]: this });
+    }
+    if (serverClosing.hasSubscribers) {
+      serverClosing.publish({ path: this.#path, reason, [kServer]: this });
+    }
     this.#group?.stop(false);
     this.#watch?.stop();
     const listener = this.#listener;
@@ -554,7 +654,14 @@ export class Server {
     const done =
       identity === undefined ? Promise.resolve(false) : removeIfOurs(this.#path, identity);
     // Neither rejects; if one ever did, closed must still resolve.
-    const resolve = (): void => this.#resolveClosed();
+    const resolve = (): void => {
+      this.#unsubscribeDebug?.();
+      this.#unsubscribeDebug = undefined;
+      if (serverClosed.hasSubscribers) {
+        serverClosed.publish({ path: this.#path, reason: this.#stopReason, [kServer]: this });
+      }
+      this.#resolveClosed();
+    };
     void Promise.all([done, this.#group?.closed]).then(resolve, resolve);
   }
 }
@@ -582,6 +689,58 @@ function handlerError(thrown: unknown): unknown {
     `the handler threw a value that is not an Error: ${show(thrown)}`,
     { cause: thrown },
   );
+}
+
+/** Why a request the handler never saw was bad: its error, or a cut-short one. */
+function badRequestError(conversation: Conversation): Error {
+  return (
+    conversation.inbound.error ??
+    new SimpleIpcError(ErrorCode.TRUNCATED, 'the client hung up mid-request')
+  );
+}
+
+function rejectReason(error: Error): RejectReason {
+  const code = (error as Partial<SimpleIpcError>).code;
+  if (code === ErrorCode.TOO_LARGE) return 'too-large';
+  if (code === ErrorCode.TRUNCATED || code === ErrorCode.CONNECTION_CLOSED) return 'cut-short';
+  return 'malformed';
+}
+
+/** A traced conversation's socket closed: how it ended, published on the tracing channel. */
+function settleTrace(conversation: Conversation, trace: ServerTrace): void {
+  const socket = conversation.socket;
+  trace.requestBytes = socket.bytesRead;
+  trace.responseBytes = socket.bytesWritten ?? 0;
+  let outcome: ServerRequestOutcome;
+  let error: unknown;
+  switch (conversation.phase) {
+    case Phase.Reading:
+      if (!conversation.inbound.started) outcome = 'probe';
+      else {
+        outcome = conversation.timedOut ? 'timeout' : 'bad-request';
+        error = badRequestError(conversation);
+      }
+      break;
+    case Phase.Waiting:
+      outcome = 'dropped';
+      error = conversation.inbound.error;
+      break;
+    default:
+      if (trace.error !== undefined) {
+        outcome = 'handler-error';
+        error = trace.error;
+      } else if (conversation.timedOut) {
+        outcome = 'timeout';
+        error = new SimpleIpcError(ErrorCode.TIMEOUT, 'the client stalled; connection closed');
+      } else if (conversation.phase === Phase.Running || conversation.clientGone) {
+        outcome = 'client-gone';
+        error = new SimpleIpcError(
+          ErrorCode.CONNECTION_CLOSED,
+          'the connection closed before the response was complete',
+        );
+      } else outcome = 'ok';
+  }
+  trace.settle(outcome, error);
 }
 
 function isPromise(value: unknown): value is Promise<unknown> {

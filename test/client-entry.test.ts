@@ -48,6 +48,7 @@ test('the client entry exports the client, its errors and the wire constants, as
     'CONNECT_TIMEOUT_MS',
     'Connection',
     'DELIM_PKT',
+    'DiagnosticsChannel',
     'ErrorCode',
     'FLUSH_PKT',
     'LARGE_PACKET_DATA_MAX',

@@ -124,6 +124,7 @@ test('the client (src/client.ts) loads no server, daemon, cluster or worker code
     'connect-attempt.js',
     'connect.js',
     'connection.js',
+    'diagnostics.js',
     'errors.js',
     'exchange.js',
     'inbound-message.js',
@@ -398,7 +399,7 @@ test('the exported constant objects are frozen and hold exactly what the report 
   );
   assert.deepEqual(
     constants.map(([name]) => name).sort(),
-    ['ActiveState', 'ErrorCode'],
+    ['ActiveState', 'DiagnosticsChannel', 'ErrorCode'],
     'the report lists these constant objects',
   );
   for (const [name, members] of constants) {

@@ -18,7 +18,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import process from 'node:process';
 import { fileURLToPath } from 'node:url';
-import { ActiveState, getActiveState, QUIT, sendCommand, startServer } from '../../src/index.js';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import diagnosticsChannel from 'node:diagnostics_channel';
+import {
+  ActiveState,
+  DiagnosticsChannel,
+  getActiveState,
+  QUIT,
+  sendCommand,
+  startServer,
+} from '../../src/index.js';
 
 const CLI = fileURLToPath(new URL('../../../bin/simple-ipc.js', import.meta.url));
 const DEADLINE_MS = 20_000;
@@ -166,6 +175,60 @@ await check('QUIT: the client gets its answer, then the server stops', async () 
   assert.deepEqual(server.stopReason, { kind: 'quit' });
   assert.equal(existsSync(path), false);
 });
+
+await check(
+  'the diagnostics channels fire, and a store bound to start reaches the handler',
+  async () => {
+    const path = join(dir, 'diagnostics');
+    const events: string[] = [];
+    const on = (name: string) => (message: unknown) => {
+      if ((message as { path?: string }).path === path) events.push(name);
+    };
+    const tracing = (name: string) => ({
+      start: on(`${name} start`),
+      end: on(`${name} end`),
+      asyncStart: on(`${name} asyncStart`),
+      asyncEnd: on(`${name} asyncEnd`),
+      error: on(`${name} error`),
+    });
+    const server = diagnosticsChannel.tracingChannel(DiagnosticsChannel.SERVER_REQUEST);
+    const client = diagnosticsChannel.tracingChannel(DiagnosticsChannel.CLIENT_REQUEST);
+    const serverHandlers = tracing('server');
+    const clientHandlers = tracing('client');
+    const onListening = on('listening');
+    const onClosed = on('closed');
+    const store = new AsyncLocalStorage<string>();
+    server.subscribe(serverHandlers);
+    client.subscribe(clientHandlers);
+    server.start.bindStore(store, () => 'request');
+    diagnosticsChannel.subscribe(DiagnosticsChannel.SERVER_LISTENING, onListening);
+    diagnosticsChannel.subscribe(DiagnosticsChannel.SERVER_CLOSED, onClosed);
+    cleanups.push(() => {
+      server.unsubscribe(serverHandlers);
+      client.unsubscribe(clientHandlers);
+      server.start.unbindStore(store);
+      diagnosticsChannel.unsubscribe(DiagnosticsChannel.SERVER_LISTENING, onListening);
+      diagnosticsChannel.unsubscribe(DiagnosticsChannel.SERVER_CLOSED, onClosed);
+    });
+    let seen: string | undefined;
+    const running = await startServer(path, async (_request, reply) => {
+      seen = store.getStore();
+      await reply('ok');
+    });
+    cleanups.push(() => running.destroy());
+    assert.equal((await sendCommand(path, 'x')).toString(), 'ok');
+    await running.stop();
+    assert.equal(seen, 'request');
+    const sequence = (side: string): string[] =>
+      events
+        .filter((event) => event.startsWith(`${side} `))
+        .map((event) => event.slice(side.length + 1));
+    assert.deepEqual(sequence('client'), ['start', 'end', 'asyncStart', 'asyncEnd']);
+    assert.deepEqual(sequence('server'), ['start', 'end', 'asyncStart', 'asyncEnd']);
+    assert.equal(events[0], 'listening');
+    assert.equal(events.at(-1), 'closed');
+  },
+);
 
 await check('the CLI: run-daemon, send, sendbytes, stop-daemon', async () => {
   const path = join(dir, 'cli');
