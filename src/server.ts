@@ -6,9 +6,11 @@
  * response, the socket's events); the options and the types that do not name the Server are in
  * src/server-options.ts. The handler types stay here: a handler's context holds the Server.
  *
- * Longer than 500 lines for one reason: the Server class (about 430 of them) keeps its state in
- * private members that only its own methods reach; spreading those methods over modules would
- * mean handing that state around.
+ * Longer than 500 lines for one reason: the Server class (about 500 of them) keeps its state in
+ * private members that only its own methods reach, and publishes each change of that state to
+ * the diagnostics channels where it happens; spreading those methods over modules would mean
+ * handing that state around. What can stand apart does: the conversation, the options, and
+ * what the events say (src/server-events.ts).
  *
  * Mirrors Git's `compat/simple-ipc/ipc-unix-socket.c` (server half): `nr_threads` concurrent
  * handler runs, a FIFO of `nr_threads * 100` waiting connections, probes dropped quietly, the
@@ -31,7 +33,6 @@ import {
   serverListening,
   serverRejected,
   serverRequest,
-  type ServerRequestOutcome,
   serverStolen,
   serverTakeover,
   ServerTrace,
@@ -42,6 +43,7 @@ import { callObserver, UnobservedFailures } from './guard.js';
 import { installSocket } from './lifecycle.js';
 import { type InboundLimits, piecesOf } from './inbound-message.js';
 import { OwnershipWatch, removeIfOurs } from './ownership.js';
+import { badRequestError, rejectReason, settleTrace, subscribeDebug } from './server-events.js';
 import {
   type HandlerResult,
   QUIT,
@@ -354,36 +356,9 @@ export class Server {
       this.#sweeper = setInterval(sweep, TICK_MS, this);
       this.#sweeper.unref();
     }
-    if (this.#debug !== undefined) this.#subscribeDebug(this.#debug);
+    if (this.#debug !== undefined) this.#unsubscribeDebug = subscribeDebug(this, this.#debug);
     if (serverListening.hasSubscribers)
       serverListening.publish({ path: this.#path, [kServer]: this });
-  }
-
-  /**
-   * The `debug` option: a subscriber of the rejected and accept-failed channels, for this
-   * server's events only, until the server has stopped. Lines as they always were.
-   */
-  #subscribeDebug(debug: (message: string) => void): void {
-    const onRejected = (m: unknown): void => {
-      const message = m as { [kServer]?: unknown; reason: RejectReason; error: Error };
-      if (message[kServer] !== this) return;
-      if (message.reason === 'timeout')
-        callObserver('options.debug', debug, 'closed a stalled client');
-      else if (message.reason !== 'queue-full' && message.reason !== 'stopping') {
-        callObserver('options.debug', debug, `dropped a bad request: ${message.error.message}`);
-      }
-    };
-    const onAcceptFailed = (m: unknown): void => {
-      const message = m as { [kServer]?: unknown; error: Error };
-      if (message[kServer] !== this) return;
-      callObserver('options.debug', debug, `accept failed: ${message.error.message}`);
-    };
-    serverRejected.subscribe(onRejected);
-    serverAcceptFailed.subscribe(onAcceptFailed);
-    this.#unsubscribeDebug = () => {
-      serverRejected.unsubscribe(onRejected);
-      serverAcceptFailed.unsubscribe(onAcceptFailed);
-    };
   }
 
   /** Publishes a `simple-ipc:server:rejected` (check `hasSubscribers` first). */
@@ -578,7 +553,7 @@ export class Server {
     } else {
       this.#stats.handlerErrors++;
       const error = handlerError(thrown);
-      // Taken as the conversation's outcome when its socket closes (settleTrace).
+      // Taken as the conversation's outcome when its socket closes (settleTrace, src/server-events.ts).
       if (conversation.trace !== undefined) conversation.trace.error = error;
       if (this.#onHandlerError !== undefined) {
         callObserver('options.onHandlerError', this.#onHandlerError, error);
@@ -689,58 +664,6 @@ function handlerError(thrown: unknown): unknown {
     `the handler threw a value that is not an Error: ${show(thrown)}`,
     { cause: thrown },
   );
-}
-
-/** Why a request the handler never saw was bad: its error, or a cut-short one. */
-function badRequestError(conversation: Conversation): Error {
-  return (
-    conversation.inbound.error ??
-    new SimpleIpcError(ErrorCode.TRUNCATED, 'the client hung up mid-request')
-  );
-}
-
-function rejectReason(error: Error): RejectReason {
-  const code = (error as Partial<SimpleIpcError>).code;
-  if (code === ErrorCode.TOO_LARGE) return 'too-large';
-  if (code === ErrorCode.TRUNCATED || code === ErrorCode.CONNECTION_CLOSED) return 'cut-short';
-  return 'malformed';
-}
-
-/** A traced conversation's socket closed: how it ended, published on the tracing channel. */
-function settleTrace(conversation: Conversation, trace: ServerTrace): void {
-  const socket = conversation.socket;
-  trace.requestBytes = socket.bytesRead;
-  trace.responseBytes = socket.bytesWritten ?? 0;
-  let outcome: ServerRequestOutcome;
-  let error: unknown;
-  switch (conversation.phase) {
-    case Phase.Reading:
-      if (!conversation.inbound.started) outcome = 'probe';
-      else {
-        outcome = conversation.timedOut ? 'timeout' : 'bad-request';
-        error = badRequestError(conversation);
-      }
-      break;
-    case Phase.Waiting:
-      outcome = 'dropped';
-      error = conversation.inbound.error;
-      break;
-    default:
-      if (trace.error !== undefined) {
-        outcome = 'handler-error';
-        error = trace.error;
-      } else if (conversation.timedOut) {
-        outcome = 'timeout';
-        error = new SimpleIpcError(ErrorCode.TIMEOUT, 'the client stalled; connection closed');
-      } else if (conversation.phase === Phase.Running || conversation.clientGone) {
-        outcome = 'client-gone';
-        error = new SimpleIpcError(
-          ErrorCode.CONNECTION_CLOSED,
-          'the connection closed before the response was complete',
-        );
-      } else outcome = 'ok';
-  }
-  trace.settle(outcome, error);
 }
 
 function isPromise(value: unknown): value is Promise<unknown> {
