@@ -253,8 +253,8 @@ export async function connectWithRetries(
       (state === ActiveState.PATH_NOT_FOUND && settings.waitIfNotFound) ||
       (state === ActiveState.NOT_LISTENING && settings.waitIfBusy);
     if (!retry) return { state, error: outcome };
-    deadline ??= performance.now() + timeout;
-    const left = deadline - performance.now();
+    deadline ??= now() + timeout;
+    const left = deadline - now();
     if (left <= 0) {
       return {
         state: ActiveState.NOT_LISTENING,
@@ -354,12 +354,12 @@ async function lookAfterConnect(
  * needed before a retry.
  */
 export function busyDeadline(settings: ConnectSettings): number | undefined {
-  return USES_NAMED_PIPES && settings.waitIfBusy ? performance.now() + settings.timeout : undefined;
+  return USES_NAMED_PIPES && settings.waitIfBusy ? now() + settings.timeout : undefined;
 }
 
 /** @internal How long a connect may wait for a busy named pipe: the time left, or 0 for no wait. */
 export function busyWait(deadline: number | undefined): number {
-  return USES_NAMED_PIPES && deadline !== undefined ? Math.max(0, deadline - performance.now()) : 0;
+  return USES_NAMED_PIPES && deadline !== undefined ? Math.max(0, deadline - now()) : 0;
 }
 
 /** @internal {@link ConnectOptions} checked, with their defaults. */
@@ -448,4 +448,12 @@ async function notASocket(refused: SimpleIpcError, path: string): Promise<Simple
     `'${path}' is not a socket: no server can listen there (give the path of a server's socket)`,
     { path, cause: refused.cause },
   );
+}
+
+/**
+ * A monotonic clock in milliseconds. Not `performance.now()`: the `performance` global loads
+ * perf_hooks and its dependents on first use, which a client that only connects has no use for.
+ */
+function now(): number {
+  return process.uptime() * 1000;
 }
