@@ -16,7 +16,10 @@ import {
 } from '../src/index.js';
 import { serverListener } from '../src/server.js';
 import {
+  CLOSED_UNANSWERED,
   deadSocket,
+  gate,
+  heldServer,
   rawConnect,
   rawExchange,
   ROOT,
@@ -82,14 +85,6 @@ function points(events: Event[]): string[] {
   return events
     .filter((e) => e.event === 'publish')
     .map((e) => e.channel.slice('simple-ipc:'.length));
-}
-
-function gate(): { promise: Promise<void>; open(): void } {
-  let open!: () => void;
-  const promise = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  return { promise, open };
 }
 
 const COMPLETE = ['start', 'end', 'asyncStart', 'asyncEnd'];
@@ -221,25 +216,13 @@ test('a client that times out: error on its side; the server sees the client gon
 });
 
 test('a full queue: the refused request is traced as rejected, and rejected is published', async (t) => {
-  const path = join(tempDir(t), 's');
-  const hold = gate();
-  const server = await startServer(
-    path,
-    async (_request, reply) => {
-      await hold.promise;
-      await reply('ok');
-    },
-    { threads: 1, queueSize: 1 },
-  );
-  t.after(() => server.destroy());
+  const { path, server, hold } = await heldServer(t, 'ok', { threads: 1, queueSize: 1 });
   const first = sendCommand(path, 'a');
   await until('first running', () => server.stats().running === 1);
   const second = sendCommand(path, 'b');
   await until('queue full', () => server.stats().queued === 1);
   const events = record(t, path);
-  await assert.rejects(sendCommand(path, 'c'), (err: SimpleIpcError) =>
-    ['ERR_IPC_TRUNCATED', 'ERR_IPC_CONNECTION_CLOSED'].includes(err.code),
-  );
+  await assert.rejects(sendCommand(path, 'c'), CLOSED_UNANSWERED);
   const served = events.filter((e) => e.channel === DiagnosticsChannel.SERVER_REQUEST);
   assert.deepEqual(
     served.map((e) => e.event),
