@@ -84,10 +84,11 @@ export class Connection {
     return new Promise<Buffer>((resolve, reject) => {
       checkMessage(request);
       const send = sendSettings(options);
-      this.#claim();
       if (traced(clientRequest)) {
         const trace = new ClientTrace(this.#path, 'send');
         trace.begin(() => {
+          // Claimed inside: a second request is traced as stream()'s is (start, error, end).
+          this.#claim();
           this.#underway = exchangeWhole(
             this.#socket,
             this.#path,
@@ -99,6 +100,7 @@ export class Connection {
           );
         });
       } else {
+        this.#claim();
         this.#underway = exchangeWhole(this.#socket, this.#path, request, send, resolve, reject);
       }
     });

@@ -437,3 +437,16 @@ test('NODE_DEBUG=simple-ipc prints the life of each request', async (t) => {
   assert.equal(quiet.code, 0, quiet.stderr);
   assert.equal(quiet.stderr, '');
 });
+
+test('a second send() on a connection: start, error, end, as for stream()', async (t) => {
+  const path = join(tempDir(t), 's');
+  const server = await startServer(path, (request, reply) => reply(request));
+  t.after(() => server.destroy());
+  const connection = await connect(path);
+  t.after(() => connection.destroy());
+  const first = connection.send('a');
+  const events = record(t, path);
+  await assert.rejects(connection.send('b'), { code: 'ERR_IPC_INVALID_ARGUMENT' });
+  assert.deepEqual(trace(events, DiagnosticsChannel.CLIENT_REQUEST), ['start', 'error', 'end']);
+  assert.equal(String(await first), 'a');
+});
