@@ -343,17 +343,26 @@ export class ServerTrace implements ServerRequestContext {
     serverRequest.end.publish(this);
   }
 
-  /** The conversation ended: `error` (if `error` is given), `asyncStart`, `asyncEnd`. Once. */
+  /**
+   * The conversation ended: `error` (if `error` is given), `asyncStart`, `asyncEnd`, in the
+   * async context of the accept (the socket's 'close' is not: bound stores are seen). Once.
+   */
   settle(outcome: ServerRequestOutcome, error: unknown): void {
     if (this.outcome !== undefined) return;
     this.outcome = outcome;
-    if (error !== undefined) {
-      this.error = error;
-      serverRequest.error.publish(this);
-    }
-    serverRequest.asyncStart.publish(this);
-    serverRequest.asyncEnd.publish(this);
+    const scope = this.scope;
+    if (scope === undefined) settleServer(this, error);
+    else scope.runInAsyncScope(settleServer, undefined, this, error);
   }
+}
+
+function settleServer(trace: ServerTrace, error: unknown): void {
+  if (error !== undefined) {
+    trace.error = error;
+    serverRequest.error.publish(trace);
+  }
+  serverRequest.asyncStart.publish(trace);
+  serverRequest.asyncEnd.publish(trace);
 }
 
 function makeServerScope(trace: ServerTrace): void {

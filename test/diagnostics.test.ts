@@ -450,3 +450,32 @@ test('a second send() on a connection: start, error, end, as for stream()', asyn
   assert.deepEqual(trace(events, DiagnosticsChannel.CLIENT_REQUEST), ['start', 'error', 'end']);
   assert.equal(String(await first), 'a');
 });
+
+test('AsyncLocalStorage bound to the server start: its store in asyncStart and asyncEnd', async (t) => {
+  const path = join(tempDir(t), 's');
+  const store = new AsyncLocalStorage<string>();
+  const channel = diagnosticsChannel.tracingChannel(DiagnosticsChannel.SERVER_REQUEST);
+  channel.start.bindStore(store, () => 'server-span');
+  const seen: Record<string, unknown> = {};
+  const atEnd = {
+    start: () => {},
+    end: () => {},
+    asyncStart: () => {
+      seen.asyncStart = store.getStore();
+    },
+    asyncEnd: () => {
+      seen.asyncEnd = store.getStore();
+    },
+    error: () => {},
+  };
+  channel.subscribe(atEnd);
+  t.after(() => {
+    channel.unsubscribe(atEnd);
+    channel.start.unbindStore(store);
+  });
+  const server = await startServer(path, (request, reply) => reply(request));
+  t.after(() => server.destroy());
+  await sendCommand(path, 'x');
+  await until('the server side to end', () => 'asyncEnd' in seen);
+  assert.deepEqual(seen, { asyncStart: 'server-span', asyncEnd: 'server-span' });
+});
