@@ -260,6 +260,10 @@ export class ClientTrace implements ClientRequestContext {
   error?: unknown;
   /** The async context of the start (bound stores applied), for the request's continuation. */
   #scope: Scope | undefined;
+  /** True while {@link begin} runs: a request that ends in it settles after `end`. */
+  #beginning = false;
+  /** A settle that came while {@link begin} ran (an aborted signal, a closed socket). */
+  #settleAfterEnd: (() => void) | undefined;
 
   constructor(path: string, operation: 'sendCommand' | 'send' | 'stream') {
     this.path = path;
@@ -271,6 +275,7 @@ export class ClientTrace implements ClientRequestContext {
    * made in it, and the request's continuation, see them), then publishes `end`.
    */
   begin(body: () => void): void {
+    this.#beginning = true;
     try {
       clientRequest.start.runStores(this, () => {
         this.#scope = new AsyncResource(DiagnosticsChannel.CLIENT_REQUEST);
@@ -285,6 +290,10 @@ export class ClientTrace implements ClientRequestContext {
       throw err;
     } finally {
       clientRequest.end.publish(this);
+      this.#beginning = false;
+      const settle = this.#settleAfterEnd;
+      this.#settleAfterEnd = undefined;
+      settle?.();
     }
   }
 
@@ -292,6 +301,12 @@ export class ClientTrace implements ClientRequestContext {
   settle(error: unknown, then: () => void): void {
     if (this.outcome !== undefined) {
       then();
+      return;
+    }
+    if (this.#beginning) {
+      // Ended before the call returned: `end` still comes first, as the docs' order says.
+      if (this.#settleAfterEnd === undefined) this.#settleAfterEnd = () => this.settle(error, then);
+      else then();
       return;
     }
     const scope = this.#scope;

@@ -479,3 +479,20 @@ test('AsyncLocalStorage bound to the server start: its store in asyncStart and a
   await until('the server side to end', () => 'asyncEnd' in seen);
   assert.deepEqual(seen, { asyncStart: 'server-span', asyncEnd: 'server-span' });
 });
+
+test('a request that fails while its call runs (an aborted signal): end before asyncStart', async (t) => {
+  const path = join(tempDir(t), 's');
+  const server = await startServer(path, (request, reply) => reply(request));
+  t.after(() => server.destroy());
+  const events = record(t, path);
+  const one = await connect(path);
+  await assert.rejects(one.send('a', { signal: AbortSignal.abort() }), { name: 'AbortError' });
+  const two = await connect(path);
+  await assert.rejects(
+    two.stream('b', { signal: AbortSignal.abort() })[Symbol.asyncIterator]().next(),
+    {
+      name: 'AbortError',
+    },
+  );
+  assert.deepEqual(trace(events, DiagnosticsChannel.CLIENT_REQUEST), [...FAILED, ...FAILED]);
+});
