@@ -127,8 +127,9 @@ export class Connection {
     } catch (err) {
       return failedIterable(err);
     }
-    // Stopping early hangs up: the rest of the response is not wanted.
-    inbound.onReturn = () => this.#socket.destroy();
+    // Stopping early hangs up: the rest of the response is not wanted. As destroy() does, so
+    // that the exchange ends as closed by this side, not as the server cutting it short.
+    inbound.onReturn = () => this.destroy();
     return piecesOf(inbound);
   }
 
@@ -172,7 +173,7 @@ export class Connection {
     socket.prependOnceListener('close', () => {
       const err = new SimpleIpcError(
         ErrorCode.CONNECTION_CLOSED,
-        `the connection to '${path}' was closed by this side (close(), destroy() or disposal) before its response was complete`,
+        `the connection to '${path}' was closed by this side (close(), destroy(), disposal, or a stream() left early) before its response was complete`,
         { path },
       );
       if (typeof exchange === 'function') exchange(err);

@@ -496,3 +496,23 @@ test('a request that fails while its call runs (an aborted signal): end before a
   );
   assert.deepEqual(trace(events, DiagnosticsChannel.CLIENT_REQUEST), [...FAILED, ...FAILED]);
 });
+
+test('a stream() left early: the trace says closed by this side, not cut short by the server', async (t) => {
+  const path = join(tempDir(t), 's');
+  const server = await startServer(path, async (_request, reply) => {
+    await reply('a'.repeat(100_000));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await reply('b');
+  });
+  t.after(() => server.destroy());
+  const events = record(t, path);
+  const connection = await connect(path);
+  for await (const _piece of connection.stream('x')) break;
+  await until(
+    'the client side to end',
+    () => trace(events, DiagnosticsChannel.CLIENT_REQUEST).length === 5,
+  );
+  assert.deepEqual(trace(events, DiagnosticsChannel.CLIENT_REQUEST), FAILED);
+  const client = events.find((e) => e.channel === DiagnosticsChannel.CLIENT_REQUEST)!.message;
+  assert.equal((client.error as SimpleIpcError).code, 'ERR_IPC_CONNECTION_CLOSED');
+});
