@@ -390,10 +390,17 @@ const log = debuglog('simple-ipc');
 if (log.enabled) subscribeDebuglog(log);
 
 function subscribeDebuglog(write: (format: string, ...args: unknown[]) => void): void {
-  const reason = (error: unknown): string =>
-    error instanceof Error
-      ? `${(error as { code?: string }).code ?? error.name}: ${error.message}`
-      : String(error);
+  // What a handler threw is the application's: its getters may throw, and a throw in a
+  // subscriber is an uncaught exception.
+  const reason = (error: unknown): string => {
+    try {
+      return error instanceof Error
+        ? `${(error as { code?: string }).code ?? error.name}: ${error.message}`
+        : String(error);
+    } catch {
+      return 'an unreadable error';
+    }
+  };
   diagnosticsChannel.subscribe(DiagnosticsChannel.CLIENT_RETRY, (m) => {
     const message = m as ClientRetryMessage;
     write(

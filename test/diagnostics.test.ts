@@ -516,3 +516,19 @@ test('a stream() left early: the trace says closed by this side, not cut short b
   const client = events.find((e) => e.channel === DiagnosticsChannel.CLIENT_REQUEST)!.message;
   assert.equal((client.error as SimpleIpcError).code, 'ERR_IPC_CONNECTION_CLOSED');
 });
+
+test('NODE_DEBUG=simple-ipc: a handler error whose getters throw is printed, not thrown', async (t) => {
+  const path = join(tempDir(t), 's');
+  const library = new URL('../src/index.js', import.meta.url).href;
+  const script = `
+    const { startServer, sendCommand } = await import(${JSON.stringify(library)});
+    class Odd extends Error { get message() { throw new Error('no message'); } }
+    const server = await startServer(process.argv[1], () => { throw new Odd(); }, { onHandlerError: () => {} });
+    await sendCommand(process.argv[1], 'ping').catch(() => {});
+    await server.stop();`;
+  const run = await runProcess(process.execPath, ['--input-type=module', '-e', script, path], {
+    env: { ...process.env, NODE_DEBUG: 'simple-ipc' },
+  });
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stderr, /connection ended: handler-error .*: an unreadable error/);
+});
