@@ -84,10 +84,11 @@ export class Connection {
     return new Promise<Buffer>((resolve, reject) => {
       checkMessage(request);
       const send = sendSettings(options);
-      this.#claim();
       if (traced(clientRequest)) {
         const trace = new ClientTrace(this.#path, 'send');
         trace.begin(() => {
+          // Claimed inside: a second request is traced as stream()'s is (start, error, end).
+          this.#claim();
           this.#underway = exchangeWhole(
             this.#socket,
             this.#path,
@@ -99,6 +100,7 @@ export class Connection {
           );
         });
       } else {
+        this.#claim();
         this.#underway = exchangeWhole(this.#socket, this.#path, request, send, resolve, reject);
       }
     });
@@ -125,8 +127,9 @@ export class Connection {
     } catch (err) {
       return failedIterable(err);
     }
-    // Stopping early hangs up: the rest of the response is not wanted.
-    inbound.onReturn = () => this.#socket.destroy();
+    // Stopping early hangs up: the rest of the response is not wanted. As destroy() does, so
+    // that the exchange ends as closed by this side, not as the server cutting it short.
+    inbound.onReturn = () => this.destroy();
     return piecesOf(inbound);
   }
 
@@ -170,7 +173,7 @@ export class Connection {
     socket.prependOnceListener('close', () => {
       const err = new SimpleIpcError(
         ErrorCode.CONNECTION_CLOSED,
-        `the connection to '${path}' was closed by this side (close(), destroy() or disposal) before its response was complete`,
+        `the connection to '${path}' was closed by this side (close(), destroy(), disposal, or a stream() left early) before its response was complete`,
         { path },
       );
       if (typeof exchange === 'function') exchange(err);

@@ -260,6 +260,10 @@ export class ClientTrace implements ClientRequestContext {
   error?: unknown;
   /** The async context of the start (bound stores applied), for the request's continuation. */
   #scope: Scope | undefined;
+  /** True while {@link begin} runs: a request that ends in it settles after `end`. */
+  #beginning = false;
+  /** A settle that came while {@link begin} ran (an aborted signal, a closed socket). */
+  #settleAfterEnd: (() => void) | undefined;
 
   constructor(path: string, operation: 'sendCommand' | 'send' | 'stream') {
     this.path = path;
@@ -271,6 +275,7 @@ export class ClientTrace implements ClientRequestContext {
    * made in it, and the request's continuation, see them), then publishes `end`.
    */
   begin(body: () => void): void {
+    this.#beginning = true;
     try {
       clientRequest.start.runStores(this, () => {
         this.#scope = new AsyncResource(DiagnosticsChannel.CLIENT_REQUEST);
@@ -285,6 +290,10 @@ export class ClientTrace implements ClientRequestContext {
       throw err;
     } finally {
       clientRequest.end.publish(this);
+      this.#beginning = false;
+      const settle = this.#settleAfterEnd;
+      this.#settleAfterEnd = undefined;
+      settle?.();
     }
   }
 
@@ -292,6 +301,12 @@ export class ClientTrace implements ClientRequestContext {
   settle(error: unknown, then: () => void): void {
     if (this.outcome !== undefined) {
       then();
+      return;
+    }
+    if (this.#beginning) {
+      // Ended before the call returned: `end` still comes first, as the docs' order says.
+      if (this.#settleAfterEnd === undefined) this.#settleAfterEnd = () => this.settle(error, then);
+      else then();
       return;
     }
     const scope = this.#scope;
@@ -343,17 +358,26 @@ export class ServerTrace implements ServerRequestContext {
     serverRequest.end.publish(this);
   }
 
-  /** The conversation ended: `error` (if `error` is given), `asyncStart`, `asyncEnd`. Once. */
+  /**
+   * The conversation ended: `error` (if `error` is given), `asyncStart`, `asyncEnd`, in the
+   * async context of the accept (the socket's 'close' is not: bound stores are seen). Once.
+   */
   settle(outcome: ServerRequestOutcome, error: unknown): void {
     if (this.outcome !== undefined) return;
     this.outcome = outcome;
-    if (error !== undefined) {
-      this.error = error;
-      serverRequest.error.publish(this);
-    }
-    serverRequest.asyncStart.publish(this);
-    serverRequest.asyncEnd.publish(this);
+    const scope = this.scope;
+    if (scope === undefined) settleServer(this, error);
+    else scope.runInAsyncScope(settleServer, undefined, this, error);
   }
+}
+
+function settleServer(trace: ServerTrace, error: unknown): void {
+  if (error !== undefined) {
+    trace.error = error;
+    serverRequest.error.publish(trace);
+  }
+  serverRequest.asyncStart.publish(trace);
+  serverRequest.asyncEnd.publish(trace);
 }
 
 function makeServerScope(trace: ServerTrace): void {
@@ -366,10 +390,17 @@ const log = debuglog('simple-ipc');
 if (log.enabled) subscribeDebuglog(log);
 
 function subscribeDebuglog(write: (format: string, ...args: unknown[]) => void): void {
-  const reason = (error: unknown): string =>
-    error instanceof Error
-      ? `${(error as { code?: string }).code ?? error.name}: ${error.message}`
-      : String(error);
+  // What a handler threw is the application's: its getters may throw, and a throw in a
+  // subscriber is an uncaught exception.
+  const reason = (error: unknown): string => {
+    try {
+      return error instanceof Error
+        ? `${(error as { code?: string }).code ?? error.name}: ${error.message}`
+        : String(error);
+    } catch {
+      return 'an unreadable error';
+    }
+  };
   diagnosticsChannel.subscribe(DiagnosticsChannel.CLIENT_RETRY, (m) => {
     const message = m as ClientRetryMessage;
     write(

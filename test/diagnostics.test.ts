@@ -441,3 +441,100 @@ test('NODE_DEBUG=simple-ipc prints the life of each request', async (t) => {
   assert.equal(quiet.code, 0, quiet.stderr);
   assert.equal(quiet.stderr, '');
 });
+
+test('a second send() on a connection: start, error, end, as for stream()', async (t) => {
+  const path = join(tempDir(t), 's');
+  const server = await startServer(path, (request, reply) => reply(request));
+  t.after(() => server.destroy());
+  const connection = await connect(path);
+  t.after(() => connection.destroy());
+  const first = connection.send('a');
+  const events = record(t, path);
+  await assert.rejects(connection.send('b'), { code: 'ERR_IPC_INVALID_ARGUMENT' });
+  assert.deepEqual(trace(events, DiagnosticsChannel.CLIENT_REQUEST), ['start', 'error', 'end']);
+  assert.equal(String(await first), 'a');
+});
+
+test('AsyncLocalStorage bound to the server start: its store in asyncStart and asyncEnd', async (t) => {
+  const path = join(tempDir(t), 's');
+  const store = new AsyncLocalStorage<string>();
+  const channel = diagnosticsChannel.tracingChannel(DiagnosticsChannel.SERVER_REQUEST);
+  channel.start.bindStore(store, () => 'server-span');
+  const seen: Record<string, unknown> = {};
+  const atEnd = {
+    start: () => {},
+    end: () => {},
+    asyncStart: () => {
+      seen.asyncStart = store.getStore();
+    },
+    asyncEnd: () => {
+      seen.asyncEnd = store.getStore();
+    },
+    error: () => {},
+  };
+  channel.subscribe(atEnd);
+  t.after(() => {
+    channel.unsubscribe(atEnd);
+    channel.start.unbindStore(store);
+  });
+  const server = await startServer(path, (request, reply) => reply(request));
+  t.after(() => server.destroy());
+  await sendCommand(path, 'x');
+  await until('the server side to end', () => 'asyncEnd' in seen);
+  assert.deepEqual(seen, { asyncStart: 'server-span', asyncEnd: 'server-span' });
+});
+
+test('a request that fails while its call runs (an aborted signal): end before asyncStart', async (t) => {
+  const path = join(tempDir(t), 's');
+  const server = await startServer(path, (request, reply) => reply(request));
+  t.after(() => server.destroy());
+  const events = record(t, path);
+  const one = await connect(path);
+  await assert.rejects(one.send('a', { signal: AbortSignal.abort() }), { name: 'AbortError' });
+  const two = await connect(path);
+  await assert.rejects(
+    two.stream('b', { signal: AbortSignal.abort() })[Symbol.asyncIterator]().next(),
+    {
+      name: 'AbortError',
+    },
+  );
+  assert.deepEqual(trace(events, DiagnosticsChannel.CLIENT_REQUEST), [...FAILED, ...FAILED]);
+});
+
+test('a stream() left early: the trace says closed by this side, not cut short by the server', async (t) => {
+  const path = join(tempDir(t), 's');
+  const server = await startServer(path, async (_request, reply) => {
+    await reply('a'.repeat(100_000));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await reply('b');
+  });
+  t.after(() => server.destroy());
+  const events = record(t, path);
+  const connection = await connect(path);
+  const pieces = connection.stream('x')[Symbol.asyncIterator]();
+  await pieces.next();
+  await pieces.return!();
+  await until(
+    'the client side to end',
+    () => trace(events, DiagnosticsChannel.CLIENT_REQUEST).length === 5,
+  );
+  assert.deepEqual(trace(events, DiagnosticsChannel.CLIENT_REQUEST), FAILED);
+  const client = events.find((e) => e.channel === DiagnosticsChannel.CLIENT_REQUEST)!.message;
+  assert.equal((client.error as SimpleIpcError).code, 'ERR_IPC_CONNECTION_CLOSED');
+});
+
+test('NODE_DEBUG=simple-ipc: a handler error whose getters throw is printed, not thrown', async (t) => {
+  const path = join(tempDir(t), 's');
+  const library = new URL('../src/index.js', import.meta.url).href;
+  const script = `
+    const { startServer, sendCommand } = await import(${JSON.stringify(library)});
+    class Odd extends Error { get message() { throw new Error('no message'); } }
+    const server = await startServer(process.argv[1], () => { throw new Odd(); }, { onHandlerError: () => {} });
+    await sendCommand(process.argv[1], 'ping').catch(() => {});
+    await server.stop();`;
+  const run = await runProcess(process.execPath, ['--input-type=module', '-e', script, path], {
+    env: { ...process.env, NODE_DEBUG: 'simple-ipc' },
+  });
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stderr, /connection ended: handler-error .*: an unreadable error/);
+});
