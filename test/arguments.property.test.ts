@@ -750,7 +750,7 @@ test('startClusteredServer and workerHandler: any options give a clear error or 
       fc.boolean(),
       optionsOf({ ...SERVER_SHAPE, signal: fc.constant(undefined) }),
       // More than one process would fork for every run: 1 is the good value here.
-      fc.oneof(fc.constant(1), junk, fc.integer({ min: 1025 })),
+      fc.oneof(fc.constant(1), fc.constant(undefined), junk, fc.integer({ min: 1025 })),
       optionsOf({ workers: fc.integer({ min: 1, max: 1024 }), resourceLimits: limits }),
     ),
     async ([clustered, serverOptions, processes, workerOptions]) => {
@@ -763,7 +763,7 @@ test('startClusteredServer and workerHandler: any options give a clear error or 
             : serverOptions;
         // A named pipe is served by one process only (src/cluster.ts).
         const most = USES_NAMED_PIPES ? 1 : 1024;
-        const bad = badOptions(options, { ...SERVER_RULES, processes: count(1, most) });
+        const bad = badOptions(options, { ...SERVER_RULES, processes: optional(count(1, most)) });
         const path = nextPath();
         const result = judge(
           await outcomeOf(
