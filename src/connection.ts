@@ -8,7 +8,7 @@
  */
 
 import type { Socket } from 'node:net';
-import { clientRequest, ClientTrace, traced } from './diagnostics.js';
+import { beginClient, clientRequest, ClientTrace, traced } from './diagnostics.js';
 import { abortError, ErrorCode, SimpleIpcError } from './errors.js';
 import {
   checkMessage,
@@ -86,7 +86,7 @@ export class Connection {
       const send = sendSettings(options);
       if (traced(clientRequest)) {
         const trace = new ClientTrace(this.#path, 'send');
-        trace.begin(() => {
+        beginClient(trace, () => {
           // Claimed inside: a second request is traced as stream()'s is (start, error, end).
           this.#claim();
           this.#underway = exchangeWhole(
@@ -120,7 +120,7 @@ export class Connection {
     try {
       if (traced(clientRequest)) {
         const trace = new ClientTrace(this.#path, 'stream');
-        trace.begin(() => {
+        beginClient(trace, () => {
           inbound = this.#exchange(request, options, trace);
         });
       } else inbound = this.#exchange(request, options, undefined);

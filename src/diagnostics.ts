@@ -247,8 +247,19 @@ export const traced: (channel: TracingChannel<unknown, object>) => boolean =
         channel.error.hasSubscribers;
 
 /**
+ * @internal Publishes `start` for `trace` and runs `body` with the stores bound to it applied
+ * (so that the socket made in it, and the request's continuation, see them), then `end`.
+ */
+export let beginClient: (trace: ClientTrace, body: () => void) => void;
+/**
+ * @internal The request of `trace` ended: publishes `error` (if it failed), `asyncStart`,
+ * `asyncEnd`, once, then calls `then` between the last two.
+ */
+export let settleClient: (trace: ClientTrace, error: unknown, then: () => void) => void;
+
+/**
  * @internal The context of a traced client request ({@link ClientRequestContext}). Made only
- * when someone subscribes; `start` is published by {@link ClientTrace.begin}.
+ * when someone subscribes; `start` is published by {@link beginClient}.
  */
 export class ClientTrace implements ClientRequestContext {
   readonly path: string;
@@ -270,11 +281,18 @@ export class ClientTrace implements ClientRequestContext {
     this.operation = operation;
   }
 
+  static {
+    // The library's own handles on a trace; a subscriber, who gets the trace itself as its
+    // context, reaches only the documented fields.
+    beginClient = (trace, body) => trace.#begin(body);
+    settleClient = (trace, error, then) => trace.#settle(error, then);
+  }
+
   /**
    * Publishes `start` and runs `body` with the stores bound to it applied (so that the socket
    * made in it, and the request's continuation, see them), then publishes `end`.
    */
-  begin(body: () => void): void {
+  #begin(body: () => void): void {
     this.#beginning = true;
     try {
       clientRequest.start.runStores(this, () => {
@@ -298,24 +316,25 @@ export class ClientTrace implements ClientRequestContext {
   }
 
   /** The request ended: publishes `error` (if it failed), `asyncStart`, `asyncEnd`; once. */
-  settle(error: unknown, then: () => void): void {
+  #settle(error: unknown, then: () => void): void {
     if (this.outcome !== undefined) {
       then();
       return;
     }
     if (this.#beginning) {
       // Ended before the call returned: `end` still comes first, as the docs' order says.
-      if (this.#settleAfterEnd === undefined) this.#settleAfterEnd = () => this.settle(error, then);
+      if (this.#settleAfterEnd === undefined)
+        this.#settleAfterEnd = () => this.#settle(error, then);
       else then();
       return;
     }
     const scope = this.#scope;
-    if (scope === undefined) settleClient(this, error, then);
-    else scope.runInAsyncScope(settleClient, undefined, this, error, then);
+    if (scope === undefined) publishClientEnd(this, error, then);
+    else scope.runInAsyncScope(publishClientEnd, undefined, this, error, then);
   }
 }
 
-function settleClient(trace: ClientTrace, error: unknown, then: () => void): void {
+function publishClientEnd(trace: ClientTrace, error: unknown, then: () => void): void {
   if (error !== undefined) {
     trace.outcome = 'error';
     trace.error = error;
@@ -332,6 +351,35 @@ function settleClient(trace: ClientTrace, error: unknown, then: () => void): voi
 }
 
 /**
+ * @internal Publishes `start` for `trace` (the stores bound to it applied while the scope is
+ * taken), then `end`.
+ */
+export let beginServer: (trace: ServerTrace) => void;
+/**
+ * @internal The conversation of `trace` ended: `error` (if `error` is given), `asyncStart`,
+ * `asyncEnd`, in the async context of the accept (the socket's 'close' is not: bound stores
+ * are seen). Once.
+ */
+export let settleServer: (
+  trace: ServerTrace,
+  outcome: ServerRequestOutcome,
+  error: unknown,
+) => void;
+/** @internal The request of `trace` is whole and waits for a handler: the queue wait starts. */
+export let requestReady: (trace: ServerTrace) => void;
+/**
+ * @internal Runs the handler (`run` on `server`, given `conversation`) in the async context of
+ * the accept of `trace`, and records how long the request waited for it.
+ */
+export let runHandler: <S, C>(
+  trace: ServerTrace,
+  run: (this: S, conversation: C) => void,
+  server: S,
+  conversation: C,
+) => void;
+let makeServerScope: (trace: ServerTrace) => void;
+
+/**
  * @internal The context of a traced server conversation ({@link ServerRequestContext}), made
  * at the accept when someone subscribes.
  */
@@ -344,44 +392,49 @@ export class ServerTrace implements ServerRequestContext {
   outcome: ServerRequestOutcome | undefined = undefined;
   error?: unknown;
   /** When the request became ready for a handler (performance.now()). */
-  readyAt = 0;
+  #readyAt = 0;
   /** The async context of the accept (bound stores applied): the handler runs in it. */
-  scope: Scope | undefined;
+  #scope: Scope | undefined;
 
   constructor(path: string) {
     this.path = path;
   }
 
-  /** Publishes `start` (the stores bound to it applied while the scope is taken), then `end`. */
-  begin(): void {
-    serverRequest.start.runStores(this, makeServerScope, undefined, this);
-    serverRequest.end.publish(this);
-  }
-
-  /**
-   * The conversation ended: `error` (if `error` is given), `asyncStart`, `asyncEnd`, in the
-   * async context of the accept (the socket's 'close' is not: bound stores are seen). Once.
-   */
-  settle(outcome: ServerRequestOutcome, error: unknown): void {
-    if (this.outcome !== undefined) return;
-    this.outcome = outcome;
-    const scope = this.scope;
-    if (scope === undefined) settleServer(this, error);
-    else scope.runInAsyncScope(settleServer, undefined, this, error);
+  static {
+    // The library's own handles on a trace; a subscriber, who gets the trace itself as its
+    // context, reaches only the documented fields.
+    beginServer = (trace) => {
+      serverRequest.start.runStores(trace, makeServerScope, undefined, trace);
+      serverRequest.end.publish(trace);
+    };
+    settleServer = (trace, outcome, error) => {
+      if (trace.outcome !== undefined) return;
+      trace.outcome = outcome;
+      const scope = trace.#scope;
+      if (scope === undefined) publishServerEnd(trace, error);
+      else scope.runInAsyncScope(publishServerEnd, undefined, trace, error);
+    };
+    requestReady = (trace) => {
+      trace.#readyAt = performance.now();
+    };
+    runHandler = (trace, run, server, conversation) => {
+      trace.queueWait = performance.now() - trace.#readyAt;
+      // In the async context of the accept: stores bound to the channel's start are there.
+      trace.#scope!.runInAsyncScope(run, server, conversation);
+    };
+    makeServerScope = (trace) => {
+      trace.#scope = new AsyncResource(DiagnosticsChannel.SERVER_REQUEST);
+    };
   }
 }
 
-function settleServer(trace: ServerTrace, error: unknown): void {
+function publishServerEnd(trace: ServerTrace, error: unknown): void {
   if (error !== undefined) {
     trace.error = error;
     serverRequest.error.publish(trace);
   }
   serverRequest.asyncStart.publish(trace);
   serverRequest.asyncEnd.publish(trace);
-}
-
-function makeServerScope(trace: ServerTrace): void {
-  trace.scope = new AsyncResource(DiagnosticsChannel.SERVER_REQUEST);
 }
 
 // NODE_DEBUG=simple-ipc: one more subscriber of the channels above, written like undici's

@@ -9,7 +9,7 @@
  */
 
 import type { Socket } from 'node:net';
-import type { ClientTrace } from './diagnostics.js';
+import { type ClientTrace, settleClient } from './diagnostics.js';
 import { abortError, ErrorCode, isSimpleIpcError, SimpleIpcError } from './errors.js';
 import type { HoldWatch, InboundMessage } from './inbound-message.js';
 import { OutboundMessage } from './outbound-message.js';
@@ -181,11 +181,11 @@ function settleTraced(
   trace.responseBytes = socket.bytesRead;
   if (err === undefined) {
     const payload = response.take();
-    trace.settle(undefined, () => resolve(payload));
+    settleClient(trace, undefined, () => resolve(payload));
     return;
   }
   outbound?.abort(err);
-  trace.settle(err, () => reject(err));
+  settleClient(trace, err, () => reject(err));
 }
 
 /**
@@ -282,7 +282,7 @@ export class Exchange {
     const trace = this.trace!;
     trace.requestBytes = this.socket.bytesWritten ?? 0;
     trace.responseBytes = this.socket.bytesRead;
-    trace.settle(err, noop);
+    settleClient(trace, err, noop);
   }
 
   onData(chunk: Buffer): void {

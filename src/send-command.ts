@@ -16,7 +16,7 @@ import {
   connectWithRetries,
 } from './connect.js';
 import { connectOnce } from './connect-attempt.js';
-import { clientRequest, ClientTrace, traced } from './diagnostics.js';
+import { beginClient, clientRequest, ClientTrace, settleClient, traced } from './diagnostics.js';
 import { abortError, SimpleIpcError } from './errors.js';
 import {
   checkMessage,
@@ -55,7 +55,7 @@ export function sendCommand(
     if (signal?.aborted) throw abortError(signal);
     if (traced(clientRequest)) {
       const trace = new ClientTrace(path, 'sendCommand');
-      trace.begin(() => {
+      beginClient(trace, () => {
         roundTrip(path, request, send, settings, resolve, reject, trace);
       });
     } else roundTrip(path, request, send, settings, resolve, reject, undefined);
@@ -73,7 +73,8 @@ function roundTrip(
   trace: ClientTrace | undefined,
 ): void {
   // A connect that fails settles the trace too (the exchange settles it otherwise).
-  const fail = trace === undefined ? reject : (err: Error) => trace.settle(err, () => reject(err));
+  const fail =
+    trace === undefined ? reject : (err: Error) => settleClient(trace, err, () => reject(err));
   const signal = settings.signal;
   if (settings.checkOwner) {
     // The owner checks are file-system look-ups: the ordinary, asynchronous way.

@@ -14,6 +14,7 @@ import {
   serverAcceptFailed,
   serverRejected,
   type ServerRequestOutcome,
+  settleServer,
   type ServerTrace,
 } from './diagnostics.js';
 import { ErrorCode, SimpleIpcError } from './errors.js';
@@ -95,5 +96,5 @@ export function settleTrace(conversation: Conversation, trace: ServerTrace): voi
         );
       } else outcome = 'ok';
   }
-  trace.settle(outcome, error);
+  settleServer(trace, outcome, error);
 }

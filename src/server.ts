@@ -36,6 +36,10 @@ import {
   serverStolen,
   serverTakeover,
   ServerTrace,
+  beginServer,
+  requestReady,
+  runHandler,
+  settleServer,
   traced,
 } from './diagnostics.js';
 import { ErrorCode, SimpleIpcError } from './errors.js';
@@ -418,7 +422,7 @@ export class Server {
     if (traced(serverRequest)) {
       const trace = new ServerTrace(this.#path);
       conversation.trace = trace;
-      trace.begin();
+      beginServer(trace);
     }
   }
 
@@ -434,8 +438,8 @@ export class Server {
     if (serverRejected.hasSubscribers) this.#rejected(stopping ? 'stopping' : 'queue-full', error);
     if (traced(serverRequest)) {
       const trace = new ServerTrace(this.#path);
-      trace.begin();
-      trace.settle('rejected', error);
+      beginServer(trace);
+      settleServer(trace, 'rejected', error);
     }
   }
 
@@ -445,7 +449,7 @@ export class Server {
     if (conversation.phase !== Phase.Reading) return;
     if (inbound.complete || (this.#streamHandler && inbound.size >= this.#streamThreshold)) {
       conversation.phase = Phase.Waiting;
-      if (conversation.trace !== undefined) conversation.trace.readyAt = performance.now();
+      if (conversation.trace !== undefined) requestReady(conversation.trace);
       if (this.#running < this.#threads) this.#run(conversation);
       else this.#ready.push(conversation);
     }
@@ -484,11 +488,8 @@ export class Server {
     conversation.phase = Phase.Running;
     const trace = conversation.trace;
     if (trace === undefined) this.#callHandler(conversation);
-    else {
-      trace.queueWait = performance.now() - trace.readyAt;
-      // In the async context of the accept: stores bound to the channel's start are there.
-      trace.scope!.runInAsyncScope(this.#callHandler, this, conversation);
-    }
+    // In the async context of the accept: stores bound to the channel's start are there.
+    else runHandler(trace, this.#callHandler, this, conversation);
   }
 
   #callHandler(conversation: Conversation): void {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import diagnosticsChannel from 'node:diagnostics_channel';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as api from '../src/index.js';
@@ -276,7 +277,26 @@ test('what is reachable at run time is what the API report lists', async (t) => 
     },
   });
   t.after(() => streamServer.destroy());
-  await sendCommand(path, 'a');
+  // The context objects the tracing channels hand their subscribers, one of each side.
+  const traced: { client?: object; server?: object } = {};
+  const ignore = (): void => {};
+  const only = (start: (c: object) => void) => ({
+    start,
+    end: ignore,
+    asyncStart: ignore,
+    asyncEnd: ignore,
+    error: ignore,
+  });
+  const onClient = only((c) => (traced.client = c));
+  const onServer = only((c) => (traced.server = c));
+  diagnosticsChannel.tracingChannel(api.DiagnosticsChannel.CLIENT_REQUEST).subscribe(onClient);
+  diagnosticsChannel.tracingChannel(api.DiagnosticsChannel.SERVER_REQUEST).subscribe(onServer);
+  try {
+    await sendCommand(path, 'a');
+  } finally {
+    diagnosticsChannel.tracingChannel(api.DiagnosticsChannel.CLIENT_REQUEST).unsubscribe(onClient);
+    diagnosticsChannel.tracingChannel(api.DiagnosticsChannel.SERVER_REQUEST).unsubscribe(onServer);
+  }
   await sendCommand(streamPath, 'b');
 
   const connection = await connect(path);
@@ -317,6 +337,8 @@ test('what is reachable at run time is what the API report lists', async (t) => 
     ['stopOnSignals()', signals, documented('ServerPolicy')],
     ['startDaemon()', daemon, documented('StartedDaemon')],
     ['server.stats()', server.stats(), documented('ServerStats')],
+    ['a client request trace', traced.client!, documented('ClientRequestContext')],
+    ['a server request trace', traced.server!, documented('ServerRequestContext')],
   ];
   // All at once, so that a failure shows every difference.
   const actual: Record<string, string[]> = {};
