@@ -7,6 +7,7 @@ import type { TestContext } from 'node:test';
 import {
   type ClientRequestContext,
   connect,
+  type Connection,
   DiagnosticsChannel,
   encodeMessage,
   sendCommand,
@@ -87,6 +88,33 @@ function points(events: Event[]): string[] {
     .map((e) => e.channel.slice('simple-ipc:'.length));
 }
 
+/**
+ * What `store` holds when `channel` publishes asyncStart and asyncEnd (subscribed until the test
+ * ends); other keys may be added by the test.
+ */
+function storeAtEnd(
+  t: TestContext,
+  channel: diagnosticsChannel.TracingChannel<unknown, object>,
+  store: AsyncLocalStorage<string>,
+): Record<string, unknown> {
+  const seen: Record<string, unknown> = {};
+  const ignore = (): void => {};
+  const atEnd = {
+    start: ignore,
+    end: ignore,
+    asyncStart: () => {
+      seen.asyncStart = store.getStore();
+    },
+    asyncEnd: () => {
+      seen.asyncEnd = store.getStore();
+    },
+    error: ignore,
+  };
+  channel.subscribe(atEnd);
+  t.after(() => channel.unsubscribe(atEnd));
+  return seen;
+}
+
 const COMPLETE = ['start', 'end', 'asyncStart', 'asyncEnd'];
 const FAILED = ['start', 'end', 'error', 'asyncStart', 'asyncEnd'];
 
@@ -150,20 +178,25 @@ test('a connection traced with send() and stream()', async (t) => {
   );
 });
 
-test('a second request on a connection: error, then end, and nothing asynchronous', async (t) => {
-  const path = join(tempDir(t), 's');
-  const server = await startServer(path, (request, reply) => reply(request));
-  t.after(() => server.destroy());
-  const connection = await connect(path);
-  t.after(() => connection.destroy());
-  const first = connection.send('a');
-  const events = record(t, path);
-  const pieces = connection.stream('b');
-  await assert.rejects(pieces[Symbol.asyncIterator]().next(), { code: 'ERR_IPC_INVALID_ARGUMENT' });
-  assert.deepEqual(trace(events, DiagnosticsChannel.CLIENT_REQUEST), ['start', 'error', 'end']);
-  assert.equal((events[1]!.message.error as SimpleIpcError).code, 'ERR_IPC_INVALID_ARGUMENT');
-  assert.equal(String(await first), 'a');
-});
+// send() and stream() alike: a second request on a connection fails before it is under way.
+for (const [name, second] of [
+  ['send()', (c: Connection) => c.send('b')],
+  ['stream()', (c: Connection) => c.stream('b')[Symbol.asyncIterator]().next()],
+] as const) {
+  test(`a second ${name} on a connection: start, error, end, and nothing asynchronous`, async (t) => {
+    const path = join(tempDir(t), 's');
+    const server = await startServer(path, (request, reply) => reply(request));
+    t.after(() => server.destroy());
+    const connection = await connect(path);
+    t.after(() => connection.destroy());
+    const first = connection.send('a');
+    const events = record(t, path);
+    await assert.rejects(second(connection), { code: 'ERR_IPC_INVALID_ARGUMENT' });
+    assert.deepEqual(trace(events, DiagnosticsChannel.CLIENT_REQUEST), ['start', 'error', 'end']);
+    assert.equal((events[1]!.message.error as SimpleIpcError).code, 'ERR_IPC_INVALID_ARGUMENT');
+    assert.equal(String(await first), 'a');
+  });
+}
 
 test('a handler that throws: error fires on both sides before asyncStart', async (t) => {
   const path = join(tempDir(t), 's');
@@ -297,20 +330,7 @@ test('AsyncLocalStorage bound to the start channels: inside the handler, and in 
     serverStart.unbindStore(serverStore);
     clientChannel.start.unbindStore(clientStore);
   });
-  const seen: Record<string, unknown> = {};
-  const atEnd = {
-    start: () => {},
-    end: () => {},
-    asyncStart: () => {
-      seen.asyncStart = clientStore.getStore();
-    },
-    asyncEnd: () => {
-      seen.asyncEnd = clientStore.getStore();
-    },
-    error: () => {},
-  };
-  clientChannel.subscribe(atEnd);
-  t.after(() => clientChannel.unsubscribe(atEnd));
+  const seen = storeAtEnd(t, clientChannel, clientStore);
   const server = await startServer(path, async (_request, reply) => {
     seen.handler = serverStore.getStore();
     await Promise.resolve();
@@ -442,41 +462,13 @@ test('NODE_DEBUG=simple-ipc prints the life of each request', async (t) => {
   assert.equal(quiet.stderr, '');
 });
 
-test('a second send() on a connection: start, error, end, as for stream()', async (t) => {
-  const path = join(tempDir(t), 's');
-  const server = await startServer(path, (request, reply) => reply(request));
-  t.after(() => server.destroy());
-  const connection = await connect(path);
-  t.after(() => connection.destroy());
-  const first = connection.send('a');
-  const events = record(t, path);
-  await assert.rejects(connection.send('b'), { code: 'ERR_IPC_INVALID_ARGUMENT' });
-  assert.deepEqual(trace(events, DiagnosticsChannel.CLIENT_REQUEST), ['start', 'error', 'end']);
-  assert.equal(String(await first), 'a');
-});
-
 test('AsyncLocalStorage bound to the server start: its store in asyncStart and asyncEnd', async (t) => {
   const path = join(tempDir(t), 's');
   const store = new AsyncLocalStorage<string>();
   const channel = diagnosticsChannel.tracingChannel(DiagnosticsChannel.SERVER_REQUEST);
   channel.start.bindStore(store, () => 'server-span');
-  const seen: Record<string, unknown> = {};
-  const atEnd = {
-    start: () => {},
-    end: () => {},
-    asyncStart: () => {
-      seen.asyncStart = store.getStore();
-    },
-    asyncEnd: () => {
-      seen.asyncEnd = store.getStore();
-    },
-    error: () => {},
-  };
-  channel.subscribe(atEnd);
-  t.after(() => {
-    channel.unsubscribe(atEnd);
-    channel.start.unbindStore(store);
-  });
+  t.after(() => channel.start.unbindStore(store));
+  const seen = storeAtEnd(t, channel, store);
   const server = await startServer(path, (request, reply) => reply(request));
   t.after(() => server.destroy());
   await sendCommand(path, 'x');
