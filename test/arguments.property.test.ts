@@ -655,10 +655,16 @@ function callbackWarnings(t: TestContext): { settled(): Promise<(Error & { code?
 
 /** Asserts that `reported` holds one warning for each of `callbacks` that failed, and no more. */
 function assertReportedOnce(
-  reported: readonly (Error & { code?: string })[],
+  reported: (Error & { code?: string })[],
   callbacks: readonly ReturnType<typeof hostile>[],
 ): void {
   const failed = callbacks.filter((c) => c.calls > 0 && FAILING.includes(c.how));
+  // Only the options under test: a server of an earlier test or run may still report a callback
+  // of its own while it closes (seen under Wine: options.debug in the onIdle test, which has none).
+  const options = new Set(callbacks.map((c) => c.option));
+  reported = reported.filter((w) =>
+    options.has(/^(options\.\w+) failed/.exec(w.message)?.[1] ?? ''),
+  );
   assert.deepEqual(
     reported.map((w) => /^(options\.\w+) failed/.exec(w.message)?.[1]).sort(),
     failed.map((c) => c.option).sort(),
