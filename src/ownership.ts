@@ -18,6 +18,13 @@ const { watch } = process.getBuiltinModule('node:fs');
 const { basename, dirname, resolve } = process.getBuiltinModule('node:path');
 const fsp = (): typeof import('node:fs/promises') => process.getBuiltinModule('node:fs/promises');
 
+/**
+ * How long a stopping server waits for a start-up that holds the lock, in ms. A start-up holds
+ * it for milliseconds, but on a loaded machine its look at our socket can outlast the start-up
+ * lock's own {@link LOCK_TIMEOUT_MS}.
+ */
+export const REMOVE_LOCK_TIMEOUT_MS = 20 * LOCK_TIMEOUT_MS;
+
 /** How often the socket's identity is checked besides file-system events, in ms. */
 export const OWNERSHIP_CHECK_MS = 1000;
 
@@ -26,16 +33,19 @@ export const OWNERSHIP_CHECK_MS = 1000;
  *
  * The final look and the unlink happen under the start-up lock, which every server (ours and
  * Git's) takes before it puts a socket at the path, so a successor's socket cannot slip in
- * between. If the lock is busy, a server is starting and will replace our dead socket: it is
- * left. A socket that is already gone or not ours is left without taking the lock, so nothing
- * is created in a directory that someone is removing.
+ * between. A server starting meanwhile holds the lock: we wait for it, up to `lockTimeout`,
+ * because it may have looked while we were still listening and be about to give up with "in
+ * use", leaving our socket to us; or it replaces our socket, which is then no longer ours to
+ * remove. Only a lock held past `lockTimeout` leaves the socket (dead, so the next server
+ * replaces it). A socket that is already gone or not ours is left without taking the lock, so
+ * nothing is created in a directory that someone is removing.
  *
  * @returns true when it was removed.
  */
 export async function removeIfOurs(
   path: string,
   identity: SocketIdentity,
-  lockTimeout = LOCK_TIMEOUT_MS,
+  lockTimeout = REMOVE_LOCK_TIMEOUT_MS,
 ): Promise<boolean> {
   if (!(await isOurs(path, identity))) return false;
   let lock: Lock | undefined;

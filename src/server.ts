@@ -312,12 +312,26 @@ export class Server {
   /** Installs the socket at the path and starts serving. */
   async #start(): Promise<void> {
     const settings = this.#settings;
+    // Clients can connect as soon as the socket is at the path, a few steps before the start-up
+    // is done. Their connections wait here until the server is set up: a request handled
+    // earlier could stop a server that has no listener, identity or watch yet.
+    let early: Socket[] | undefined = [];
     const installed = await installSocket(this.#path, {
       mode: settings.mode,
       backlog: settings.backlog,
       disallowChdir: settings.disallowChdir,
       lockTimeout: settings.lockTimeout,
-      onConnection: (socket) => this.#accept(socket),
+      onConnection: (socket) => {
+        if (early === undefined) {
+          this.#accept(socket);
+        } else {
+          socket.on('error', ignore); // a client that gives up meanwhile: destroyed, skipped
+          early.push(socket);
+        }
+      },
+    }).catch((err: unknown) => {
+      for (const socket of early!) socket.destroy();
+      throw err;
     });
     this.#identity = installed.identity;
     if (installed.replaced && serverTakeover.hasSubscribers) {
@@ -330,6 +344,12 @@ export class Server {
       );
     }
     this.#stopOnAbort(settings.signal);
+    const waiting = early;
+    early = undefined;
+    for (const socket of waiting) {
+      socket.off('error', ignore);
+      if (!socket.destroyed) this.#accept(socket);
+    }
   }
 
   /**

@@ -4,8 +4,15 @@
  */
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  writeFileSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import {
@@ -165,19 +172,28 @@ test(
     // Stop it. A daemon spawned late (its client was answered before it even booted) may still
     // start and, once the winner is gone, rightly become the server: stop whichever serves until
     // every daemon has ended and the socket is gone.
-    await until('every daemon to end', async () => {
-      if ((await getActiveState(f.path)) === 'listening') {
-        await sendCommand(f.path, 'quit').catch(() => undefined);
-      }
-      const all = events();
-      const ended = new Set(
-        all.filter((e) => e.what.startsWith('lost') || e.what === 'stopped').map((e) => e.pid),
-      );
-      return (
-        all.filter((e) => e.what === 'start').every((e) => ended.has(e.pid)) &&
-        (await socketGone(f.path))
-      );
-    });
+    // On time-out: what each daemon did, what is left at the path, and what they printed.
+    const situation = (): string => {
+      const log = existsSync(`${f.path}.log`) ? readFileSync(`${f.path}.log`, 'utf8') : 'none';
+      const left = readdirSync(dirname(f.path)).join(', ');
+      return `events: ${JSON.stringify(events())}; in the directory: ${left}; log: ${log}`;
+    };
+    await until(
+      () => `every daemon to end (${situation()})`,
+      async () => {
+        if ((await getActiveState(f.path)) === 'listening') {
+          await sendCommand(f.path, 'quit').catch(() => undefined);
+        }
+        const all = events();
+        const ended = new Set(
+          all.filter((e) => e.what.startsWith('lost') || e.what === 'stopped').map((e) => e.pid),
+        );
+        return (
+          all.filter((e) => e.what === 'start').every((e) => ended.has(e.pid)) &&
+          (await socketGone(f.path))
+        );
+      },
+    );
   },
 );
 

@@ -166,18 +166,21 @@ export function testWithDeadline(ms: number): DeadlineTest {
 export const test: DeadlineTest = testWithDeadline(TEST_TIMEOUT_MS / PROCESS_SLOWNESS);
 
 /**
- * Resolves once `check` holds, polling every `interval` ms; fails the test with `what` if it
- * does not hold within `ms`. For synchronising on a state, never on a guess of how long it takes.
+ * Resolves once `check` holds, polling every `interval` ms; fails the test with `what` (or what
+ * it returns, asked at that moment) if it does not hold within `ms`. For synchronising on a
+ * state, never on a guess of how long it takes.
  */
 export async function until(
-  what: string,
+  what: string | (() => string),
   check: () => boolean | Promise<boolean>,
   ms = 15_000 * PROCESS_SLOWNESS,
   interval = 5,
 ): Promise<void> {
   const end = performance.now() + ms;
   while (!(await check())) {
-    if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+    if (performance.now() > end) {
+      throw new Error(`timed out waiting for ${typeof what === 'string' ? what : what()}`);
+    }
     await delay(interval);
   }
 }

@@ -42,6 +42,7 @@ import { acquireLock, isLockHeld, LOCK_STALE_MS } from '../src/lock.js';
 import { describeTheft, removeIfOurs } from '../src/ownership.js';
 import {
   delay,
+  gate,
   LOCK_FILE_ONLY,
   otherUserOrSkip,
   pathOfLength,
@@ -612,6 +613,68 @@ test(
     assert.equal(await removeIfOurs(path, identity), true);
     assert.deepEqual(readdirSync(dir), []);
     assert.equal(await removeIfOurs(path, identity), false);
+  },
+);
+
+test(
+  'a request that arrives while the server is still starting waits for it; a quit then removes the socket',
+  { skip: unixOnly('the start-up lock and the private directory of a socket file') },
+  async (t) => {
+    // The socket is at the path (so clients can connect) a few steps before startServer is done:
+    // its last step removes the private directory the socket was bound in. A quit handled in
+    // that window used to stop a server that had no listener yet: the socket was left behind,
+    // and the listener, installed after the stop, kept accepting for ever.
+    const dir = tempDir(t);
+    const path = join(dir, 's');
+    const fsp = process.getBuiltinModule('node:fs/promises');
+    const rmdir = fsp.rmdir;
+    t.after(() => {
+      fsp.rmdir = rmdir;
+    });
+    let starting = true;
+    let handledWhileStarting = false;
+    const handled = gate();
+    let client: Promise<Buffer> | undefined;
+    fsp.rmdir = async (...args: Parameters<typeof rmdir>) => {
+      fsp.rmdir = rmdir;
+      client = sendCommand(path, 'quit');
+      // The handler must not run before the server is set up: give it the chance.
+      await Promise.race([handled.promise, delay(300)]);
+      return rmdir(...args);
+    };
+    const server = await startServer(path, () => {
+      if (starting) handledWhileStarting = true;
+      handled.open();
+      return Promise.resolve(QUIT);
+    });
+    starting = false;
+    t.after(() => server.destroy());
+    assert.ok(client !== undefined, 'the start-up removed its private directory');
+    assert.equal(handledWhileStarting, false, 'a handler ran before startServer was done');
+    await client;
+    await server.closed;
+    assert.deepEqual(server.stopReason, { kind: 'quit' });
+    assert.deepEqual(readdirSync(dir), [], 'the socket is removed');
+    assert.notEqual(await getActiveState(path), ActiveState.LISTENING);
+  },
+);
+
+test(
+  'removeIfOurs waits out a start-up that holds the lock and finds our server still there',
+  { skip: unixOnly('socket files, devices and inodes') },
+  async (t) => {
+    // A starter that looked while we were still listening gives up with "already in use" and
+    // drops the lock; on a loaded machine that can take longer than the start-up lock's 100 ms.
+    // Our socket is still ours then, and must not be left behind.
+    const dir = tempDir(t);
+    const path = join(dir, 's');
+    await deadSocket(path);
+    const ours = lstatSync(path);
+    writeFileSync(`${path}.lock`, `${process.pid}\n`);
+    const released = delay(300).then(() => unlinkSync(`${path}.lock`));
+    assert.equal(await removeIfOurs(path, { dev: ours.dev, ino: ours.ino }), true);
+    await released;
+    assert.deepEqual(readdirSync(dir), []);
   },
 );
 
