@@ -191,8 +191,12 @@ describe('the packed package', { timeout: 4 * STEP_MS, skip: skipUnderWine }, ()
       scripts: Record<string, string>;
     };
     assert.equal(manifest.scripts['prepack'], 'npm run build --silent');
-    assert.match(manifest.scripts['build']!, /tsc -p tsconfig\.json$/);
+    assert.match(
+      manifest.scripts['build']!,
+      /tsc -p tsconfig\.json && node scripts\/bundle-client\.mjs$/,
+    );
     assert.ok(packed.has('dist/src/index.d.ts.map'), 'declaration maps are packed');
+    assert.ok(packed.has('dist/src/client-core.js'), "the client's bundle is packed");
   });
 
   test('installing the tarball prints no npm warning', () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import * as api from '../src/index.js';
 import {
   Connection,
@@ -103,17 +103,30 @@ test('the published types hold only the public API', () => {
 });
 
 test('the client (src/client.ts) loads no server, daemon, cluster or worker code', () => {
-  // What its compiled module imports, followed through (type-only imports are gone by then).
+  // What its source imports, followed through, type-only imports left out (tsc drops them).
   const loaded = new Set<string>();
   const walk = (file: string): void => {
     if (loaded.has(file)) return;
     loaded.add(file);
-    const text = readFileSync(join(ROOT, 'dist', 'src', file), 'utf8');
-    for (const [, target] of text.matchAll(/(?:from|import)\s*\(?\s*'\.\/([\w-]+\.js)'/g)) {
-      walk(target!);
-    }
+    const text = readFileSync(join(ROOT, 'src', file.replace(/\.js$/, '.ts')), 'utf8');
+    const imports = /^(?:import|export)(?!\s+type\b)[^;]*?\sfrom\s+'\.\/([\w-]+\.js)'/gm;
+    for (const [, target] of text.matchAll(imports)) walk(target!);
   };
   walk('client.js');
+  // The build puts exactly those modules in one file (scripts/bundle-client.mjs), which is all
+  // that the client entry loads: its source map names them (all but client.ts, which only
+  // re-exports).
+  const map = JSON.parse(readFileSync(join(ROOT, 'dist', 'src', 'client-core.js.map'), 'utf8')) as {
+    sources: string[];
+  };
+  assert.deepEqual(
+    map.sources.map((source) => basename(source).replace(/\.ts$/, '.js')).sort(),
+    [...loaded].filter((file) => file !== 'client.js').sort(),
+  );
+  assert.match(
+    readFileSync(join(ROOT, 'dist', 'src', 'client.js'), 'utf8'),
+    /^(\/\/[^\n]*\n)*export \{[^}]*\} from '\.\/client-core\.js';\n$/,
+  );
   // Exactly these: a new import must be one a client-only program can afford.
   assert.deepEqual([...loaded].sort(), [
     'address.js',
