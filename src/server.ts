@@ -604,9 +604,16 @@ export class Server {
   #beginStop(reason: StopReason): void {
     if (this.#stopReason !== undefined) return;
     this.#stopReason = reason;
-    const signal = this.#settings.signal;
-    if (this.#onAbort !== undefined) signal!.removeEventListener('abort', this.#onAbort);
+    const onAbort = this.#onAbort;
     this.#onAbort = undefined;
+    if (onAbort !== undefined) {
+      // Another library's signal is the application's code: a throw from it is reported, and
+      // the stop goes on (its listener, if left, calls stop() again, which does nothing).
+      const signal = this.#settings.signal!;
+      callObserver('options.signal.removeEventListener', () =>
+        signal.removeEventListener('abort', onAbort),
+      );
+    }
     if (reason.kind === 'stolen' && serverStolen.hasSubscribers) {
       serverStolen.publish({ path: this.#path, why: reason.why, [kServer]: this });
     }

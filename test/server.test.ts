@@ -15,6 +15,7 @@ import {
   sendCommand,
   startServer,
 } from '../src/index.js';
+import { serverListener } from '../src/server.js';
 import {
   CLOSED_UNANSWERED,
   countingServer,
@@ -31,6 +32,7 @@ import {
   tempDir,
   test,
   until,
+  warnings,
 } from './helpers.js';
 
 test('a handler that writes nothing still gets a flush; many chunks arrive in order', async (t) => {
@@ -295,6 +297,28 @@ test('an AbortSignal in the options stops the server', async (t) => {
   t.after(() => again.destroy());
   await again.closed;
   assert.ok(await socketGone(path), 'the socket is gone');
+});
+
+test('a signal whose removeEventListener throws does not keep the server from stopping', async (t) => {
+  // A signal of another library's (accepted as Node accepts one): its code is the
+  // application's, and a stop must not end half-way because of it.
+  const path = join(tempDir(t), 's');
+  const signal = {
+    aborted: false,
+    addEventListener: () => undefined,
+    removeEventListener: () => {
+      throw new Error('not removable');
+    },
+  } as unknown as AbortSignal;
+  const server = await startServer(path, () => undefined, { signal });
+  // A stop that broke off half-way leaves the listener open: closed directly, so that a
+  // failure here does not keep the test process alive.
+  t.after(() => serverListener(server)?.close());
+  const reported = warnings(t, 'ERR_IPC_CALLBACK_FAILED');
+  await server.stop();
+  assert.ok(await socketGone(path), 'the socket is gone');
+  await until('the failure to be reported', () => reported.length === 1);
+  assert.match(reported[0]!.message, /options\.signal\.removeEventListener failed/);
 });
 
 test('a second server at a live path fails with ERR_IPC_IN_USE and the first keeps serving', async (t) => {
