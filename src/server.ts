@@ -337,13 +337,23 @@ export class Server {
     if (installed.replaced && serverTakeover.hasSubscribers) {
       serverTakeover.publish({ path: this.#path, [kServer]: this });
     }
-    this.#serve(installed.listener);
-    if (installed.identity !== undefined) {
-      this.#watch = new OwnershipWatch(this.#path, installed.identity, (why) =>
-        this.#beginStop({ kind: 'stolen', why }),
-      );
+    try {
+      // Takes the listener before anything that can throw: the catch below closes it.
+      this.#serve(installed.listener);
+      if (installed.identity !== undefined) {
+        this.#watch = new OwnershipWatch(this.#path, installed.identity, (why) =>
+          this.#beginStop({ kind: 'stolen', why }),
+        );
+      }
+      this.#stopOnAbort(settings.signal);
+    } catch (err) {
+      // The set-up failed with the socket in place (the signal's addEventListener threw, say):
+      // the start fails, and leaves nothing that accepts, holds a connection or lies at the path.
+      for (const socket of early) socket.destroy();
+      this.#beginStop({ kind: 'requested' });
+      await this.closed;
+      throw err;
     }
-    this.#stopOnAbort(settings.signal);
     const waiting = early;
     early = undefined;
     for (const socket of waiting) {
@@ -395,8 +405,9 @@ export class Server {
       if (signal.aborted) this.#beginStop({ kind: 'requested' });
       else if (this.#stopReason === undefined) {
         // Removed in #beginStop: an application-wide signal outlives many servers.
-        this.#onAbort = () => void this.stop();
-        signal.addEventListener('abort', this.#onAbort, { once: true });
+        const onAbort = (): void => void this.stop();
+        signal.addEventListener('abort', onAbort, { once: true });
+        this.#onAbort = onAbort;
       }
     }
   }

@@ -15,7 +15,8 @@ import {
   sendCommand,
   startServer,
 } from '../src/index.js';
-import { serverListener } from '../src/server.js';
+import { serverSettings } from '../src/server-options.js';
+import { makeServer, serverListener, startServing } from '../src/server.js';
 import {
   CLOSED_UNANSWERED,
   countingServer,
@@ -319,6 +320,28 @@ test('a signal whose removeEventListener throws does not keep the server from st
   assert.ok(await socketGone(path), 'the socket is gone');
   await until('the failure to be reported', () => reported.length === 1);
   assert.match(reported[0]!.message, /options\.signal\.removeEventListener failed/);
+});
+
+test('a start that fails once the socket is in place leaves nothing serving or behind', async (t) => {
+  // The signal's addEventListener is the application's code and runs after the socket is at
+  // the path: the start fails with what it threw, and must not leave a listener that
+  // accepts (and holds) connections for ever, or a socket at the path.
+  const path = join(tempDir(t), 's');
+  const failure = new Error('no listeners taken');
+  const signal = {
+    aborted: false,
+    addEventListener: () => {
+      throw failure;
+    },
+    removeEventListener: () => undefined,
+  } as unknown as AbortSignal;
+  // What startServer does, with the server at hand to clean up after a failure.
+  const server = makeServer(path, () => undefined, serverSettings({ signal }));
+  t.after(() => serverListener(server)?.close());
+  await assert.rejects(startServing(server), (err) => err === failure);
+  assert.equal(server.stopping, true);
+  assert.notEqual(await getActiveState(path), 'listening');
+  assert.ok(await socketGone(path), 'the socket is gone');
 });
 
 test('a second server at a live path fails with ERR_IPC_IN_USE and the first keeps serving', async (t) => {
