@@ -46,12 +46,14 @@ import {
   LOCK_FILE_ONLY,
   otherUserOrSkip,
   pathOfLength,
+  rawConnect,
   runProcess,
   START_RACE_UNDER_WINE,
   tempDir,
   test,
   needsProc,
   unixOnly,
+  until,
 } from './helpers.js';
 
 async function handler(request: Buffer, reply: (c: string) => Promise<void>) {
@@ -656,6 +658,42 @@ test(
     assert.deepEqual(server.stopReason, { kind: 'quit' });
     assert.deepEqual(readdirSync(dir), [], 'the socket is removed');
     assert.notEqual(await getActiveState(path), ActiveState.LISTENING);
+  },
+);
+
+test(
+  'a probe that comes and goes while the server is still starting is counted',
+  { skip: unixOnly('the start-up lock and the private directory of a socket file') },
+  async (t) => {
+    // A concurrent starter's look, or a status check, can reach the socket in the last steps
+    // of the start-up (as in the test above) and hang up before the server is set up.
+    const dir = tempDir(t);
+    const path = join(dir, 's');
+    const fsp = process.getBuiltinModule('node:fs/promises');
+    const rmdir = fsp.rmdir;
+    t.after(() => {
+      fsp.rmdir = rmdir;
+    });
+    const pipes = (): number =>
+      process.getActiveResourcesInfo().filter((kind) => kind === 'PipeWrap').length;
+    let closed = false;
+    fsp.rmdir = async (...args: Parameters<typeof rmdir>) => {
+      fsp.rmdir = rmdir;
+      const before = pipes();
+      const probe = await rawConnect(path);
+      probe.resume();
+      probe.end();
+      // Both of its ends closed: the server saw the hang-up while it was starting.
+      await until('both ends of the probe to close', () => pipes() === before);
+      closed = true;
+      return rmdir(...args);
+    };
+    const server = await serve(t, path);
+    assert.ok(closed, 'the probe came and went while the server was starting');
+    const stats = server.stats();
+    assert.equal(stats.connections, 1, 'connections');
+    assert.equal(stats.probes, 1, 'probes');
+    assert.equal(stats.queued, 0, 'queued');
   },
 );
 
