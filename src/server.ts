@@ -661,8 +661,15 @@ export class Server {
     if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
     if (this.#stopTimer !== undefined) clearTimeout(this.#stopTimer);
     const identity = this.#identity;
+    const group = this.#group;
+    // The other processes serve on the same socket until they exit, and a socket that answers
+    // is never removed (removeIfOurs): it is removed once they have.
     const done =
-      identity === undefined ? Promise.resolve(false) : removeIfOurs(this.#path, identity);
+      identity === undefined
+        ? Promise.resolve(false)
+        : group === undefined
+          ? removeIfOurs(this.#path, identity)
+          : group.closed.then(() => removeIfOurs(this.#path, identity));
     // Neither rejects; if one ever did, closed must still resolve.
     const resolve = (): void => {
       this.#unsubscribeDebug?.();
@@ -672,7 +679,7 @@ export class Server {
       }
       this.#resolveClosed();
     };
-    void Promise.all([done, this.#group?.closed]).then(resolve, resolve);
+    void Promise.all([done, group?.closed]).then(resolve, resolve);
   }
 }
 

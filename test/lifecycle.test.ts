@@ -716,6 +716,56 @@ test(
   },
 );
 
+test(
+  'removeIfOurs never removes a live socket that got the inode number ours had',
+  { skip: unixOnly('socket files, devices and inodes') },
+  async (t) => {
+    // Our socket's inode is freed once our listener is closed and the socket is replaced or
+    // removed, and the next file made may get its number (ext4 hands it out again at once).
+    // While a stop waits for the start-up lock, servers can come and go at the path: a live
+    // one whose socket has our old number must not be taken for ours.
+    const dir = tempDir(t);
+    const path = join(dir, 's');
+    await deadSocket(path);
+    const ours = lstatSync(path);
+    writeFileSync(`${path}.lock`, `${process.pid}\n`); // a starter holds the lock
+    const fsp = process.getBuiltinModule('node:fs/promises');
+    const open = fsp.open;
+    t.after(() => {
+      fsp.open = open;
+    });
+    const waiting = gate();
+    fsp.open = async (...args: Parameters<typeof open>) => {
+      if (args[0] === `${path}.lock`) waiting.open();
+      return open(...args);
+    };
+    const removing = removeIfOurs(path, { dev: ours.dev, ino: ours.ino });
+    await waiting.promise; // it found our socket there, and waits for the lock
+    fsp.open = open;
+    // The starter replaces our dead socket; that server stops, and the next one's socket gets
+    // the number ours had.
+    unlinkSync(path);
+    let successor: NetServer | undefined;
+    for (let attempt = 0; attempt < 5 && successor === undefined; attempt++) {
+      const made = await foreignSocket(t, path);
+      if (made.ino === ours.ino) successor = made.server;
+      else {
+        await new Promise((resolve) => made.server.close(resolve));
+        unlinkSync(path);
+      }
+    }
+    unlinkSync(`${path}.lock`);
+    if (successor === undefined) {
+      await removing;
+      t.skip('this file system did not give the inode number out again');
+      return;
+    }
+    assert.equal(await removing, false, 'removeIfOurs says it removed the socket');
+    assert.equal(lstatSync(path).ino, ours.ino, "the successor's socket is there");
+    assert.equal(await getActiveState(path), ActiveState.LISTENING);
+  },
+);
+
 test('describeTheft says what happened', () => {
   assert.match(describeTheft('/p', 'removed'), /removed/);
   assert.match(describeTheft('/p', 'replaced'), /another server/);
