@@ -204,7 +204,9 @@ function describe(stats: Stats): string {
  * One connection attempt, no waiting: `live` (it accepted), `busy` (its backlog is full:
  * alive), `dead` (refused: nobody listens on that socket), `gone` (nothing there), or the error.
  */
-async function probe(path: string): Promise<'live' | 'busy' | 'dead' | 'gone' | SimpleIpcError> {
+export async function probe(
+  path: string,
+): Promise<'live' | 'busy' | 'dead' | 'gone' | SimpleIpcError> {
   const result = await tryConnect(path, { timeout: 0 });
   if (result.state === ActiveState.LISTENING) {
     result.connection.destroy();

@@ -9,6 +9,7 @@
 
 import type { FSWatcher, Stats } from 'node:fs';
 import { ErrorCode, isSimpleIpcError, systemCode } from './errors.js';
+import { probe } from './lifecycle.js';
 import { acquireLock, LOCK_TIMEOUT_MS, type Lock } from './lock.js';
 import type { SocketIdentity } from './trust.js';
 
@@ -40,6 +41,11 @@ export const OWNERSHIP_CHECK_MS = 1000;
  * replaces it). A socket that is already gone or not ours is left without taking the lock, so
  * nothing is created in a directory that someone is removing.
  *
+ * The final look also connects, and only a socket that refuses is removed. Call this once
+ * nothing serves on our socket any more (our listener closed, and those of our other
+ * processes): a socket that answers is then a successor's, even one with our device and inode
+ * number, which the file system may give out again once ours is replaced or removed.
+ *
  * @returns true when it was removed.
  */
 export async function removeIfOurs(
@@ -57,6 +63,11 @@ export async function removeIfOurs(
   }
   try {
     if (!(await isOurs(path, identity))) return false;
+    // Our listener is closed, so a socket there that answers is not ours, whatever its inode
+    // number says: once ours was replaced (or removed) while we waited for the lock, its inode
+    // was freed, and the file system may have given its number to the socket of a server
+    // started since (ext4 gives it to the next file made, at once).
+    if ((await probe(path)) !== 'dead') return false;
     await fsp().unlink(path);
     return true;
   } catch {

@@ -133,6 +133,7 @@ interface ServerInternals {
   listener(server: Server): NetServer | undefined;
   stopFor(server: Server, reason: StopReason): void;
   sweep(server: Server): void;
+  pump(server: Server): void;
 }
 
 // Set by the static block of Server, which alone can reach its private members.
@@ -180,6 +181,8 @@ export class Server {
   #resolveClosed!: () => void;
   #listenerClosed = false;
   #finished = false;
+  /** Set once the server is set up ({@link Server.#start}): no handler runs before. */
+  #started = false;
   readonly #stats: ServerStats = {
     connections: 0,
     probes: 0,
@@ -253,6 +256,7 @@ export class Server {
       listener: (server) => server.#listener,
       stopFor: (server, reason) => server.#beginStop(reason),
       sweep: (server) => server.#sweep(),
+      pump: (server) => server.#pump(),
     };
   }
 
@@ -313,43 +317,44 @@ export class Server {
   async #start(): Promise<void> {
     const settings = this.#settings;
     // Clients can connect as soon as the socket is at the path, a few steps before the start-up
-    // is done. Their connections wait here until the server is set up: a request handled
+    // is done. Their connections are accepted (counted, read, bounded by queueSize) at once,
+    // but no handler runs until the server is set up (see #requestProgress): a request handled
     // earlier could stop a server that has no listener, identity or watch yet.
-    let early: Socket[] | undefined = [];
     const installed = await installSocket(this.#path, {
       mode: settings.mode,
       backlog: settings.backlog,
       disallowChdir: settings.disallowChdir,
       lockTimeout: settings.lockTimeout,
-      onConnection: (socket) => {
-        if (early === undefined) {
-          this.#accept(socket);
-        } else {
-          socket.on('error', ignore); // a client that gives up meanwhile: destroyed, skipped
-          early.push(socket);
-        }
-      },
+      onConnection: (socket) => this.#accept(socket),
     }).catch((err: unknown) => {
-      for (const socket of early!) socket.destroy();
+      // Only this user can have connected, at the private name: nothing is served.
+      for (const conversation of this.#conversations.toArray()) conversation.socket.destroy();
       throw err;
     });
     this.#identity = installed.identity;
     if (installed.replaced && serverTakeover.hasSubscribers) {
       serverTakeover.publish({ path: this.#path, [kServer]: this });
     }
-    this.#serve(installed.listener);
-    if (installed.identity !== undefined) {
-      this.#watch = new OwnershipWatch(this.#path, installed.identity, (why) =>
-        this.#beginStop({ kind: 'stolen', why }),
-      );
+    try {
+      // Takes the listener before anything that can throw: the catch below closes it.
+      this.#serve(installed.listener);
+      if (installed.identity !== undefined) {
+        this.#watch = new OwnershipWatch(this.#path, installed.identity, (why) =>
+          this.#beginStop({ kind: 'stolen', why }),
+        );
+      }
+      this.#stopOnAbort(settings.signal);
+    } catch (err) {
+      // The set-up failed with the socket in place (the signal's addEventListener threw, say):
+      // the start fails, and leaves nothing that accepts, holds a connection or lies at the path.
+      this.#beginStop({ kind: 'requested' });
+      await this.closed;
+      throw err;
     }
-    this.#stopOnAbort(settings.signal);
-    const waiting = early;
-    early = undefined;
-    for (const socket of waiting) {
-      socket.off('error', ignore);
-      if (!socket.destroyed) this.#accept(socket);
-    }
+    this.#started = true;
+    // The requests that are complete already run once startServer has resolved, as those that
+    // come later do: a handler may use what the application assigns from it.
+    if (this.#ready.length > 0) setImmediate(pumpServer, this);
   }
 
   /**
@@ -358,6 +363,7 @@ export class Server {
    * removed from here.
    */
   #attach(listener: NetServer): void {
+    this.#started = true;
     listener.on('connection', (socket: Socket) => this.#accept(socket));
     this.#serve(listener);
   }
@@ -395,8 +401,9 @@ export class Server {
       if (signal.aborted) this.#beginStop({ kind: 'requested' });
       else if (this.#stopReason === undefined) {
         // Removed in #beginStop: an application-wide signal outlives many servers.
-        this.#onAbort = () => void this.stop();
-        signal.addEventListener('abort', this.#onAbort, { once: true });
+        const onAbort = (): void => void this.stop();
+        signal.addEventListener('abort', onAbort, { once: true });
+        this.#onAbort = onAbort;
       }
     }
   }
@@ -470,7 +477,7 @@ export class Server {
     if (inbound.complete || (this.#streamHandler && inbound.size >= this.#streamThreshold)) {
       conversation.phase = Phase.Waiting;
       if (conversation.trace !== undefined) requestReady(conversation.trace);
-      if (this.#running < this.#threads) this.#run(conversation);
+      if (this.#started && this.#running < this.#threads) this.#run(conversation);
       else this.#ready.push(conversation);
     }
   }
@@ -604,9 +611,16 @@ export class Server {
   #beginStop(reason: StopReason): void {
     if (this.#stopReason !== undefined) return;
     this.#stopReason = reason;
-    const signal = this.#settings.signal;
-    if (this.#onAbort !== undefined) signal!.removeEventListener('abort', this.#onAbort);
+    const onAbort = this.#onAbort;
     this.#onAbort = undefined;
+    if (onAbort !== undefined) {
+      // Another library's signal is the application's code: a throw from it is reported, and
+      // the stop goes on (its listener, if left, calls stop() again, which does nothing).
+      const signal = this.#settings.signal!;
+      callObserver('options.signal.removeEventListener', () =>
+        signal.removeEventListener('abort', onAbort),
+      );
+    }
     if (reason.kind === 'stolen' && serverStolen.hasSubscribers) {
       serverStolen.publish({ path: this.#path, why: reason.why, [kServer]: this });
     }
@@ -647,8 +661,15 @@ export class Server {
     if (this.#sweeper !== undefined) clearInterval(this.#sweeper);
     if (this.#stopTimer !== undefined) clearTimeout(this.#stopTimer);
     const identity = this.#identity;
+    const group = this.#group;
+    // The other processes serve on the same socket until they exit, and a socket that answers
+    // is never removed (removeIfOurs): it is removed once they have.
     const done =
-      identity === undefined ? Promise.resolve(false) : removeIfOurs(this.#path, identity);
+      identity === undefined
+        ? Promise.resolve(false)
+        : group === undefined
+          ? removeIfOurs(this.#path, identity)
+          : group.closed.then(() => removeIfOurs(this.#path, identity));
     // Neither rejects; if one ever did, closed must still resolve.
     const resolve = (): void => {
       this.#unsubscribeDebug?.();
@@ -658,7 +679,7 @@ export class Server {
       }
       this.#resolveClosed();
     };
-    void Promise.all([done, this.#group?.closed]).then(resolve, resolve);
+    void Promise.all([done, group?.closed]).then(resolve, resolve);
   }
 }
 
@@ -693,6 +714,10 @@ function isPromise(value: unknown): value is Promise<unknown> {
 
 function sweep(server: Server): void {
   internals.sweep(server);
+}
+
+function pumpServer(server: Server): void {
+  internals.pump(server);
 }
 
 /** The {@link RequestContext} a handler gets: the server, and the conversation's signal. */

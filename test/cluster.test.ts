@@ -33,9 +33,10 @@ const CLI = new URL('../../bin/simple-ipc.js', import.meta.url).pathname;
 // - `barrier <dir>` blocks its process (which accepts nothing meanwhile) until two handlers are
 //   in, so the second connection can only be taken by another process;
 // - `until-stopped <dir>` runs until its own process has been told to stop;
-// - `hang <dir>` runs until its client is cut off; `fail <dir>` throws.
+// - `hang <dir>` runs until its client is cut off; `fail <dir>` throws;
+// - `block <dir>` blocks its process until a file named `release` is in the directory.
 const PID_HANDLER = `
-import { readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { QUIT } from '${LIBRARY}';
 const nap = new Int32Array(new SharedArrayBuffer(4));
@@ -65,6 +66,10 @@ export default async (request, reply, context) => {
   } else if (text === 'fail') {
     mark(dir, 'failing');
     throw new Error('failed in ' + process.pid);
+  } else if (text === 'block') {
+    mark(dir, 'blocking');
+    const end = Date.now() + 20000;
+    while (!existsSync(join(dir, 'release')) && Date.now() < end) Atomics.wait(nap, 0, 0, 5);
   }
   await reply(String(process.pid));
 };
@@ -233,6 +238,28 @@ test(
     assert.equal(existsSync(path), false);
     await until('the other process exits', () => !alive(child));
     assert.equal(await getActiveState(path), ActiveState.NOT_LISTENING);
+  },
+);
+
+test(
+  'stop() removes the socket once the other processes have exited, one slow to stop too',
+  { timeout: 60_000, skip: onWindows },
+  async (t) => {
+    const { path, server } = await pidCluster(t, 2);
+    // Sent while this process is blocked: the other process takes it, and is blocked by it, so
+    // it still listens on the socket after this process has closed its own listener.
+    const dir = markers(t, 'blocking');
+    const answered = clients(path, [{ request: `block ${dir}` }]);
+    blockUntil('the other process to block', () => readdirSync(dir).length === 1);
+    const child = Number(readdirSync(dir)[0]!.split('-')[1]);
+    const stopped = server.stop();
+    // Gives this process the chance to look at the socket while the other still listens: a
+    // look then finds it answering and leaves it.
+    await delay(300);
+    writeFileSync(join(dir, 'release'), '');
+    await stopped;
+    assert.deepEqual(await answered, [String(child)]);
+    assert.equal(existsSync(path), false, 'the socket is removed');
   },
 );
 

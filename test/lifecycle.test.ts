@@ -46,12 +46,14 @@ import {
   LOCK_FILE_ONLY,
   otherUserOrSkip,
   pathOfLength,
+  rawConnect,
   runProcess,
   START_RACE_UNDER_WINE,
   tempDir,
   test,
   needsProc,
   unixOnly,
+  until,
 } from './helpers.js';
 
 async function handler(request: Buffer, reply: (c: string) => Promise<void>) {
@@ -660,6 +662,42 @@ test(
 );
 
 test(
+  'a probe that comes and goes while the server is still starting is counted',
+  { skip: unixOnly('the start-up lock and the private directory of a socket file') },
+  async (t) => {
+    // A concurrent starter's look, or a status check, can reach the socket in the last steps
+    // of the start-up (as in the test above) and hang up before the server is set up.
+    const dir = tempDir(t);
+    const path = join(dir, 's');
+    const fsp = process.getBuiltinModule('node:fs/promises');
+    const rmdir = fsp.rmdir;
+    t.after(() => {
+      fsp.rmdir = rmdir;
+    });
+    const pipes = (): number =>
+      process.getActiveResourcesInfo().filter((kind) => kind === 'PipeWrap').length;
+    let closed = false;
+    fsp.rmdir = async (...args: Parameters<typeof rmdir>) => {
+      fsp.rmdir = rmdir;
+      const before = pipes();
+      const probe = await rawConnect(path);
+      probe.resume();
+      probe.end();
+      // Both of its ends closed: the server saw the hang-up while it was starting.
+      await until('both ends of the probe to close', () => pipes() === before);
+      closed = true;
+      return rmdir(...args);
+    };
+    const server = await serve(t, path);
+    assert.ok(closed, 'the probe came and went while the server was starting');
+    const stats = server.stats();
+    assert.equal(stats.connections, 1, 'connections');
+    assert.equal(stats.probes, 1, 'probes');
+    assert.equal(stats.queued, 0, 'queued');
+  },
+);
+
+test(
   'removeIfOurs waits out a start-up that holds the lock and finds our server still there',
   { skip: unixOnly('socket files, devices and inodes') },
   async (t) => {
@@ -675,6 +713,56 @@ test(
     assert.equal(await removeIfOurs(path, { dev: ours.dev, ino: ours.ino }), true);
     await released;
     assert.deepEqual(readdirSync(dir), []);
+  },
+);
+
+test(
+  'removeIfOurs never removes a live socket that got the inode number ours had',
+  { skip: unixOnly('socket files, devices and inodes') },
+  async (t) => {
+    // Our socket's inode is freed once our listener is closed and the socket is replaced or
+    // removed, and the next file made may get its number (ext4 hands it out again at once).
+    // While a stop waits for the start-up lock, servers can come and go at the path: a live
+    // one whose socket has our old number must not be taken for ours.
+    const dir = tempDir(t);
+    const path = join(dir, 's');
+    await deadSocket(path);
+    const ours = lstatSync(path);
+    writeFileSync(`${path}.lock`, `${process.pid}\n`); // a starter holds the lock
+    const fsp = process.getBuiltinModule('node:fs/promises');
+    const open = fsp.open;
+    t.after(() => {
+      fsp.open = open;
+    });
+    const waiting = gate();
+    fsp.open = async (...args: Parameters<typeof open>) => {
+      if (args[0] === `${path}.lock`) waiting.open();
+      return open(...args);
+    };
+    const removing = removeIfOurs(path, { dev: ours.dev, ino: ours.ino });
+    await waiting.promise; // it found our socket there, and waits for the lock
+    fsp.open = open;
+    // The starter replaces our dead socket; that server stops, and the next one's socket gets
+    // the number ours had.
+    unlinkSync(path);
+    let successor: NetServer | undefined;
+    for (let attempt = 0; attempt < 5 && successor === undefined; attempt++) {
+      const made = await foreignSocket(t, path);
+      if (made.ino === ours.ino) successor = made.server;
+      else {
+        await new Promise((resolve) => made.server.close(resolve));
+        unlinkSync(path);
+      }
+    }
+    unlinkSync(`${path}.lock`);
+    if (successor === undefined) {
+      await removing;
+      t.skip('this file system did not give the inode number out again');
+      return;
+    }
+    assert.equal(await removing, false, 'removeIfOurs says it removed the socket');
+    assert.equal(lstatSync(path).ino, ours.ino, "the successor's socket is there");
+    assert.equal(await getActiveState(path), ActiveState.LISTENING);
   },
 );
 

@@ -15,6 +15,8 @@ import {
   sendCommand,
   startServer,
 } from '../src/index.js';
+import { serverSettings } from '../src/server-options.js';
+import { makeServer, serverListener, startServing } from '../src/server.js';
 import {
   CLOSED_UNANSWERED,
   countingServer,
@@ -31,6 +33,7 @@ import {
   tempDir,
   test,
   until,
+  warnings,
 } from './helpers.js';
 
 test('a handler that writes nothing still gets a flush; many chunks arrive in order', async (t) => {
@@ -294,6 +297,50 @@ test('an AbortSignal in the options stops the server', async (t) => {
   const again = await startServer(path, () => undefined, { signal: controller.signal });
   t.after(() => again.destroy());
   await again.closed;
+  assert.ok(await socketGone(path), 'the socket is gone');
+});
+
+test('a signal whose removeEventListener throws does not keep the server from stopping', async (t) => {
+  // A signal of another library's (accepted as Node accepts one): its code is the
+  // application's, and a stop must not end half-way because of it.
+  const path = join(tempDir(t), 's');
+  const signal = {
+    aborted: false,
+    addEventListener: () => undefined,
+    removeEventListener: () => {
+      throw new Error('not removable');
+    },
+  } as unknown as AbortSignal;
+  const server = await startServer(path, () => undefined, { signal });
+  // A stop that broke off half-way leaves the listener open: closed directly, so that a
+  // failure here does not keep the test process alive.
+  t.after(() => serverListener(server)?.close());
+  const reported = warnings(t, 'ERR_IPC_CALLBACK_FAILED');
+  await server.stop();
+  assert.ok(await socketGone(path), 'the socket is gone');
+  await until('the failure to be reported', () => reported.length === 1);
+  assert.match(reported[0]!.message, /options\.signal\.removeEventListener failed/);
+});
+
+test('a start that fails once the socket is in place leaves nothing serving or behind', async (t) => {
+  // The signal's addEventListener is the application's code and runs after the socket is at
+  // the path: the start fails with what it threw, and must not leave a listener that
+  // accepts (and holds) connections for ever, or a socket at the path.
+  const path = join(tempDir(t), 's');
+  const failure = new Error('no listeners taken');
+  const signal = {
+    aborted: false,
+    addEventListener: () => {
+      throw failure;
+    },
+    removeEventListener: () => undefined,
+  } as unknown as AbortSignal;
+  // What startServer does, with the server at hand to clean up after a failure.
+  const server = makeServer(path, () => undefined, serverSettings({ signal }));
+  t.after(() => serverListener(server)?.close());
+  await assert.rejects(startServing(server), (err) => err === failure);
+  assert.equal(server.stopping, true);
+  assert.notEqual(await getActiveState(path), 'listening');
   assert.ok(await socketGone(path), 'the socket is gone');
 });
 
