@@ -8,6 +8,9 @@ import { spawn } from 'node:child_process';
 import process from 'node:process';
 
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+// Node 20 parses the file NODE_EXTRA_CA_CERTS names at every start; nothing here makes a TLS
+// connection (see scripts/run-tests.mjs).
+delete process.env.NODE_EXTRA_CA_CERTS;
 
 /** Runs a command; resolves with its exit code and, unless `inherit`, its output. */
 function run(command, args, inherit) {
