@@ -362,10 +362,10 @@ export { server, answer, state, isError, connection, code, max };
   });
 
   test('publint and arethetypeswrong find nothing wrong', async () => {
-    const installed = join(app, 'node_modules', 'simple-ipc');
+    // Both read the tarball itself (given a directory, publint would pack it again with npm).
     const lint = await run(
       process.execPath,
-      [join(MODULES, 'publint', 'src', 'cli.js'), 'run', '--strict', installed],
+      [join(MODULES, 'publint', 'src', 'cli.js'), 'run', '--strict', tarball],
       app,
     );
     assert.match(lint.stdout.toString(), /All good/);
