@@ -4,6 +4,7 @@
  * a condition instead of sleeping.
  */
 
+import assert from 'node:assert/strict';
 import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
 import {
   chmodSync,
@@ -12,6 +13,7 @@ import {
   linkSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
@@ -28,6 +30,7 @@ import {
   getActiveState,
   PktLineDecoder,
   pipeNameFor,
+  sendCommand,
   type Server,
   type ServerOptions,
   startServer,
@@ -249,6 +252,36 @@ export function tempDir(t: TestContext, prefix = 'sipc-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   t.after(() => removeTree(dir));
   return dir;
+}
+
+/** A fresh temp dir (removed when the test ends) and `s` in it: the path of the test's server. */
+export function serverPath(t: TestContext): { dir: string; path: string } {
+  const dir = tempDir(t);
+  return { dir, path: join(dir, 's') };
+}
+
+/**
+ * A test of servers started at once at one path (skipped under Wine, which cannot show the
+ * race): `rounds` rounds, in each of which `race` starts them and resolves with the one that
+ * serves, once it has checked how each of the others refused. The winner must answer `ping`
+ * with `pong` (as `handler`s of these tests and the CLI's run-daemon do); stopped, it must leave
+ * the directory empty, and so must the losers: no socket, lock or temporary directory.
+ */
+export function startRaceTest(
+  test: DeadlineTest,
+  name: string,
+  rounds: number,
+  race: (t: TestContext, path: string, round: number) => Promise<{ stop: () => Promise<void> }>,
+): void {
+  test(name, { skip: START_RACE_UNDER_WINE }, async (t) => {
+    const { dir, path } = serverPath(t);
+    for (let round = 0; round < rounds; round++) {
+      const winner = await race(t, path, round);
+      assert.equal((await sendCommand(path, 'ping')).toString(), 'pong', `round ${round}`);
+      await winner.stop();
+      assert.deepEqual(readdirSync(dir), [], `round ${round}`);
+    }
+  });
 }
 
 /** A fresh shared temp dir, as /tmp is (mode 1777), removed when the test ends. */

@@ -32,7 +32,8 @@ import {
   PROCESS_SLOWNESS,
   runCli,
   runProcess,
-  START_RACE_UNDER_WINE,
+  serverPath,
+  startRaceTest,
   tempDir,
   testWithDeadline,
   unixOnly,
@@ -133,8 +134,7 @@ test(
   "a killed server's socket is replaced by the next one",
   { skip: unixOnly('dead socket files (a pipe vanishes with its last handle)') },
   async (t) => {
-    const dir = tempDir(t);
-    const path = join(dir, 's');
+    const { dir, path } = serverPath(t);
     const first = runDaemon(t, path);
     await listening(path, first);
     await settled(dir, ['s']);
@@ -161,8 +161,7 @@ test(
   'a stale lock is broken: dead owner, or no owner and old',
   { skip: LOCK_FILE_ONLY },
   async (t) => {
-    const dir = tempDir(t);
-    const path = join(dir, 's');
+    const { dir, path } = serverPath(t);
     const gone = await runProcess(process.execPath, ['-e', 'console.log(process.pid)']);
     writeFileSync(`${path}.lock`, gone.stdout);
     const daemon = runDaemon(t, path);
@@ -184,8 +183,7 @@ test(
 );
 
 test('a fresh lock is respected, with a clear error', { skip: LOCK_FILE_ONLY }, async (t) => {
-  const dir = tempDir(t);
-  const path = join(dir, 's');
+  const { dir, path } = serverPath(t);
   writeFileSync(`${path}.lock`, `${process.pid}\n`);
   const held = await runCli(['run-daemon', `--name=${path}`]);
   assert.equal(held.code, 1);
@@ -206,40 +204,30 @@ test('a fresh lock is respected, with a clear error', { skip: LOCK_FILE_ONLY }, 
   assert.deepEqual(readdirSync(dir), ['s.lock']);
 });
 
-test(
+startRaceTest(
+  test,
   'servers started at once: exactly one serves, the others say "already in use" (or "starting")',
-  {
-    skip: START_RACE_UNDER_WINE,
-  },
-  async (t) => {
-    const dir = tempDir(t);
-    const path = join(dir, 's');
-    for (let round = 0; round < 4; round++) {
-      const daemons = Array.from({ length: 4 }, () => runDaemon(t, path));
-      // On time-out, the assertion below says how many still run.
-      await until(
-        'all but one to exit',
-        () => daemons.filter(running).length <= 1,
-        20_000,
-        20,
-      ).catch(() => {});
-      const winners = daemons.filter(running);
-      assert.equal(winners.length, 1, `round ${round}`);
-      const winner = winners[0]!;
-      for (const loser of daemons.filter((d) => d !== winner)) {
-        assert.deepEqual(await loser.exit, { code: 1, signal: null });
-        // Git's words when the winner already serves; the lock's when the loser's lock wait ran
-        // out first (a loaded machine). Both are right.
-        const stderr = loser.stderr();
-        if (!/another server is starting here: the lock file/.test(stderr)) {
-          assert.equal(stderr, `error: socket/pipe already in use: '${path}'\n`);
-        }
+  4,
+  async (t, path, round) => {
+    const daemons = Array.from({ length: 4 }, () => runDaemon(t, path));
+    // On time-out, the assertion below says how many still run.
+    await until('all but one to exit', () => daemons.filter(running).length <= 1, 20_000, 20).catch(
+      () => {},
+    );
+    const winners = daemons.filter(running);
+    assert.equal(winners.length, 1, `round ${round}`);
+    const winner = winners[0]!;
+    for (const loser of daemons.filter((d) => d !== winner)) {
+      assert.deepEqual(await loser.exit, { code: 1, signal: null });
+      // Git's words when the winner already serves; the lock's when the loser's lock wait ran
+      // out first (a loaded machine). Both are right.
+      const stderr = loser.stderr();
+      if (!/another server is starting here: the lock file/.test(stderr)) {
+        assert.equal(stderr, `error: socket/pipe already in use: '${path}'\n`);
       }
-      await listening(path, winner);
-      assert.equal(await send(path, 'ping'), 'pong\n');
-      await stop(path, winner);
-      assert.deepEqual(readdirSync(dir), []);
     }
+    await listening(path, winner);
+    return { stop: () => stop(path, winner) };
   },
 );
 
@@ -247,8 +235,7 @@ test(
   "a stolen socket is noticed within about a second, and the thief's is left",
   { skip: unixOnly('socket theft: a pipe has no file to replace') },
   async (t) => {
-    const dir = tempDir(t);
-    const path = join(dir, 's');
+    const { dir, path } = serverPath(t);
     const daemon = runDaemon(t, path);
     await listening(path, daemon);
 
@@ -277,8 +264,7 @@ test(
   'a removed socket is noticed too, and nothing is put back',
   { skip: unixOnly('socket theft: a pipe has no file to remove') },
   async (t) => {
-    const dir = tempDir(t);
-    const path = join(dir, 's');
+    const { dir, path } = serverPath(t);
     const daemon = runDaemon(t, path);
     await listening(path, daemon);
     unlinkSync(path);
@@ -341,8 +327,7 @@ test(
   'the mode can be widened on purpose (serve --mode=660)',
   { skip: unixOnly('socket modes (a pipe gets a default DACL: docs/lifecycle.md)') },
   async (t) => {
-    const dir = tempDir(t);
-    const path = join(dir, 's');
+    const { dir, path } = serverPath(t);
     const args = [CLI, 'serve', path, '--exec=cat', '--mode=660', '--quiet'];
     const server = spawnDaemon(t, process.execPath, args);
     await listening(path, server);
@@ -355,8 +340,7 @@ test(
 );
 
 test('stop-daemon removes our own socket and nothing else', async (t) => {
-  const dir = tempDir(t);
-  const path = join(dir, 's');
+  const { dir, path } = serverPath(t);
   writeFileSync(join(dir, 's.keep'), 'x');
   const daemon = runDaemon(t, path);
   await listening(path, daemon);

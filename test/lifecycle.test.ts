@@ -48,7 +48,8 @@ import {
   pathOfLength,
   rawConnect,
   runProcess,
-  START_RACE_UNDER_WINE,
+  serverPath,
+  startRaceTest,
   tempDir,
   test,
   needsProc,
@@ -113,8 +114,7 @@ test(
   'start-up leaves the socket alone in its directory, owner-only, and no lock',
   { skip: unixOnly('the socket file, its mode and the start-up lock') },
   async (t) => {
-    const dir = tempDir(t);
-    const path = join(dir, 's');
+    const { dir, path } = serverPath(t);
     await serve(t, path);
     assert.deepEqual(readdirSync(dir), ['s']);
     const stats = lstatSync(path);
@@ -148,8 +148,7 @@ test(
     ),
   },
   async (t) => {
-    const dir = tempDir(t);
-    const path = join(dir, 's');
+    const { dir, path } = serverPath(t);
     const { ino } = await foreignSocket(t, path);
     await assert.rejects(startServer(path, handler), (err: Error & { code?: string }) => {
       assert.equal(err.code, 'ERR_IPC_IN_USE');
@@ -171,8 +170,7 @@ test(
         'a full listen backlog fails connects with EAGAIN on Linux only; on macOS and the BSDs it refuses them as a dead socket does, so a server that never drains it counts as dead (docs/lifecycle.md; refusal.test.ts covers the probes)'),
   },
   async (t) => {
-    const dir = tempDir(t);
-    const path = join(dir, 's');
+    const { path } = serverPath(t);
     // A server that listens with a backlog of 1 and then never accepts (its loop is blocked).
     const busy = spawn(
       process.execPath,
@@ -215,8 +213,7 @@ test(
   'a dead socket is replaced, and the path never goes missing meanwhile',
   { skip: unixOnly('dead socket files (a pipe vanishes with its last handle)') },
   async (t) => {
-    const dir = tempDir(t);
-    const path = join(dir, 's');
+    const { path } = serverPath(t);
     await deadSocket(path);
     const before = lstatSync(path).ino;
     let looking = true;
@@ -289,8 +286,7 @@ test(
   'a lock held by a live process is respected: ERR_IPC_LOCKED, lock untouched',
   { skip: LOCK_FILE_ONLY },
   async (t) => {
-    const dir = tempDir(t);
-    const path = join(dir, 's');
+    const { dir, path } = serverPath(t);
     writeFileSync(`${path}.lock`, `${process.pid}\n`);
     await assert.rejects(startServer(path, handler), (err: Error & { code?: string }) => {
       assert.equal(err.code, 'ERR_IPC_LOCKED');
@@ -308,8 +304,7 @@ test(
   'a fresh lock with no owner (as Git writes) is respected; an old one is broken',
   { skip: LOCK_FILE_ONLY },
   async (t) => {
-    const dir = tempDir(t);
-    const path = join(dir, 's');
+    const { dir, path } = serverPath(t);
     writeFileSync(`${path}.lock`, '');
     await assert.rejects(startServer(path, handler), { code: 'ERR_IPC_LOCKED' });
     assert.ok(existsSync(`${path}.lock`));
@@ -322,8 +317,7 @@ test(
 );
 
 test('a lock whose owner is dead is broken at once', { skip: LOCK_FILE_ONLY }, async (t) => {
-  const dir = tempDir(t);
-  const path = join(dir, 's');
+  const { dir, path } = serverPath(t);
   writeFileSync(`${path}.lock`, `${await deadPid()}\n`);
   assert.equal(isLockHeld(`${path}.lock`), false);
   await serve(t, path);
@@ -342,8 +336,7 @@ test(
       needsProc('process start times'),
   },
   async (t) => {
-    const dir = tempDir(t);
-    const path = join(dir, 's');
+    const { dir, path } = serverPath(t);
     // Our own pid, in a lock written long before this process started.
     writeFileSync(`${path}.lock`, `${process.pid}\n`);
     const old = (Date.now() - 3_600_000) / 1000;
@@ -384,31 +377,24 @@ test(
   },
 );
 
-test(
+startRaceTest(
+  test,
   'servers started at once in one process: exactly one serves',
-  {
-    skip: START_RACE_UNDER_WINE,
-  },
-  async (t) => {
-    const dir = tempDir(t);
-    const path = join(dir, 's');
-    for (let round = 0; round < 3; round++) {
-      const results = await Promise.allSettled(
-        Array.from({ length: 6 }, () => startServer(path, handler)),
-      );
-      const servers = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-      const codes = results.flatMap((r) =>
-        r.status === 'rejected' ? [(r.reason as { code: string }).code] : [],
-      );
-      assert.equal(servers.length, 1);
-      // A loser that found the winner serving says IN_USE; one still waiting for the lock when
-      // its lockTimeout ran out (a loaded machine) says LOCKED. Both are right.
-      assert.equal(codes.length, 5);
-      for (const code of codes) assert.match(code, /^ERR_IPC_(IN_USE|LOCKED)$/);
-      assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
-      await servers[0]!.stop();
-      assert.deepEqual(readdirSync(dir), []);
-    }
+  3,
+  async (_t, path) => {
+    const results = await Promise.allSettled(
+      Array.from({ length: 6 }, () => startServer(path, handler)),
+    );
+    const servers = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const codes = results.flatMap((r) =>
+      r.status === 'rejected' ? [(r.reason as { code: string }).code] : [],
+    );
+    assert.equal(servers.length, 1);
+    // A loser that found the winner serving says IN_USE; one still waiting for the lock when
+    // its lockTimeout ran out (a loaded machine) says LOCKED. Both are right.
+    assert.equal(codes.length, 5);
+    for (const code of codes) assert.match(code, /^ERR_IPC_(IN_USE|LOCKED)$/);
+    return servers[0]!;
   },
 );
 
@@ -471,36 +457,33 @@ function racer(path: string): {
   return { child, lines, next };
 }
 
-test(
+startRaceTest(
+  test,
   'servers started at the same instant in separate processes: exactly one serves',
-  {
-    skip: START_RACE_UNDER_WINE,
-  },
-  async (t) => {
-    const dir = tempDir(t);
-    const path = join(dir, 's');
-    for (let round = 0; round < 3; round++) {
-      const racers = Array.from({ length: 4 }, () => racer(path));
-      t.after(() => {
-        for (const r of racers) r.child.kill('SIGKILL');
-      });
-      for (const r of racers) assert.equal(await r.next(), 'ready');
-      for (const r of racers) r.child.stdin!.write('go\n');
-      const answers = await Promise.all(racers.map((r) => r.next()));
-      // Losers say IN_USE, or LOCKED when the lock was still held at their lockTimeout.
-      assert.equal(
-        answers.filter((a) => a === 'ok').length,
-        1,
-        `round ${round}: ${answers.join(', ')}`,
-      );
-      for (const a of answers) assert.match(a, /^(ok|ERR_IPC_IN_USE|ERR_IPC_LOCKED)$/);
-      assert.equal((await sendCommand(path, 'ping')).toString(), 'pong');
-      const winner = racers[answers.indexOf('ok')]!;
-      const exited = new Promise((resolve) => winner.child.once('exit', resolve));
-      winner.child.stdin!.write('stop\n');
-      await exited;
-      assert.deepEqual(readdirSync(dir), []);
-    }
+  3,
+  async (t, path, round) => {
+    const racers = Array.from({ length: 4 }, () => racer(path));
+    t.after(() => {
+      for (const r of racers) r.child.kill('SIGKILL');
+    });
+    for (const r of racers) assert.equal(await r.next(), 'ready');
+    for (const r of racers) r.child.stdin!.write('go\n');
+    const answers = await Promise.all(racers.map((r) => r.next()));
+    // Losers say IN_USE, or LOCKED when the lock was still held at their lockTimeout.
+    assert.equal(
+      answers.filter((a) => a === 'ok').length,
+      1,
+      `round ${round}: ${answers.join(', ')}`,
+    );
+    for (const a of answers) assert.match(a, /^(ok|ERR_IPC_IN_USE|ERR_IPC_LOCKED)$/);
+    const winner = racers[answers.indexOf('ok')]!;
+    return {
+      stop: async () => {
+        const exited = new Promise((resolve) => winner.child.once('exit', resolve));
+        winner.child.stdin!.write('stop\n');
+        await exited;
+      },
+    };
   },
 );
 
@@ -541,8 +524,7 @@ for (const how of ['replaced', 'removed', 'not-a-socket'] as const) {
     `a stolen socket (${how}) is noticed at once; the thief's path is left alone`,
     { skip: unixOnly('socket theft: a pipe has no file to replace or remove') },
     async (t) => {
-      const dir = tempDir(t);
-      const path = join(dir, 's');
+      const { path } = serverPath(t);
       const server = await serve(t, path);
       const stolenAt = performance.now();
       const check = await steal(t, path, how);
@@ -574,8 +556,7 @@ test(
   "stopping right after a theft leaves the successor's socket (Node's close unlinks)",
   { skip: unixOnly('socket theft: a pipe has no file to replace or remove') },
   async (t) => {
-    const dir = tempDir(t);
-    const path = join(dir, 's');
+    const { path } = serverPath(t);
     const server = await serve(t, path);
     const check = await steal(t, path, 'replaced');
     await server.stop(); // before the watch has had a chance to notice
@@ -588,8 +569,7 @@ test(
   'stop removes our own socket, and nothing else',
   { skip: unixOnly('socket files (a pipe vanishes with its last handle)') },
   async (t) => {
-    const dir = tempDir(t);
-    const path = join(dir, 's');
+    const { dir, path } = serverPath(t);
     const server = await serve(t, path);
     writeFileSync(join(dir, 'other'), 'x');
     await server.stop();
@@ -602,8 +582,7 @@ test(
   'removeIfOurs: only our device and inode, and not while a start-up holds the lock',
   { skip: unixOnly('socket files, devices and inodes') },
   async (t) => {
-    const dir = tempDir(t);
-    const path = join(dir, 's');
+    const { dir, path } = serverPath(t);
     await deadSocket(path);
     const ours = lstatSync(path);
     const identity = { dev: ours.dev, ino: ours.ino };
@@ -626,8 +605,7 @@ test(
     // its last step removes the private directory the socket was bound in. A quit handled in
     // that window used to stop a server that had no listener yet: the socket was left behind,
     // and the listener, installed after the stop, kept accepting for ever.
-    const dir = tempDir(t);
-    const path = join(dir, 's');
+    const { dir, path } = serverPath(t);
     const fsp = process.getBuiltinModule('node:fs/promises');
     const rmdir = fsp.rmdir;
     t.after(() => {
@@ -704,8 +682,7 @@ test(
     // A starter that looked while we were still listening gives up with "already in use" and
     // drops the lock; on a loaded machine that can take longer than the start-up lock's 100 ms.
     // Our socket is still ours then, and must not be left behind.
-    const dir = tempDir(t);
-    const path = join(dir, 's');
+    const { dir, path } = serverPath(t);
     await deadSocket(path);
     const ours = lstatSync(path);
     writeFileSync(`${path}.lock`, `${process.pid}\n`);
