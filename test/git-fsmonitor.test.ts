@@ -10,8 +10,8 @@
  */
 
 import assert from 'node:assert/strict';
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { linkSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { describe, type TestContext } from 'node:test';
 import {
   decodeResponse,
@@ -129,6 +129,12 @@ describe("our client, Git's fsmonitor--daemon", { skip: GIT_BUILD_SKIP }, () => 
   test('a response of tens of thousands of paths arrives whole', async (t) => {
     const wt = await makeWorktree(t);
     await startGitDaemon(wt);
+    // Each path is a new name (a hard link) for one empty file beside the worktree: the daemon
+    // hears of a new name as of a new file (inotify's IN_CREATE, FSEvents' created), and a link
+    // costs the file system far less than a file (about 0.01 against 0.7 CPU-milliseconds on
+    // the ext4 of a test machine, where 20,000 new files took 14 CPU-seconds).
+    const empty = join(dirname(wt.root), 'empty');
+    writeFileSync(empty, '');
     const token = await flush(wt);
     const expected: string[] = [];
     // In batches, each followed by a query: the query makes the daemon catch up with its
@@ -140,7 +146,7 @@ describe("our client, Git's fsmonitor--daemon", { skip: GIT_BUILD_SKIP }, () => 
       expected.push(dir);
       for (let f = 0; f < 1000; f++) {
         const name = `${dir}/file-with-a-longer-name-${String(f).padStart(4, '0')}.txt`;
-        writeFileSync(join(wt.root, name), '');
+        linkSync(empty, join(wt.root, name));
         expected.push(name);
       }
       await query(wt, token);
