@@ -13,6 +13,7 @@
 // SIMPLE_IPC_TEST_CONCURRENCY also sets N (default 4).
 /* global AbortController */
 import { spawn } from 'node:child_process';
+import { setMaxListeners } from 'node:events';
 import { readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import process from 'node:process';
@@ -79,6 +80,8 @@ if (passed.length > 0) {
   // As `node --test` does: a signal cancels the run (its files' processes are killed), and any
   // failure but a todo test's fails it.
   const controller = new AbortController();
+  // run() listens on the signal once per file: more than the default 10 is no leak.
+  setMaxListeners(files.length + 10, controller.signal);
   for (const [signal, number] of [
     ['SIGINT', 2],
     ['SIGTERM', 15],
