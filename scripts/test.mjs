@@ -7,6 +7,7 @@
 // scripts/run-tests.mjs (e.g. --concurrency=N).
 import { Buffer } from 'node:buffer';
 import { spawn } from 'node:child_process';
+import { constants, setPriority } from 'node:os';
 import process from 'node:process';
 
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
@@ -14,13 +15,25 @@ const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 // connection (see scripts/run-tests.mjs).
 delete process.env.NODE_EXTRA_CA_CERTS;
 
-/** Runs a command; resolves with its exit code and, unless `inherit`, its output. */
+/**
+ * Runs a command; resolves with its exit code and, unless `inherit`, its output. A command
+ * whose output is held (the lint checks) runs at a lower priority, and so do the processes it
+ * starts (npm starts them after its own start-up, and they inherit it): the build and the
+ * tests are what the run waits on, and the checks take the CPU time they leave.
+ */
 function run(command, args, inherit) {
   return new Promise((resolve) => {
     const child = spawn(command, args, {
       stdio: inherit ? 'inherit' : ['ignore', 'pipe', 'pipe'],
       shell: process.platform === 'win32' && command === npm,
     });
+    if (!inherit && child.pid !== undefined) {
+      try {
+        setPriority(child.pid, constants.priority.PRIORITY_BELOW_NORMAL);
+      } catch {
+        // Not allowed here: the checks run at the same priority, only slower to finish.
+      }
+    }
     const chunks = [];
     child.stdout?.on('data', (chunk) => chunks.push(chunk));
     child.stderr?.on('data', (chunk) => chunks.push(chunk));
@@ -45,8 +58,8 @@ function report(checks) {
 }
 
 // The checks of the sources (prettier, eslint, import cycles) need no build: they start at once,
-// on the core that tsc, single-threaded, leaves idle. The API reports are made from the build's
-// .d.ts files, after it.
+// on the CPU time tsc, mostly single-threaded, leaves. The API reports are made from the
+// build's .d.ts files, after it.
 const sources = run(npm, ['run', 'lint:sources', '--silent'], false);
 const build = await run(npm, ['run', 'build', '--silent'], true);
 if (build.code !== 0) {
