@@ -1,7 +1,7 @@
 // npm test: the build, then the lint checks and the test files side by side. The tests spend
 // most of their time waiting on sockets, timers and child processes, so the checks' CPU work
 // (prettier, eslint, the import-cycle check, the API reports) fits in beside them instead of
-// before them; the checks that need no build (npm run lint:sources) start beside the build,
+// before them; the checks that need no build (lint:format, lint:code) start beside the build,
 // whose tsc keeps one core busy and leaves the other idle. The checks' output is held and
 // printed once the tests end; the run fails if either fails. Arguments go to
 // scripts/run-tests.mjs (e.g. --concurrency=N).
@@ -47,32 +47,30 @@ function run(command, args, inherit) {
   });
 }
 
-/** Prints the lint checks' held output and verdict. */
-function report(checks) {
+/** Prints the lint checks' held output, in the order of `lint:checks`, and their verdict. */
+function report(results) {
+  const failed = results.find((r) => r.code !== 0);
   process.stdout.write(
-    `\n=== lint (prettier, eslint, import cycles, API reports)\n${checks.output}`,
+    `\n=== lint (prettier, eslint, import cycles, API reports)\n${results.map((r) => r.output).join('')}`,
   );
-  process.stdout.write(
-    `=== lint ${checks.code === 0 ? 'passed' : `FAILED (exit ${checks.code})`}\n`,
-  );
+  process.stdout.write(`=== lint ${failed ? `FAILED (exit ${failed.code})` : 'passed'}\n`);
+  return failed?.code ?? 0;
 }
 
-// The checks of the sources (prettier, eslint, import cycles) need no build: they start at once,
-// on the CPU time tsc, mostly single-threaded, leaves. The API reports are made from the
-// build's .d.ts files, after it.
-const sources = run(npm, ['run', 'lint:sources', '--silent'], false);
+// The checks run side by side, each when it can: prettier, and eslint with the import-cycle
+// check, read the sources only and start at once, on the CPU time tsc (mostly single-threaded)
+// leaves; the API reports are made from the build's .d.ts files, after it. Side by side, what
+// is left of them when the tests end has both cores.
+const lint = (script) => run(npm, ['run', script, '--silent'], false);
+const sources = [lint('lint:format'), lint('lint:code')];
 const build = await run(npm, ['run', 'build', '--silent'], true);
 if (build.code !== 0) {
-  report(await sources);
+  report(await Promise.all(sources));
   process.exit(build.code);
 }
 const [checks, tests] = await Promise.all([
-  sources.then(async (first) => {
-    if (first.code !== 0) return first;
-    const api = await run(npm, ['run', 'lint:api', '--silent'], false);
-    return { code: api.code, output: first.output + api.output };
-  }),
+  Promise.all([...sources, lint('lint:api')]),
   run(process.execPath, ['scripts/run-tests.mjs', ...process.argv.slice(2)], true),
 ]);
-report(checks);
-process.exit(checks.code !== 0 ? checks.code : tests.code);
+const failed = report(checks);
+process.exit(failed !== 0 ? failed : tests.code);
